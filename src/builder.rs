@@ -1,0 +1,229 @@
+//! [`ProductionLayer::builder()`] → [`ProductionLayerBuilder`] → [`ProductionLayer`].
+
+use std::future::Future;
+use std::sync::Arc;
+#[cfg(feature = "middleware")]
+use std::time::Duration;
+
+use axum::Router;
+
+use crate::config::Config;
+use crate::error::{ConfigError, Error};
+use crate::logging::LogConfig;
+#[cfg(feature = "middleware")]
+use crate::middleware::{CompressionConfig, CorsConfig, HttpConfig, HttpStack, RequestIdConfig};
+#[cfg(feature = "redis")]
+use crate::redis::{RedisConfig, RedisHandle};
+use crate::shutdown::Shutdown;
+
+/// Everything the crate adds to an axum app: the middleware [`layer`](Self::layer), the
+/// [`routes`](Self::routes), handles to the enabled modules and the shutdown signal.
+///
+/// Cheap to clone (one `Arc`).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use rustforge_prod::ProductionLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rustforge_prod::Error> {
+/// let prod = ProductionLayer::builder().build().await?;
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .merge(prod.routes())
+///     .layer(prod.layer());
+/// # let _ = app; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ProductionLayer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    #[cfg(feature = "middleware")]
+    stack: HttpStack,
+    #[cfg(feature = "redis")]
+    redis: Option<RedisHandle>,
+    shutdown: Shutdown,
+}
+
+impl ProductionLayer {
+    /// Starts configuring: production defaults, nothing read from the environment until
+    /// [`from_env`](ProductionLayerBuilder::from_env) is called.
+    pub fn builder() -> ProductionLayerBuilder {
+        ProductionLayerBuilder::default()
+    }
+
+    /// The middleware stack as one tower layer, for [`Router::layer`].
+    #[cfg(feature = "middleware")]
+    pub fn layer(&self) -> HttpStack {
+        self.inner.stack.clone()
+    }
+
+    /// The crate's routes, to [`Router::merge`] into the app. The health, metrics, broadcasting
+    /// and storage modules add theirs here as they land; today the router is empty.
+    pub fn routes<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        Router::new()
+    }
+
+    /// The configuration the layer was built from.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The shared Redis handle, when Redis is configured.
+    #[cfg(feature = "redis")]
+    pub fn redis(&self) -> Option<&RedisHandle> {
+        self.inner.redis.as_ref()
+    }
+
+    /// The shutdown flag shared by the modules.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.inner.shutdown
+    }
+
+    /// Resolves on SIGINT/SIGTERM or [`Shutdown::trigger`]: pass it to axum's
+    /// `with_graceful_shutdown`.
+    pub fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.shutdown.signal()
+    }
+}
+
+/// Configures a [`ProductionLayer`]. Later calls win over earlier ones, so
+/// `.from_env()?.cors(…)` lets code override the environment and `.cors(…).from_env()?` the
+/// reverse.
+#[derive(Debug, Default)]
+#[must_use = "call .build().await to get the ProductionLayer"]
+pub struct ProductionLayerBuilder {
+    config: Config,
+}
+
+impl ProductionLayerBuilder {
+    /// Reads the [environment variables](crate::config#environment-variables) on top of the
+    /// settings so far. Each bad value is a [`ConfigError`] naming its variable.
+    pub fn from_env(self) -> Result<Self, ConfigError> {
+        self.from_vars(std::env::vars())
+    }
+
+    /// Like [`from_env`](Self::from_env), from explicit `(name, value)` pairs.
+    pub fn from_vars<K, V>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        self.config.apply_vars(vars)?;
+        self.config.validate()?;
+        Ok(self)
+    }
+
+    /// Replaces the whole configuration (e.g. one deserialized from a file).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the logging settings (used by [`init_logging`](crate::init_logging)).
+    pub fn log(mut self, log: LogConfig) -> Self {
+        self.config.log = log;
+        self.config
+            .env_sources
+            .retain(|key, _| !key.starts_with("log."));
+        self
+    }
+
+    /// Replaces every middleware setting.
+    #[cfg(feature = "middleware")]
+    pub fn http(mut self, http: HttpConfig) -> Self {
+        self.config.http = http;
+        self.forget_env("http.")
+    }
+
+    /// Sets CORS.
+    #[cfg(feature = "middleware")]
+    pub fn cors(mut self, cors: CorsConfig) -> Self {
+        self.config.http.cors = cors;
+        self.forget_env("http.cors.")
+    }
+
+    /// Sets compression.
+    #[cfg(feature = "middleware")]
+    pub fn compression(mut self, compression: CompressionConfig) -> Self {
+        self.config.http.compression = compression;
+        self.forget_env("http.compression.")
+    }
+
+    /// Sets request ids.
+    #[cfg(feature = "middleware")]
+    pub fn request_id(mut self, request_id: RequestIdConfig) -> Self {
+        self.config.http.request_id = request_id;
+        self.forget_env("http.request_id.")
+    }
+
+    /// Sets the request timeout (`None`: no timeout).
+    #[cfg(feature = "middleware")]
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.http.timeout = timeout;
+        self.forget_env("http.timeout")
+    }
+
+    /// Sets the request body limit in bytes (`None`: no limit).
+    #[cfg(feature = "middleware")]
+    pub fn body_limit(mut self, bytes: Option<u64>) -> Self {
+        self.config.http.body_limit = bytes.map(bytesize::ByteSize::b);
+        self.forget_env("http.body_limit")
+    }
+
+    /// Uses Redis with these settings.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, redis: RedisConfig) -> Self {
+        self.config.redis = Some(redis);
+        self.forget_env("redis.")
+    }
+
+    /// Checks the configuration and builds the layer. A configured Redis is PINGed once; when it
+    /// does not answer, a warning is logged and the modules use their documented fallbacks.
+    pub async fn build(self) -> Result<ProductionLayer, Error> {
+        let config = self.config;
+        config.validate()?;
+        #[cfg(feature = "middleware")]
+        let stack = HttpStack::new(&config.http).map_err(|e| config.name_source(e))?;
+        #[cfg(feature = "redis")]
+        let redis = match &config.redis {
+            Some(redis_config) => {
+                let handle = RedisHandle::connect(redis_config)?;
+                if let Err(err) = handle.ping().await {
+                    tracing::warn!(error = %err, "Redis did not answer at startup");
+                }
+                Some(handle)
+            }
+            None => None,
+        };
+        Ok(ProductionLayer {
+            inner: Arc::new(Inner {
+                config,
+                #[cfg(feature = "middleware")]
+                stack,
+                #[cfg(feature = "redis")]
+                redis,
+                shutdown: Shutdown::new(),
+            }),
+        })
+    }
+
+    /// Code has replaced the settings under `prefix`: errors there no longer name a variable.
+    #[cfg(any(feature = "middleware", feature = "redis"))]
+    fn forget_env(mut self, prefix: &str) -> Self {
+        self.config
+            .env_sources
+            .retain(|key, _| !key.starts_with(prefix));
+        self
+    }
+}

@@ -1,0 +1,294 @@
+//! Configuration: one serde struct, filled from code, from a file or from the environment.
+//!
+//! ```
+//! use rustforge_prod::Config;
+//!
+//! // From the environment (here an explicit list; `Config::from_env()` reads the process env).
+//! let config = Config::from_vars([
+//!     ("RUSTFORGE_LOG_FORMAT", "json"),
+//!     ("RUSTFORGE_REQUEST_TIMEOUT", "10s"),
+//! ])?;
+//! assert_eq!(config.log.format, rustforge_prod::LogFormat::Json);
+//!
+//! // From a file: the same struct deserializes with serde (TOML, JSON, YAML ...).
+//! let config: Config = serde_json::from_str(r#"{ "log": { "format": "pretty" } }"#).unwrap();
+//! assert_eq!(config.log.format, rustforge_prod::LogFormat::Pretty);
+//! # Ok::<(), rustforge_prod::ConfigError>(())
+//! ```
+//!
+//! # Environment variables
+//!
+//! | variable | meaning | example |
+//! |---|---|---|
+//! | `RUST_LOG` | log filter ([`EnvFilter`](tracing_subscriber::EnvFilter) syntax) | `info,my_app=debug` |
+//! | `RUSTFORGE_LOG_FORMAT` | `json` (production) or `pretty` (development) | `json` |
+//! | `RUSTFORGE_REQUEST_ID_HEADER` | header that carries the request id | `x-request-id` |
+//! | `RUSTFORGE_CORS_ORIGINS` | comma-separated allowed origins, or `*` (not with credentials) | `https://app.example.com` |
+//! | `RUSTFORGE_CORS_CREDENTIALS` | allow cookies / credentials cross-origin | `true` |
+//! | `RUSTFORGE_CORS_HEADERS` | comma-separated request headers browsers may send | `content-type,x-api-key` |
+//! | `RUSTFORGE_CORS_MAX_AGE` | how long browsers cache a preflight | `1h` |
+//! | `RUSTFORGE_COMPRESSION` | response compression on/off | `true` |
+//! | `RUSTFORGE_COMPRESSION_LEVEL` | compression level for every encoding (1–9) | `4` |
+//! | `RUSTFORGE_COMPRESSION_MIN_SIZE` | responses smaller than this are not compressed | `1KiB` |
+//! | `RUSTFORGE_REQUEST_TIMEOUT` | time to the response headers, or `off` | `30s` |
+//! | `RUSTFORGE_BODY_LIMIT` | largest accepted request body, or `off` | `2MiB` |
+//! | `REDIS_URL` | `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port` | `redis://127.0.0.1:6379` |
+//! | `RUSTFORGE_REDIS_PREFIX` | prefix of every Redis key the crate writes | `myapp` |
+//! | `RUSTFORGE_REDIS_POOL_SIZE` | connections in the Redis pool | `8` |
+//! | `RUSTFORGE_REDIS_CONNECT_TIMEOUT` | time allowed to open a Redis connection | `1s` |
+//! | `RUSTFORGE_REDIS_COMMAND_TIMEOUT` | time allowed for one Redis command | `250ms` |
+//!
+//! Boolean values accept `true/false`, `1/0`, `yes/no`, `on/off`. Durations use
+//! [humantime](https://docs.rs/humantime) syntax (`500ms`, `30s`, `2m`); sizes accept `2MiB`,
+//! `512KB` or plain bytes. A variable that starts with `RUSTFORGE_` but is not in this table is an
+//! error too, so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+pub use crate::logging::{LogConfig, LogFormat};
+#[cfg(feature = "middleware")]
+use crate::middleware::HttpConfig;
+#[cfg(feature = "redis")]
+use crate::redis::RedisConfig;
+
+/// Every setting of the crate. `Default` is the production default of each module.
+///
+/// Build it in code, deserialize it from a file, or read it with [`Config::from_env`]; then hand
+/// it to [`ProductionLayerBuilder::config`](crate::ProductionLayerBuilder::config).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Logging (format and filter), used by [`init_logging`](crate::init_logging).
+    pub log: LogConfig,
+    /// The HTTP middleware stack.
+    #[cfg(feature = "middleware")]
+    pub http: HttpConfig,
+    /// The shared Redis handle; `None` when Redis is not used.
+    #[cfg(feature = "redis")]
+    pub redis: Option<RedisConfig>,
+    /// Config keys that were set from an environment variable, so that a later error (found at
+    /// `build()`) names the variable the user wrote instead of the key.
+    #[serde(skip)]
+    pub(crate) env_sources: BTreeMap<&'static str, &'static str>,
+}
+
+/// The environment variables [`Config::from_env`] reads, with the config key each one sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("RUST_LOG", "log.filter"),
+    ("RUSTFORGE_LOG_FORMAT", "log.format"),
+    ("RUSTFORGE_REQUEST_ID_HEADER", "http.request_id.header"),
+    ("RUSTFORGE_CORS_ORIGINS", "http.cors.origins"),
+    ("RUSTFORGE_CORS_CREDENTIALS", "http.cors.credentials"),
+    ("RUSTFORGE_CORS_HEADERS", "http.cors.headers"),
+    ("RUSTFORGE_CORS_MAX_AGE", "http.cors.max_age"),
+    ("RUSTFORGE_COMPRESSION", "http.compression.enabled"),
+    ("RUSTFORGE_COMPRESSION_LEVEL", "http.compression.level"),
+    (
+        "RUSTFORGE_COMPRESSION_MIN_SIZE",
+        "http.compression.min_size",
+    ),
+    ("RUSTFORGE_REQUEST_TIMEOUT", "http.timeout"),
+    ("RUSTFORGE_BODY_LIMIT", "http.body_limit"),
+    ("REDIS_URL", "redis.url"),
+    ("RUSTFORGE_REDIS_PREFIX", "redis.prefix"),
+    ("RUSTFORGE_REDIS_POOL_SIZE", "redis.pool_size"),
+    ("RUSTFORGE_REDIS_CONNECT_TIMEOUT", "redis.connect_timeout"),
+    ("RUSTFORGE_REDIS_COMMAND_TIMEOUT", "redis.command_timeout"),
+];
+
+impl Config {
+    /// Reads the [environment variables](self#environment-variables) of the process on top of the
+    /// defaults. Every bad value is a [`ConfigError`] naming the variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Like [`from_env`](Self::from_env), from an explicit list of `(name, value)` pairs — for
+    /// tests, or for values that come from somewhere else than the process environment.
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = Self::default();
+        config.apply_vars(vars)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies environment-style `(name, value)` pairs on top of this config.
+    pub fn apply_vars<K, V>(
+        &mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        for (name, value) in vars {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            let Some(&(var, key)) = ENV_VARS.iter().find(|(v, _)| *v == name) else {
+                if name.starts_with("RUSTFORGE_") {
+                    return Err(ConfigError::new(
+                        name,
+                        value,
+                        "unknown RUSTFORGE_ variable (see the table in rustforge_prod::config)",
+                    ));
+                }
+                continue;
+            };
+            self.apply_var(var, value)?;
+            self.env_sources.insert(key, var);
+        }
+        Ok(())
+    }
+
+    fn apply_var(&mut self, var: &'static str, value: &str) -> Result<(), ConfigError> {
+        match var {
+            "RUST_LOG" => self.log.filter = Some(value.to_owned()),
+            "RUSTFORGE_LOG_FORMAT" => self.log.format = parse::from_str(var, value)?,
+            #[cfg(feature = "middleware")]
+            _ if var != "REDIS_URL" && !var.starts_with("RUSTFORGE_REDIS_") => {
+                self.http.apply_var(var, value)?
+            }
+            #[cfg(feature = "redis")]
+            _ => {
+                let redis = self.redis.get_or_insert_with(RedisConfig::default);
+                redis.apply_var(var, value)?
+            }
+            // A variable of a module that is compiled out is ignored, as a missing feature means
+            // the setting cannot matter.
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks the settings that depend on each other; called by `build()`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_inner().map_err(|err| self.name_source(err))
+    }
+
+    fn validate_inner(&self) -> Result<(), ConfigError> {
+        self.log.validate()?;
+        #[cfg(feature = "middleware")]
+        self.http.validate()?;
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            redis.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Names the environment variable in `err` when its config key was set from the environment.
+    pub(crate) fn name_source(&self, err: ConfigError) -> ConfigError {
+        match self.env_sources.get(err.setting()) {
+            Some(var) => err.renamed(*var),
+            None => err,
+        }
+    }
+}
+
+/// Parsers shared by every module's `apply_var`, each naming the variable in its error.
+pub(crate) mod parse {
+    // Each module uses the parsers it needs; with some features off, some go unused.
+    #![allow(dead_code)]
+
+    use super::*;
+
+    /// `true/false`, `1/0`, `yes/no`, `on/off` (any case).
+    pub(crate) fn bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::new(setting, value, "expected true or false")),
+        }
+    }
+
+    /// A humantime duration such as `250ms`, `30s`, `2m`; zero is rejected.
+    pub(crate) fn duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
+        let d = humantime::parse_duration(value.trim()).map_err(|e| {
+            ConfigError::new(
+                setting,
+                value,
+                format!("expected a duration like 30s ({e})"),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(ConfigError::new(
+                setting,
+                value,
+                "must be greater than zero",
+            ));
+        }
+        Ok(d)
+    }
+
+    /// A duration, or `off`/`none`/`false` for no limit.
+    pub(crate) fn optional_duration(
+        setting: &str,
+        value: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        if is_off(value) {
+            return Ok(None);
+        }
+        duration(setting, value).map(Some)
+    }
+
+    /// A byte size such as `2MiB`, `512KB` or `1048576`; zero is rejected.
+    pub(crate) fn size(setting: &str, value: &str) -> Result<u64, ConfigError> {
+        let size: bytesize::ByteSize = value.trim().parse().map_err(|e| {
+            ConfigError::new(setting, value, format!("expected a size like 2MiB ({e})"))
+        })?;
+        if size.as_u64() == 0 {
+            return Err(ConfigError::new(
+                setting,
+                value,
+                "must be greater than zero",
+            ));
+        }
+        Ok(size.as_u64())
+    }
+
+    /// A size, or `off`/`none`/`false` for no limit.
+    pub(crate) fn optional_size(setting: &str, value: &str) -> Result<Option<u64>, ConfigError> {
+        if is_off(value) {
+            return Ok(None);
+        }
+        size(setting, value).map(Some)
+    }
+
+    /// A comma-separated list; empty items are dropped.
+    pub(crate) fn list(value: &str) -> Vec<String> {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Any `FromStr` value.
+    pub(crate) fn from_str<T>(setting: &str, value: &str) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        value
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::new(setting, value, format!("{e}")))
+    }
+
+    fn is_off(value: &str) -> bool {
+        matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "off" | "none" | "false" | "disabled"
+        )
+    }
+}

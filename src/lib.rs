@@ -1,0 +1,79 @@
+//! # rustforge-prod
+//!
+//! Make an axum service production-ready with one builder call: the standard HTTP middleware,
+//! rate limiting, real-time broadcasting, health checks, metrics and object storage — each with an
+//! in-memory/local backend that needs no server, and a distributed backend (Redis, S3) for many
+//! app servers behind a load balancer.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use rustforge_prod::{ProductionLayer, init_logging};
+//! use std::net::SocketAddr;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let prod = ProductionLayer::builder().from_env()?.build().await?;
+//!     let _logs = init_logging(&prod.config().log)?;
+//!     let app = Router::new()
+//!         .route("/", get(|| async { "Hello, production!" }))
+//!         .merge(prod.routes())
+//!         .layer(prod.layer());
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//!     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//!         .with_graceful_shutdown(prod.shutdown_signal())
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Features
+//!
+//! | module | feature | memory / local backend | distributed backend | status |
+//! |---|---|---|---|---|
+//! | [`middleware`] | `middleware` | — | — | ready |
+//! | [`redis`] (shared handle) | `redis` | — | Redis, Redis Cluster | ready |
+//! | `ratelimit` | `ratelimit` | in-process | Redis (`redis`) | planned (empty module) |
+//! | `broadcast` | `broadcast` | in-process hub | Redis (`redis`) | planned (empty module) |
+//! | `health` | `health` | — | Redis / database / storage checks | planned (empty module) |
+//! | `metrics` | `metrics` | — | OTLP (`otlp`) | planned (empty module) |
+//! | `storage` | `storage` | local disk, memory | S3 (`s3`) | planned (empty module) |
+//!
+//! `default` enables every module with its memory backend; `full` adds `redis` and `s3`;
+//! `test-util` exposes the shared conformance suites.
+//!
+//! ## Configuration
+//!
+//! Code ([`ProductionLayerBuilder`]), a file ([`Config`] is serde) or the environment
+//! ([`Config::from_env`], variables listed in [`config`]). Every bad setting is a
+//! [`ConfigError`] that names the setting and the value; nothing panics on user input.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod builder;
+pub mod config;
+pub mod error;
+pub mod logging;
+mod shutdown;
+
+#[cfg(feature = "broadcast")]
+pub mod broadcast;
+#[cfg(feature = "health")]
+pub mod health;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(feature = "middleware")]
+pub mod middleware;
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "storage")]
+pub mod storage;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use builder::{ProductionLayer, ProductionLayerBuilder};
+pub use config::Config;
+pub use error::{ConfigError, Error};
+pub use logging::{LogConfig, LogFormat, LogGuard, init_logging};
+pub use shutdown::Shutdown;

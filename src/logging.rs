@@ -1,0 +1,124 @@
+//! Structured logging: JSON lines in production, pretty output in development.
+//!
+//! ```no_run
+//! use rustforge_prod::{init_logging, LogConfig, LogFormat};
+//!
+//! # fn main() -> Result<(), rustforge_prod::Error> {
+//! // Keep the guard alive for the life of the program: dropping it flushes the log writer.
+//! let _guard = init_logging(&LogConfig { format: LogFormat::Json, filter: Some("info".into()) })?;
+//! tracing::info!(answer = 42, "logging is ready");
+//! # Ok(()) }
+//! ```
+//!
+//! Every request handled by the [middleware stack](crate::middleware) runs inside a `request` span
+//! that carries `method`, `route` and `request_id`, so each line logged while serving it — by
+//! the crate or by the application — names the request it belongs to.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{EnvFilter, Registry};
+
+use crate::error::{ConfigError, Error};
+
+/// The filter used when neither [`LogConfig::filter`] nor `RUST_LOG` is set.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production; what log shippers parse).
+    #[default]
+    Json,
+    /// Human-readable, coloured multi-line output (development).
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            _ => Err("expected json or pretty".to_owned()),
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Output format; JSON by default.
+    pub format: LogFormat,
+    /// A filter in [`EnvFilter`] syntax (`info,my_app=debug`); `None` uses
+    /// [`DEFAULT_LOG_FILTER`].
+    pub filter: Option<String>,
+}
+
+impl LogConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.env_filter().map(drop)
+    }
+
+    fn env_filter(&self) -> Result<EnvFilter, ConfigError> {
+        let filter = self.filter.as_deref().unwrap_or(DEFAULT_LOG_FILTER);
+        EnvFilter::try_new(filter)
+            .map_err(|e| ConfigError::new("log.filter", filter, format!("not a valid filter: {e}")))
+    }
+}
+
+/// Keeps the background log writer alive; dropping it flushes what is still buffered.
+#[must_use = "dropping the guard stops the log writer"]
+#[derive(Debug)]
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+/// Installs a global `tracing` subscriber writing to stdout through a non-blocking writer, so a
+/// slow terminal or log pipe never blocks a request (lines are dropped, not waited for, when its
+/// buffer is full).
+///
+/// Fails with [`Error::Config`] for an invalid filter and [`Error::Logging`] when a global
+/// subscriber is already installed.
+pub fn init_logging(config: &LogConfig) -> Result<LogGuard, Error> {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let subscriber = subscriber(config, writer)?;
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| Error::Logging(e.to_string()))?;
+    Ok(LogGuard(guard))
+}
+
+/// The subscriber [`init_logging`] installs, writing to any `writer`: use it with
+/// [`tracing::subscriber::set_default`] to capture logs in tests, or to write to a file.
+pub fn subscriber<W>(
+    config: &LogConfig,
+    writer: W,
+) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, ConfigError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = config.env_filter()?;
+    let registry = Registry::default().with(filter);
+    Ok(match config.format {
+        LogFormat::Json => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(writer),
+            ),
+        ),
+        LogFormat::Pretty => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .pretty()
+                    .with_writer(writer),
+            ),
+        ),
+    })
+}

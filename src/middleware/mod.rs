@@ -1,0 +1,163 @@
+//! The production HTTP middleware stack, built entirely from tower-http layers.
+//!
+//! Request ids, request logging, CORS, compression, timeout, body limit, panic catching and
+//! sensitive-header redaction — each on by default with production defaults, each configurable
+//! through [`HttpConfig`] or removable. [`HttpStack`] holds them as one layer; its docs give the
+//! order and the reasons for it.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use rustforge_prod::middleware::{CorsConfig, HttpConfig, HttpStack};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), rustforge_prod::ConfigError> {
+//! let mut http = HttpConfig::default();
+//! http.cors = CorsConfig::origins(["https://app.example.com"]);
+//! http.timeout = Some(Duration::from_secs(10));
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(HttpStack::new(&http)?);
+//! # let _ = app; Ok(()) }
+//! ```
+//!
+//! Most applications get the stack from [`ProductionLayer::layer`](crate::ProductionLayer::layer)
+//! instead, configured by the builder or the environment.
+//!
+//! Error responses made by the stack (timeout, body limit, panic, and axum's empty 404/405) carry
+//! a JSON body `{"status":…,"error":"…","request_id":"…"}`; turn that off with
+//! [`HttpConfig::error_bodies`].
+
+mod compression;
+mod cors;
+mod errors;
+mod request_id;
+mod stack;
+mod trace;
+
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+pub use compression::{CompressionConfig, DEFAULT_EXCLUDED_CONTENT_TYPES, NoneOf, ShouldCompress};
+pub use cors::{
+    CorsConfig, DEFAULT_ALLOW_HEADERS, DEFAULT_ALLOW_METHODS, DEFAULT_EXPOSE_HEADERS,
+    OriginPredicate,
+};
+pub use errors::ErrorBody;
+pub use request_id::{MAX_REQUEST_ID_LEN, MakeRequestUuidV7, RequestIdConfig, is_sane_request_id};
+pub use stack::{HttpService, HttpStack};
+pub use trace::{LogResponse, MakeRequestSpan, TraceConfig};
+
+use crate::config::parse;
+use crate::error::ConfigError;
+
+/// Settings of the middleware stack. `Default` is the production default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// Request ids.
+    pub request_id: RequestIdConfig,
+    /// Request logging.
+    pub trace: TraceConfig,
+    /// CORS.
+    pub cors: CorsConfig,
+    /// Response compression and optional request decompression.
+    pub compression: CompressionConfig,
+    /// Time allowed until the response headers (default 30 s); `None` for no limit.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Status of a timed-out request: 408, 503 (default) or 504.
+    pub timeout_status: u16,
+    /// Largest request body (default 2 MiB; also sets axum's `DefaultBodyLimit`); `None` for no
+    /// limit.
+    pub body_limit: Option<ByteSize>,
+    /// Turn handler panics into 500 responses (default `true`).
+    pub catch_panic: bool,
+    /// Give empty error responses a JSON body with the request id (default `true`).
+    pub error_bodies: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_id: RequestIdConfig::default(),
+            trace: TraceConfig::default(),
+            cors: CorsConfig::default(),
+            compression: CompressionConfig::default(),
+            timeout: Some(Duration::from_secs(30)),
+            timeout_status: 503,
+            body_limit: Some(ByteSize::mib(2)),
+            catch_panic: true,
+            error_bodies: true,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Every middleware switched off (add back what you need).
+    pub fn none() -> Self {
+        Self {
+            request_id: RequestIdConfig::disabled(),
+            trace: TraceConfig { enabled: false },
+            cors: CorsConfig::disabled(),
+            compression: CompressionConfig::disabled(),
+            timeout: None,
+            timeout_status: 503,
+            body_limit: None,
+            catch_panic: false,
+            error_bodies: false,
+        }
+    }
+
+    /// Checks every setting (the same checks [`HttpStack::new`] makes).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if ![408, 503, 504].contains(&self.timeout_status) {
+            return Err(ConfigError::new(
+                "http.timeout_status",
+                self.timeout_status.to_string(),
+                "expected 408, 503 or 504",
+            ));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::new(
+                "http.timeout",
+                "0s",
+                "must be greater than zero",
+            ));
+        }
+        if self.body_limit.is_some_and(|b| b.as_u64() == 0) {
+            return Err(ConfigError::new(
+                "http.body_limit",
+                "0",
+                "must be greater than zero",
+            ));
+        }
+        self.request_id.header_name()?;
+        self.cors.build()?;
+        self.compression.build()?;
+        Ok(())
+    }
+
+    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
+        match var {
+            "RUSTFORGE_REQUEST_ID_HEADER" => self.request_id.header = value.trim().to_owned(),
+            "RUSTFORGE_CORS_ORIGINS" => self.cors.origins = parse::list(value),
+            "RUSTFORGE_CORS_CREDENTIALS" => self.cors.credentials = parse::bool(var, value)?,
+            "RUSTFORGE_CORS_HEADERS" => self.cors.headers = parse::list(value),
+            "RUSTFORGE_CORS_MAX_AGE" => self.cors.max_age = parse::duration(var, value)?,
+            "RUSTFORGE_COMPRESSION" => self.compression.enabled = parse::bool(var, value)?,
+            "RUSTFORGE_COMPRESSION_LEVEL" => self.compression.level = parse::from_str(var, value)?,
+            "RUSTFORGE_COMPRESSION_MIN_SIZE" => {
+                self.compression.min_size = ByteSize::b(parse::size(var, value)?)
+            }
+            "RUSTFORGE_REQUEST_TIMEOUT" => self.timeout = parse::optional_duration(var, value)?,
+            "RUSTFORGE_BODY_LIMIT" => {
+                self.body_limit = parse::optional_size(var, value)?.map(ByteSize::b)
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,66 @@
+//! Request logging: one `request` span per request and one line when the response starts.
+
+use std::time::Duration;
+
+use axum::extract::MatchedPath;
+use http::{Request, Response};
+use serde::{Deserialize, Serialize};
+use tower_http::request_id::RequestId;
+use tower_http::trace::{MakeSpan, OnResponse};
+use tracing::Span;
+
+/// Request-logging settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceConfig {
+    /// Create the `request` span and log one line per request (default `true`).
+    pub enabled: bool,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Makes the `request` span: `method`, `route` (the axum route template such as `/users/{id}`,
+/// empty for unmatched paths, so a scanner cannot flood logs with distinct values) and
+/// `request_id`, read from the extension `SetRequestId` put there before the span is made
+/// (tower-http#351).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MakeRequestSpan;
+
+impl<B> MakeSpan<B> for MakeRequestSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .unwrap_or("");
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str)
+            .unwrap_or("");
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            route,
+            request_id,
+        )
+    }
+}
+
+/// Logs the one line per request: `status` and `latency_us`, inside the `request` span.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogResponse;
+
+impl<B> OnResponse<B> for LogResponse {
+    fn on_response(self, response: &Response<B>, latency: Duration, _: &Span) {
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            "request completed"
+        );
+    }
+}

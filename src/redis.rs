@@ -1,0 +1,511 @@
+//! The shared Redis handle: one pool (or cluster client) that every module uses.
+//!
+//! `REDIS_URL` (or [`RedisConfig::url`]) is either a single node — `redis://host:port/db`,
+//! `rediss://…` for TLS — or a cluster: `redis+cluster://host:port,host:port,…`. The handle
+//! holds a [bb8] pool of multiplexed connections, tuned for the hot path: connections are not
+//! PINGed on every checkout; instead a connection that fails with an I/O error is marked broken
+//! and replaced. Every command runs under [`RedisConfig::command_timeout`], so a dead server costs
+//! a bounded time, never a hung request.
+//!
+//! ```no_run
+//! use rustforge_prod::redis::{RedisConfig, RedisHandle, Script};
+//!
+//! # async fn demo() -> Result<(), rustforge_prod::redis::RedisError> {
+//! let redis = RedisHandle::connect(&RedisConfig::new("redis://127.0.0.1:6379"))?;
+//! let latency = redis.ping().await?;
+//! println!("Redis answered in {latency:?}");
+//!
+//! // Scripts run with EVALSHA and are loaded again after a NOSCRIPT (e.g. a Redis restart).
+//! let incr = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+//! let key = redis.key("demo", "counter"); // "{rustforge:demo}:counter" — one hash slot
+//! let value: i64 = redis.eval(&incr, &[&key], &["5"]).await?;
+//! # let _ = value; Ok(()) }
+//! ```
+//!
+//! [bb8]: https://docs.rs/bb8
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::config::parse;
+use crate::error::ConfigError;
+
+/// Settings of the shared Redis handle.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port,…`.
+    pub url: String,
+    /// Prefix of every key the crate writes (default `rustforge`).
+    pub prefix: String,
+    /// Connections in the pool (default 8; each one is multiplexed).
+    pub pool_size: u32,
+    /// Time allowed to open a connection or wait for a free one (default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed for one command (default 500 ms).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".to_owned(),
+            prefix: "rustforge".to_owned(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// Default settings for the server at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the command timeout.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the pool size.
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Checks every setting without connecting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.target()?;
+        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
+            return Err(ConfigError::new(
+                "redis.prefix",
+                &self.prefix,
+                "must be non-empty and contain no `{` or `}` (they make the hash tag)",
+            ));
+        }
+        if self.pool_size == 0 || self.pool_size > 1024 {
+            return Err(ConfigError::new(
+                "redis.pool_size",
+                self.pool_size.to_string(),
+                "expected 1 to 1024 connections",
+            ));
+        }
+        for (key, d) in [
+            ("redis.connect_timeout", self.connect_timeout),
+            ("redis.command_timeout", self.command_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::new(key, "0s", "must be greater than zero"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
+        match var {
+            "REDIS_URL" => self.url = value.trim().to_owned(),
+            "RUSTFORGE_REDIS_PREFIX" => self.prefix = value.trim().to_owned(),
+            "RUSTFORGE_REDIS_POOL_SIZE" => self.pool_size = parse::from_str(var, value)?,
+            "RUSTFORGE_REDIS_CONNECT_TIMEOUT" => {
+                self.connect_timeout = parse::duration(var, value)?
+            }
+            "RUSTFORGE_REDIS_COMMAND_TIMEOUT" => {
+                self.command_timeout = parse::duration(var, value)?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Parses the URL into a client, without connecting.
+    fn target(&self) -> Result<Target, ConfigError> {
+        let bad = |reason: String| ConfigError::new("redis.url", redact_url(&self.url), reason);
+        let url = self.url.trim();
+        let cluster = ["redis+cluster://", "rediss+cluster://"]
+            .iter()
+            .find_map(|scheme| url.strip_prefix(scheme).map(|rest| (scheme, rest)));
+        if let Some((scheme, rest)) = cluster {
+            let tls = scheme.starts_with("rediss");
+            let (userinfo, hosts) = match rest.rsplit_once('@') {
+                Some((userinfo, hosts)) => (Some(userinfo), hosts),
+                None => (None, rest),
+            };
+            let nodes: Vec<String> = hosts
+                .trim_end_matches('/')
+                .split(',')
+                .map(|host| {
+                    let auth = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+                    format!(
+                        "{}://{auth}{}",
+                        if tls { "rediss" } else { "redis" },
+                        host.trim()
+                    )
+                })
+                .collect();
+            if nodes.iter().any(|n| n.ends_with("://") || n.ends_with('@')) {
+                return Err(bad(
+                    "a cluster URL lists host:port pairs separated by commas".into(),
+                ));
+            }
+            let client = ClusterClient::builder(nodes)
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.command_timeout)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(Target::Cluster(Box::new(client)))
+        } else {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+            {
+                return Err(bad(
+                    "expected redis://, rediss:// or redis+cluster:// (host:port,host:port)".into(),
+                ));
+            }
+            let client = Client::open(url).map_err(|e| bad(e.to_string()))?;
+            Ok(Target::Single(client))
+        }
+    }
+}
+
+/// Hides the password of a Redis URL, for errors and `Debug`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            format!("{}://***@{}", &url[..start], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A failure of the Redis backend. No password or key content appears in it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisError {
+    /// The configuration was invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No connection could be opened or taken from the pool in time.
+    #[error("Redis is unreachable: {0}")]
+    Unavailable(String),
+    /// A command got no answer within the command timeout.
+    #[error("Redis command timed out after {0:?}")]
+    Timeout(Duration),
+    /// Redis answered with an error, or the connection broke mid-command.
+    #[error("Redis command failed: {0}")]
+    Command(String),
+}
+
+impl RedisError {
+    fn from_redis(err: redis::RedisError, timeout: Duration) -> Self {
+        if err.is_timeout() {
+            Self::Timeout(timeout)
+        } else if err.is_connection_refusal() {
+            Self::Unavailable(err.to_string())
+        } else {
+            Self::Command(err.to_string())
+        }
+    }
+}
+
+/// A Lua script run with `EVALSHA`, loaded again when Redis answers `NOSCRIPT`.
+///
+/// Loading again is safe (a `NOSCRIPT` script did not run); any other failure is returned, never
+/// retried, because a counter script sent twice would count twice.
+#[derive(Clone, Debug)]
+pub struct Script(redis::Script);
+
+impl Script {
+    /// A script from its Lua source (usually `include_str!("x.lua")`).
+    pub fn new(lua: &str) -> Self {
+        Self(redis::Script::new(lua))
+    }
+
+    /// The SHA1 that `EVALSHA` uses.
+    pub fn sha(&self) -> &str {
+        self.0.get_hash()
+    }
+}
+
+mod sealed {
+    pub trait Sealed: redis::FromRedisValue {}
+}
+
+/// Types a script or command reply converts into.
+pub trait FromRedisReply: sealed::Sealed {}
+
+macro_rules! replies {
+    ($($t:ty),*) => { $(impl sealed::Sealed for $t {} impl FromRedisReply for $t {})* };
+}
+replies!(
+    (),
+    bool,
+    i64,
+    u64,
+    f64,
+    String,
+    Option<String>,
+    Option<i64>,
+    Vec<i64>,
+    Vec<String>
+);
+
+/// The shared, cheap-to-clone Redis handle.
+#[derive(Clone)]
+pub struct RedisHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: bb8::Pool<Manager>,
+    prefix: String,
+    cluster: bool,
+    command_timeout: Duration,
+}
+
+impl fmt::Debug for RedisHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisHandle")
+            .field("prefix", &self.inner.prefix)
+            .field("cluster", &self.inner.cluster)
+            .field("pool", &self.inner.pool.state())
+            .finish()
+    }
+}
+
+impl RedisHandle {
+    /// Creates the pool. Connections open lazily, so this only fails on an invalid
+    /// configuration — a Redis that is down shows up as [`RedisError::Unavailable`] on use.
+    pub fn connect(config: &RedisConfig) -> Result<Self, RedisError> {
+        config.validate()?;
+        let target = config.target()?;
+        let cluster = matches!(target, Target::Cluster(_));
+        let manager = Manager {
+            target,
+            connection: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.command_timeout)),
+        };
+        let pool = bb8::Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(None)
+            // The hot path: no PING per checkout; broken connections are found by their errors.
+            .test_on_check_out(false)
+            .connection_timeout(config.connect_timeout)
+            .retry_connection(false)
+            .build_unchecked(manager);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                prefix: config.prefix.clone(),
+                cluster,
+                command_timeout: config.command_timeout,
+            }),
+        })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Whether this handle talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster
+    }
+
+    /// A key `{prefix:tag}suffix`-style: `{<prefix>:<tag>}:<suffix>`, or `{<prefix>:<tag>}` for
+    /// an empty suffix. Keys with the same `tag` share a hash slot, so one script may use them
+    /// all on Redis Cluster.
+    pub fn key(&self, tag: &str, suffix: &str) -> String {
+        if suffix.is_empty() {
+            format!("{{{}:{tag}}}", self.inner.prefix)
+        } else {
+            format!("{{{}:{tag}}}:{suffix}", self.inner.prefix)
+        }
+    }
+
+    /// Sends `PING` and returns the round-trip time.
+    pub async fn ping(&self) -> Result<Duration, RedisError> {
+        let start = Instant::now();
+        let _: String = self.query(&redis::cmd("PING")).await?;
+        Ok(start.elapsed())
+    }
+
+    /// Runs `script` with `keys` and `args` (all keys should share one hash tag, see
+    /// [`key`](Self::key)).
+    pub async fn eval<T: FromRedisReply>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<T, RedisError> {
+        let mut invocation = script.0.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut conn = self.connection().await?;
+        let result = invocation.invoke_async(&mut *conn).await;
+        self.finish(&mut conn, result)
+    }
+
+    /// Runs one command (e.g. `redis::cmd("GET")`) — for this crate's modules.
+    pub(crate) async fn query<T: FromRedisReply>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+        let mut conn = self.connection().await?;
+        let result = cmd.query_async(&mut *conn).await;
+        self.finish(&mut conn, result)
+    }
+
+    async fn connection(&self) -> Result<bb8::PooledConnection<'_, Manager>, RedisError> {
+        self.inner.pool.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => RedisError::Unavailable(e.to_string()),
+            bb8::RunError::TimedOut => {
+                RedisError::Unavailable("no connection within the connect timeout".into())
+            }
+        })
+    }
+
+    /// Maps the result and marks the connection broken after a connection-level failure, so the
+    /// pool replaces it instead of handing it out again.
+    fn finish<T>(
+        &self,
+        conn: &mut Connection,
+        result: redis::RedisResult<T>,
+    ) -> Result<T, RedisError> {
+        result.map_err(|err| {
+            if err.is_io_error()
+                || err.is_connection_dropped()
+                || err.is_unrecoverable_error()
+                || err.is_timeout()
+            {
+                conn.broken = true;
+            }
+            RedisError::from_redis(err, self.inner.command_timeout)
+        })
+    }
+}
+
+enum Target {
+    Single(Client),
+    Cluster(Box<ClusterClient>),
+}
+
+struct Manager {
+    target: Target,
+    connection: AsyncConnectionConfig,
+}
+
+/// A pooled connection plus the flag `has_broken` reads.
+pub(crate) struct Connection {
+    kind: ConnectionKind,
+    broken: bool,
+}
+
+enum ConnectionKind {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.kind {
+            ConnectionKind::Single(c) => c.req_packed_command(cmd),
+            ConnectionKind::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.kind {
+            ConnectionKind::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            ConnectionKind::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.kind {
+            ConnectionKind::Single(c) => c.get_db(),
+            ConnectionKind::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = redis::RedisError;
+
+    async fn connect(&self) -> Result<Connection, redis::RedisError> {
+        let kind = match &self.target {
+            Target::Single(client) => ConnectionKind::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(&self.connection)
+                    .await?,
+            ),
+            Target::Cluster(client) => {
+                ConnectionKind::Cluster(client.get_async_connection().await?)
+            }
+        };
+        Ok(Connection {
+            kind,
+            broken: false,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), redis::RedisError> {
+        redis::cmd("PING")
+            .query_async::<String>(conn)
+            .await
+            .map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken
+    }
+}

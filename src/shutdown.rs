@@ -1,0 +1,98 @@
+//! Graceful shutdown: one signal the server, the modules and the application share.
+//!
+//! ```
+//! use rustforge_prod::Shutdown;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let shutdown = Shutdown::new();
+//! let waiter = shutdown.clone();
+//! let task = tokio::spawn(async move { waiter.triggered().await; "stopped" });
+//! shutdown.trigger();
+//! assert_eq!(task.await.unwrap(), "stopped");
+//! assert!(shutdown.is_triggered());
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// A cheap-to-clone shutdown flag: triggered by SIGINT/SIGTERM (through
+/// [`signal`](Self::signal)) or by [`trigger`](Self::trigger).
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A flag that is not triggered yet.
+    pub fn new() -> Self {
+        Self {
+            tx: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// Starts the shutdown (idempotent).
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_triggered(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once shutdown has started.
+    pub fn triggered(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            // The sender lives as long as `self.tx`'s clones; an error means it was dropped,
+            // which can only happen once every handle is gone — nothing left to wait for.
+            let _ = rx.wait_for(|triggered| *triggered).await;
+        }
+    }
+
+    /// Resolves on SIGINT (Ctrl-C), SIGTERM (Kubernetes, systemd, Docker) or
+    /// [`trigger`](Self::trigger), and marks shutdown as started: pass it to axum's
+    /// `with_graceful_shutdown`.
+    pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let this = self.clone();
+        async move {
+            tokio::select! {
+                () = this.triggered() => {}
+                () = os_signal() => tracing::info!("shutdown signal received"),
+            }
+            this.trigger();
+        }
+    }
+}
+
+async fn os_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
