@@ -1,0 +1,93 @@
+//! Request logging: captured JSON lines through a real HTTP server. Every test in this binary
+//! installs its own capture, so no thread ever hits a log callsite without a subscriber.
+
+mod support;
+
+use rustforge_prod::middleware::HttpConfig;
+use serde_json::Value;
+use support::apps::{assert_error_json, header, serve};
+use support::http::client;
+use support::logs::LogCapture;
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_log_line_of_a_request_carries_its_id_and_route() {
+    let (logs, _guard) = LogCapture::install();
+    let (server, _) = serve(HttpConfig::default()).await;
+    let res = client()
+        .get(server.url("/users/17"))
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let lines = logs.for_request("trace-me-1");
+    assert_eq!(
+        lines.len(),
+        2,
+        "the handler's line and the request line: {lines:?}"
+    );
+    let handler = &lines[0];
+    assert_eq!(handler["message"], "in handler");
+    assert_eq!(handler["user"], "17");
+    let done = &lines[1];
+    assert_eq!(done["message"], "request completed");
+    assert_eq!(done["status"], 200);
+    assert!(done["latency_us"].is_u64());
+    assert_eq!(done["span"]["method"], "GET");
+    assert_eq!(
+        done["span"]["route"], "/users/{id}",
+        "the template, not the raw path"
+    );
+    assert_eq!(done["level"], "INFO");
+
+    // A generated id is in the log too.
+    let res = client().get(server.url("/")).send().await.unwrap();
+    let id = header(&res, "x-request-id").unwrap().to_owned();
+    assert_eq!(logs.for_request(&id).len(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn unmatched_paths_log_no_route() {
+    let (logs, _guard) = LogCapture::install();
+    let (server, _) = serve(HttpConfig::default()).await;
+    let res = client()
+        .get(server.url("/no/such/path/123"))
+        .header("x-request-id", "scan-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let lines = logs.for_request("scan-1");
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["span"]["route"], "");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": 404, "error": "Not Found", "request_id": "scan-1"})
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn panic_answers_500_json_and_is_logged_with_the_request_id() {
+    let (logs, _guard) = LogCapture::install();
+    let (server, _) = serve(HttpConfig::default()).await;
+    let res = client()
+        .get(server.url("/panic"))
+        .header("x-request-id", "panic-1")
+        .send()
+        .await
+        .unwrap();
+    assert_error_json(res, 500).await;
+    let lines = logs.for_request("panic-1");
+    let panic_line = lines
+        .iter()
+        .find(|l| l["message"] == "handler panicked")
+        .unwrap_or_else(|| panic!("panic not logged: {:?}", logs.lines()));
+    assert_eq!(panic_line["panic"], "boom in handler");
+    assert_eq!(panic_line["level"], "ERROR");
+    // The server keeps serving.
+    assert_eq!(
+        client().get(server.url("/")).send().await.unwrap().status(),
+        200
+    );
+}

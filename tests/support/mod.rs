@@ -1,0 +1,18 @@
+//! Real servers for the integration tests: Redis (single node and a 3-master cluster), the app
+//! under test on a loopback port, captured JSON logs, and (with the storage issue) an in-process
+//! S3-protocol server. Nothing here mocks the crate's own backends.
+#![allow(dead_code)]
+
+pub mod apps;
+pub mod http;
+pub mod logs;
+pub mod redis;
+pub mod s3;
+
+/// A free TCP port on 127.0.0.1 (bound, read, released; callers retry on the rare race).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind a loopback port")
+}

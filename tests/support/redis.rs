@@ -1,0 +1,243 @@
+//! Real `redis-server` processes on free loopback ports: a single node that can be stopped and
+//! restarted for fault tests, and a 3-master cluster. Killed on drop. A missing `redis-server`
+//! fails the test with an install hint — it never skips.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const INSTALL_HINT: &str = "redis-server (>= 7.0) is required by the tests: install it with \
+     `apt-get install redis-server` (Debian/Ubuntu) or `brew install redis`, or run scripts/test.sh \
+     which installs it";
+
+fn spawn_redis(port: u16, dir: &Path, extra: &[String]) -> std::io::Result<Child> {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
+/// Sends one inline command with the RESP protocol and returns the raw first reply line (or the
+/// whole bulk string for `$` replies).
+pub fn raw_command(port: u16, command: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(format!("{command}\r\n").as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if let Some(len) = line.strip_prefix('$') {
+        let len: usize = len.trim().parse().unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        return Ok(String::from_utf8_lossy(&body).into_owned());
+    }
+    Ok(line.trim_end().to_owned())
+}
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One `redis-server` on a free port.
+pub struct RedisServer {
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a fresh server (retrying with another port if the chosen one was taken).
+    pub fn start() -> Self {
+        for _ in 0..5 {
+            let mut server = Self {
+                port: super::free_port(),
+                dir: tempfile::tempdir().unwrap(),
+                child: None,
+            };
+            if server.try_start() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    fn try_start(&mut self) -> bool {
+        let mut child = match spawn_redis(self.port, self.dir.path(), &[]) {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
+            Err(e) => panic!("cannot spawn redis-server: {e}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if raw_command(self.port, "PING").is_ok_and(|r| r == "+PONG") {
+                self.child = Some(child);
+                return true;
+            }
+            if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false; // port taken, most likely
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (connections drop at once, as in a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (with no data: it keeps nothing on disk).
+    pub fn restart(&mut self) {
+        self.stop();
+        wait_until("the old server's port to be free", || {
+            std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(
+            self.try_start(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The Redis the suite uses for plain (non-fault) tests: `REDIS_URL` when set, otherwise a fresh
+/// server. Keep the returned server alive for as long as the URL is used.
+pub fn shared_or_spawn() -> (Option<RedisServer>, String) {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => (None, url),
+        _ => {
+            let server = RedisServer::start();
+            let url = server.url();
+            (Some(server), url)
+        }
+    }
+}
+
+/// A 3-master Redis Cluster on free ports (client and bus ports chosen explicitly with
+/// `--cluster-port`, so ephemeral ports never overflow `port + 10000`).
+pub struct RedisCluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    _dir: TempDir,
+}
+
+impl RedisCluster {
+    /// Starts the three nodes, joins them with `redis-cli --cluster create` and waits for
+    /// `cluster_state:ok` on every node.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ports = Vec::new();
+        let mut children = Vec::new();
+        for i in 0..3 {
+            let (port, bus) = (super::free_port(), super::free_port());
+            let node_dir = dir.path().join(format!("n{i}"));
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let extra = [
+                "--cluster-enabled".to_owned(),
+                "yes".to_owned(),
+                "--cluster-port".to_owned(),
+                bus.to_string(),
+                "--cluster-config-file".to_owned(),
+                format!("nodes-{port}.conf"),
+                "--cluster-node-timeout".to_owned(),
+                "2000".to_owned(),
+            ];
+            let child = match spawn_redis(port, &node_dir, &extra) {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
+                Err(e) => panic!("cannot spawn redis-server: {e}"),
+            };
+            children.push(child);
+            ports.push(port);
+        }
+        let cluster = Self {
+            ports,
+            children,
+            _dir: dir,
+        };
+        for &port in &cluster.ports {
+            wait_until("a cluster node to answer PING", || {
+                raw_command(port, "PING").is_ok_and(|r| r == "+PONG")
+            });
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}); {INSTALL_HINT}"));
+        assert!(status.success(), "redis-cli --cluster create failed");
+        for &port in &cluster.ports {
+            wait_until("cluster_state:ok", || {
+                raw_command(port, "CLUSTER INFO").is_ok_and(|r| r.contains("cluster_state:ok"))
+            });
+        }
+        cluster
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// The client ports of the three masters.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
