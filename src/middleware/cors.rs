@@ -235,6 +235,26 @@ impl CorsConfig {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let allow_methods = if any_method {
+            AllowMethods::any()
+        } else {
+            AllowMethods::list(parse_all(&self.methods, "http.cors.methods", |m| {
+                Method::from_bytes(m.as_bytes()).ok()
+            })?)
+        };
+        let allow_headers = if any_header {
+            AllowHeaders::any()
+        } else {
+            AllowHeaders::list(parse_headers(&self.headers, "http.cors.headers")?)
+        };
+        let expose = if any_expose {
+            ExposeHeaders::any()
+        } else {
+            ExposeHeaders::list(parse_headers(
+                &self.expose_headers,
+                "http.cors.expose_headers",
+            )?)
+        };
         if origins.is_empty()
             && regexes.is_empty()
             && self.origin_predicate.is_none()
@@ -256,26 +276,6 @@ impl CorsConfig {
                             || predicate.as_ref().is_some_and(|p| (p.0)(o))
                     })
             })
-        };
-        let allow_methods = if any_method {
-            AllowMethods::any()
-        } else {
-            AllowMethods::list(parse_all(&self.methods, "http.cors.methods", |m| {
-                Method::from_bytes(m.as_bytes()).ok()
-            })?)
-        };
-        let allow_headers = if any_header {
-            AllowHeaders::any()
-        } else {
-            AllowHeaders::list(parse_headers(&self.headers, "http.cors.headers")?)
-        };
-        let expose = if any_expose {
-            ExposeHeaders::any()
-        } else {
-            ExposeHeaders::list(parse_headers(
-                &self.expose_headers,
-                "http.cors.expose_headers",
-            )?)
         };
         Ok(Some(
             CorsLayer::new()
