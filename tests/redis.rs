@@ -1,0 +1,205 @@
+//! The shared Redis handle against real `redis-server` processes: a single node (killed and
+//! restarted for fault tests) and a 3-master cluster.
+
+mod support;
+
+use std::time::Duration;
+
+use rustforge_prod::ProductionLayer;
+use rustforge_prod::redis::{RedisConfig, RedisError, RedisHandle, Script};
+use support::redis::{RedisCluster, RedisServer, raw_command, shared_or_spawn};
+
+const INCRBY: &str = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
+
+/// Any Redis call in these tests must finish well within this, whatever the server does.
+const BOUND: Duration = Duration::from_secs(5);
+
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("a Redis call hung")
+}
+
+fn unique_prefix(test: &str) -> String {
+    format!("test-{test}-{}", std::process::id())
+}
+
+#[tokio::test]
+async fn ping_eval_and_key_layout() {
+    let (_server, url) = shared_or_spawn();
+    let redis = RedisHandle::connect(&RedisConfig::new(url).prefix(unique_prefix("eval"))).unwrap();
+    assert!(!redis.is_cluster());
+    assert!(bounded(redis.ping()).await.unwrap() < BOUND);
+    let key = redis.key("demo", "counter");
+    assert_eq!(key, format!("{{{}:demo}}:counter", redis.prefix()));
+    assert_eq!(
+        redis.key("demo", ""),
+        format!("{{{}:demo}}", redis.prefix())
+    );
+    let script = Script::new(INCRBY);
+    assert_eq!(script.sha().len(), 40);
+    let a: i64 = bounded(redis.eval(&script, &[&key], &["5"])).await.unwrap();
+    let b: i64 = bounded(redis.eval(&script, &[&key], &["2"])).await.unwrap();
+    assert_eq!(b - a, 2);
+}
+
+#[tokio::test]
+async fn scripts_are_reloaded_after_noscript() {
+    let server = RedisServer::start();
+    let redis = RedisHandle::connect(&RedisConfig::new(server.url())).unwrap();
+    let script = Script::new(INCRBY);
+    let key = redis.key("reload", "n");
+    assert_eq!(
+        bounded(redis.eval::<i64>(&script, &[&key], &["1"]))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(raw_command(server.port(), "SCRIPT FLUSH").unwrap(), "+OK");
+    // EVALSHA now answers NOSCRIPT: the handle loads the script and runs it exactly once.
+    assert_eq!(
+        bounded(redis.eval::<i64>(&script, &[&key], &["1"]))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        raw_command(server.port(), &format!("GET {key}")).unwrap(),
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_server_is_a_prompt_error_and_a_restarted_one_is_used_again() {
+    let mut server = RedisServer::start();
+    let config = RedisConfig::new(server.url())
+        .connect_timeout(Duration::from_millis(300))
+        .command_timeout(Duration::from_millis(300));
+    let redis = RedisHandle::connect(&config).unwrap();
+    let script = Script::new(INCRBY);
+    let key = redis.key("fault", "n");
+    assert_eq!(
+        bounded(redis.eval::<i64>(&script, &[&key], &["1"]))
+            .await
+            .unwrap(),
+        1
+    );
+
+    server.stop();
+    // The pooled connection is dead: the call fails (not hangs) and the connection is discarded.
+    let err = bounded(redis.eval::<i64>(&script, &[&key], &["1"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RedisError::Command(_) | RedisError::Unavailable(_)),
+        "{err:?}"
+    );
+    // With nothing listening, new connections are refused promptly.
+    let err = bounded(redis.ping()).await.unwrap_err();
+    assert!(matches!(err, RedisError::Unavailable(_)), "{err:?}");
+
+    server.restart();
+    // The restarted server has no data and no scripts: the next call reconnects, reloads the
+    // script and counts from zero.
+    assert_eq!(
+        bounded(redis.eval::<i64>(&script, &[&key], &["1"]))
+            .await
+            .unwrap(),
+        1
+    );
+    bounded(redis.ping()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stalled_server_hits_the_command_timeout() {
+    let server = RedisServer::start();
+    let config = RedisConfig::new(server.url()).command_timeout(Duration::from_millis(100));
+    let redis = RedisHandle::connect(&config).unwrap();
+    bounded(redis.ping()).await.unwrap();
+    // Every client is paused for 1.5 s: our command must give up after its 100 ms.
+    assert_eq!(
+        raw_command(server.port(), "CLIENT PAUSE 1500 ALL").unwrap(),
+        "+OK"
+    );
+    let err = bounded(redis.ping()).await.unwrap_err();
+    assert!(
+        matches!(err, RedisError::Timeout(d) if d == Duration::from_millis(100)),
+        "{err:?}"
+    );
+    // A patient client is held by Redis until the pause ends; then ours works again.
+    let patient = RedisConfig::new(server.url()).command_timeout(Duration::from_secs(4));
+    bounded(RedisHandle::connect(&patient).unwrap().ping())
+        .await
+        .unwrap();
+    bounded(redis.ping()).await.unwrap();
+}
+
+#[tokio::test]
+async fn scripts_run_on_a_cluster_and_keys_spread_over_masters() {
+    let cluster = RedisCluster::start();
+    let redis = RedisHandle::connect(&RedisConfig::new(cluster.url()).prefix("c")).unwrap();
+    assert!(redis.is_cluster());
+    bounded(redis.ping()).await.unwrap();
+    let set_two = Script::new(
+        "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[1]); return 1",
+    );
+    let mut holders = std::collections::BTreeSet::new();
+    for tag in 0..12 {
+        let tag = format!("user{tag}");
+        let (a, b) = (redis.key(&tag, "a"), redis.key(&tag, "b"));
+        // Two keys in one script: works only because they share the hash tag.
+        let _: i64 = bounded(redis.eval(&set_two, &[&a, &b], &[&tag]))
+            .await
+            .unwrap();
+        let owners: Vec<u16> = cluster
+            .ports()
+            .iter()
+            .copied()
+            .filter(|&p| raw_command(p, &format!("GET {a}")).is_ok_and(|v| v == tag))
+            .collect();
+        assert_eq!(owners.len(), 1, "{a} lives on exactly one master");
+        holders.insert(owners[0]);
+    }
+    assert!(
+        holders.len() >= 2,
+        "12 tags all landed on one master: {holders:?}"
+    );
+
+    for &port in cluster.ports() {
+        assert_eq!(raw_command(port, "SCRIPT FLUSH").unwrap(), "+OK");
+    }
+    let n: i64 = bounded(redis.eval(&Script::new(INCRBY), &[&redis.key("x", "n")], &["3"]))
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+}
+
+#[tokio::test]
+async fn the_builder_shares_one_handle_and_starts_without_redis() {
+    let (_server, url) = shared_or_spawn();
+    let prod = ProductionLayer::builder()
+        .from_vars([("REDIS_URL", url.as_str())])
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    bounded(
+        prod.redis()
+            .expect("REDIS_URL configures the handle")
+            .ping(),
+    )
+    .await
+    .unwrap();
+
+    // A Redis that is down does not stop the app from starting: the handle reports it on use.
+    let port = support::free_port();
+    let prod = bounded(
+        ProductionLayer::builder()
+            .redis(RedisConfig::new(format!("redis://127.0.0.1:{port}")))
+            .build(),
+    )
+    .await
+    .unwrap();
+    let err = bounded(prod.redis().unwrap().ping()).await.unwrap_err();
+    assert!(matches!(err, RedisError::Unavailable(_)), "{err:?}");
+}
