@@ -1,1 +1,77 @@
-fn main() {}
+//! The same app configured purely from the environment — the example the deployment configs run
+//! and the end-to-end tests start.
+//!
+//! ```sh
+//! PORT=8080 RUSTFORGE_LOG_FORMAT=json RUSTFORGE_CORS_ORIGINS=https://app.example.com \
+//!   RUSTFORGE_REQUEST_TIMEOUT=10s RUSTFORGE_BODY_LIMIT=1MiB REDIS_URL=redis://127.0.0.1:6379 \
+//!   cargo run --example full_stack --features redis
+//! ```
+//!
+//! Every variable is listed in the README and in `rustforge_prod::config`. A bad value stops the
+//! program at start with a message naming the variable.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rustforge_prod::{ProductionLayer, init_logging};
+use serde_json::{Value, json};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("full_stack: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let prod = ProductionLayer::builder().from_env()?.build().await?;
+    let _logs = init_logging(&prod.config().log)?;
+
+    let app = Router::new()
+        .route("/", get(|| async { "rustforge-prod full stack\n" }))
+        .route("/api/items", get(items))
+        .route("/api/items/{id}", get(item))
+        .route("/api/echo", post(|body: Bytes| async move { body }))
+        .merge(prod.routes())
+        .layer(prod.layer());
+
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(format!("0.0.0.0:{port}")).await?;
+    tracing::info!(addr = %listener.local_addr()?, "full_stack listening");
+    println!("full_stack listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(prod.shutdown_signal())
+    .await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+fn catalogue() -> Vec<Value> {
+    (1..=100)
+        .map(|id| json!({ "id": id, "name": format!("Item {id}"), "in_stock": id % 3 != 0 }))
+        .collect()
+}
+
+async fn items() -> Json<Value> {
+    Json(Value::Array(catalogue()))
+}
+
+async fn item(Path(id): Path<usize>) -> Result<Json<Value>, StatusCode> {
+    catalogue()
+        .into_iter()
+        .nth(id.wrapping_sub(1))
+        .map(Json)
+        .ok_or(StatusCode::NOT_FOUND)
+}

@@ -1,1 +1,44 @@
-fn main() {}
+//! The whole default stack with no Redis and no S3: `cargo run --example quickstart`.
+//!
+//! Then try `curl -i localhost:3000/` and `curl -i --compressed localhost:3000/api/items`.
+
+use std::net::SocketAddr;
+
+use axum::{Json, Router, routing::get};
+use rustforge_prod::{LogConfig, LogFormat, ProductionLayer, init_logging};
+use serde_json::{Value, json};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let log = LogConfig {
+        format: LogFormat::Pretty,
+        filter: None,
+    };
+    let _logs = init_logging(&log)?;
+    let prod = ProductionLayer::builder().build().await?;
+
+    let app = Router::new()
+        .route("/", get(|| async { "Hello from rustforge-prod!\n" }))
+        .route("/api/items", get(items))
+        .merge(prod.routes())
+        .layer(prod.layer());
+
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(format!("0.0.0.0:{port}")).await?;
+    println!("quickstart listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(prod.shutdown_signal())
+    .await?;
+    Ok(())
+}
+
+/// A JSON array of about 6 KiB, so that compression applies.
+async fn items() -> Json<Value> {
+    let items: Vec<Value> = (1..=100)
+        .map(|id| json!({ "id": id, "name": format!("Item {id}"), "in_stock": id % 3 != 0 }))
+        .collect();
+    Json(Value::Array(items))
+}

@@ -1,0 +1,192 @@
+//! The two examples as a user runs them: real processes, configured by the environment, spoken
+//! to over HTTP, stopped with SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::http::client;
+
+/// The example binary `cargo test` built next to this test's binary.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run the tests with `cargo test` (it builds examples)",
+        path.display()
+    );
+    path
+}
+
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    port: u16,
+}
+
+impl Running {
+    fn start(name: &str, env: &[(&str, &str)]) -> Self {
+        let port = support::free_port();
+        let mut child = Command::new(example(name))
+            .env_clear()
+            .env("PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let running = Self { child, lines, port };
+        running.wait_for_line(|l| l.contains("listening on http://"));
+        running
+    }
+
+    fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .expect("expected output line");
+            if pred(&line) {
+                return line;
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Sends SIGTERM and expects a clean exit.
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit status {status}");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn quickstart_serves_the_default_stack_and_stops_on_sigterm() {
+    let app = Running::start("quickstart", &[]);
+    let res = client().get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("x-request-id"));
+    assert!(res.text().await.unwrap().starts_with("Hello"));
+
+    let res = client()
+        .get(app.url("/api/items"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let mut json = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&res.bytes().await.unwrap()[..]),
+        &mut json,
+    )
+    .unwrap();
+    assert!(json.len() > 4096, "the items list is larger than 4 KiB");
+    let items: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(items.len(), 100);
+    app.terminate();
+}
+
+#[tokio::test]
+async fn full_stack_is_configured_by_the_environment() {
+    let app = Running::start(
+        "full_stack",
+        &[
+            ("RUSTFORGE_LOG_FORMAT", "json"),
+            ("RUSTFORGE_CORS_ORIGINS", "http://allowed.test"),
+            ("RUSTFORGE_BODY_LIMIT", "1KiB"),
+            ("RUSTFORGE_REQUEST_TIMEOUT", "5s"),
+        ],
+    );
+    let res = client()
+        .get(app.url("/api/items/7"))
+        .header("origin", "http://allowed.test")
+        .header("x-request-id", "e2e-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://allowed.test"
+    );
+    let line = app.wait_for_line(|l| l.contains("e2e-1"));
+    let line: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    assert_eq!(line["span"]["route"], "/api/items/{id}");
+    assert_eq!(line["status"], 200);
+
+    let res = client()
+        .post(app.url("/api/echo"))
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let res = client()
+        .get(app.url("/api/items/1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    app.terminate();
+}
+
+#[test]
+fn full_stack_refuses_a_bad_variable_and_names_it() {
+    let output = Command::new(example("full_stack"))
+        .env_clear()
+        .env("RUSTFORGE_REQUEST_TIMEOUT", "whenever")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("RUSTFORGE_REQUEST_TIMEOUT") && stderr.contains("whenever"),
+        "{stderr}"
+    );
+}
