@@ -14,9 +14,14 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `app` on 127.0.0.1 with a free port.
     pub async fn start(app: Router) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.set_nonblocking(true).unwrap();
+        Self::from_std(listener, app)
+    }
+
+    /// Serves `app` on an already bound (non-blocking) std listener.
+    pub fn from_std(listener: std::net::TcpListener, app: Router) -> Self {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(
