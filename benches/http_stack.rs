@@ -1,1 +1,304 @@
-fn main() {}
+//! The cost of the middleware stack: (A) bare axum, (B) the same routes behind a typical
+//! hand-assembled tower-http stack, (C) behind `ProductionLayer` with its defaults — driven with
+//! the same HTTP/1.1 keep-alive load over loopback, interleaved A,B,C for several rounds.
+//!
+//! ```sh
+//! cargo bench --bench http_stack                 # defaults: 4 rounds × 3 s, 32 connections
+//! BENCH_ROUNDS=6 BENCH_SECS=5 BENCH_CONNS=64 cargo bench --bench http_stack
+//! ```
+//!
+//! B and C both log one JSON line per request to a non-blocking file writer; A logs nothing.
+//! Part 1 serves a 13-byte text (under the compression threshold); part 2 a 2 KB JSON body with
+//! compression on, once per encoding — B at tower-http's default levels (brotli 11), C at ours.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::routing::get;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustforge_prod::middleware::CorsConfig;
+use rustforge_prod::{LogConfig, LogFormat, ProductionLayer};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+
+const ORIGIN: &str = "https://app.example.com";
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn json_2k() -> String {
+    let items: Vec<serde_json::Value> = (0..40)
+        .map(|i| serde_json::json!({ "id": i, "name": format!("item {i:02}"), "ok": true }))
+        .collect();
+    serde_json::to_string(&items).unwrap()
+}
+
+fn routes() -> Router {
+    let json = json_2k();
+    Router::new()
+        .route("/", get(|| async { "Hello, World!" }))
+        .route(
+            "/json",
+            get(move || {
+                let json = json.clone();
+                async move { ([("content-type", "application/json")], json) }
+            }),
+        )
+}
+
+/// B: what a careful user writes by hand with tower-http (the usual order, default settings).
+fn hand_assembled() -> Router {
+    routes().layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::COOKIE,
+            ]))
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(
+                CorsLayer::new()
+                    .allow_origin(HeaderValue::from_static(ORIGIN))
+                    .allow_methods([Method::GET, Method::POST]),
+            )
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_secs(30),
+            ))
+            .layer(RequestBodyLimitLayer::new(2 << 20))
+            .layer(CompressionLayer::new()),
+    )
+}
+
+/// C: the same routes behind `ProductionLayer` with its defaults (plus the CORS origin).
+async fn production() -> Router {
+    let prod = ProductionLayer::builder()
+        .cors(CorsConfig::origins([ORIGIN]))
+        .build()
+        .await
+        .unwrap();
+    routes().layer(prod.layer())
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+struct Sample {
+    requests: u64,
+    latencies_us: Vec<u32>,
+    elapsed: Duration,
+}
+
+impl Sample {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&mut self, p: f64) -> u32 {
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us.get(i).copied().unwrap_or(0)
+    }
+}
+
+/// `conns` keep-alive connections, each sending requests back to back for `secs`.
+async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    encoding: Option<&'static str>,
+    conns: u64,
+    secs: u64,
+) -> Sample {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let mut req = hyper::Request::get(path)
+                        .header("host", "bench")
+                        .header("origin", ORIGIN);
+                    if let Some(encoding) = encoding {
+                        req = req.header("accept-encoding", encoding);
+                    }
+                    let req = req.body(Empty::<Bytes>::new()).unwrap();
+                    let sent = Instant::now();
+                    let res = sender.send_request(req).await.unwrap();
+                    assert!(res.status().is_success());
+                    let body = res.into_body().collect().await.unwrap().to_bytes();
+                    assert!(!body.is_empty());
+                    latencies.push(sent.elapsed().as_micros() as u32);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    for task in tasks {
+        latencies_us.extend(task.await.unwrap());
+    }
+    Sample {
+        requests: latencies_us.len() as u64,
+        latencies_us,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// `BENCH_PROFILE=C` (or `A`, `B`) drives only that variant, for `perf record`.
+fn profiled(variant: usize) -> bool {
+    std::env::var("BENCH_PROFILE").map_or(true, |v| v.as_bytes().first() == Some(&(b'A' + variant as u8)))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+async fn compare(
+    title: &str,
+    addrs: [SocketAddr; 3],
+    path: &'static str,
+    encoding: Option<&'static str>,
+) {
+    let (rounds, secs, conns) = (
+        env("BENCH_ROUNDS", 4),
+        env("BENCH_SECS", 3),
+        env("BENCH_CONNS", 32),
+    );
+    let names = [
+        "A bare axum",
+        "B hand-assembled tower-http",
+        "C ProductionLayer",
+    ];
+    let mut rps: [Vec<f64>; 3] = Default::default();
+    let mut p50: [Vec<f64>; 3] = Default::default();
+    let mut p99: [Vec<f64>; 3] = Default::default();
+    // Warm-up, then interleave A,B,C so that drift on the machine hits every variant alike.
+    for addr in addrs {
+        load(addr, path, encoding, conns, 1).await;
+    }
+    for _ in 0..rounds {
+        for (i, addr) in addrs.iter().enumerate() {
+            if !profiled(i) {
+                continue;
+            }
+            let mut s = load(*addr, path, encoding, conns, secs).await;
+            rps[i].push(s.rps());
+            p50[i].push(s.percentile(0.50) as f64);
+            p99[i].push(s.percentile(0.99) as f64);
+        }
+    }
+    println!("\n### {title}\n");
+    println!("| variant | req/s (median of {rounds}) | p50 µs | p99 µs |");
+    println!("|---|---:|---:|---:|");
+    let mut med = [0.0; 3];
+    for i in (0..3).filter(|&i| profiled(i)) {
+        med[i] = median(&mut rps[i]);
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} |",
+            names[i],
+            med[i],
+            median(&mut p50[i]),
+            median(&mut p99[i])
+        );
+    }
+    println!(
+        "\nC/A = {:.2}, C/B = {:.2}, B/A = {:.2}",
+        med[2] / med[0],
+        med[2] / med[1],
+        med[1] / med[0]
+    );
+}
+
+fn main() {
+    // One JSON line per request (B and C), formatted by the crate's subscriber and written to a
+    // file through a non-blocking writer, as in production.
+    let log_file =
+        std::env::temp_dir().join(format!("http_stack_bench_{}.log", std::process::id()));
+    let (writer, _guard) =
+        tracing_appender::non_blocking(std::fs::File::create(&log_file).unwrap());
+    let config = LogConfig {
+        format: LogFormat::Json,
+        filter: Some("info".into()),
+    };
+    tracing::subscriber::set_global_default(
+        rustforge_prod::logging::subscriber(&config, writer).unwrap(),
+    )
+    .unwrap();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let bare = serve(routes()).await;
+        let hand = serve(hand_assembled()).await;
+        let prod = serve(production().await).await;
+        let addrs = [bare, hand, prod];
+        println!(
+            "http_stack: {} connections, {} rounds × {} s, log file {}",
+            env("BENCH_CONNS", 32),
+            env("BENCH_ROUNDS", 4),
+            env("BENCH_SECS", 3),
+            log_file.display()
+        );
+        compare(
+            "13-byte text, no compression (JSON log line per request in B and C)",
+            addrs,
+            "/",
+            None,
+        )
+        .await;
+        if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "text") {
+            return;
+        }
+        for encoding in ["gzip", "br", "zstd"] {
+            compare(
+                &format!("2 KB JSON, Accept-Encoding: {encoding}"),
+                addrs,
+                "/json",
+                Some(encoding),
+            )
+            .await;
+        }
+    });
+    let _ = std::fs::remove_file(log_file);
+}

@@ -72,6 +72,11 @@ pub mod storage;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use builder::{ProductionLayer, ProductionLayerBuilder};
 pub use config::Config;
 pub use error::{ConfigError, Error};

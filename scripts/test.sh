@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
+# installs what is missing (redis-server, Chromium, cargo-hack), then runs fmt, clippy (all
+# features and none), a check of every feature on its own, every test with all features, the
+# doctests and the docs build. Any failure stops the run with a non-zero exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+install_debian_packages() {
+  if ! have apt-get; then
+    echo "missing: $* — install them with your package manager and run again" >&2
+    exit 1
+  fi
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  step "installing $*"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+packages=()
+have redis-server || packages+=(redis-server)
+have redis-cli || packages+=(redis-tools)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+if [ ${#packages[@]} -gt 0 ]; then install_debian_packages "${packages[@]}"; fi
+if ! cargo hack --version >/dev/null 2>&1; then
+  step "installing cargo-hack"
+  cargo install cargo-hack --locked --quiet
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy, all features"
+cargo clippy --all-features --all-targets -- -D warnings
+
+step "clippy, no default features"
+cargo clippy --no-default-features --lib -- -D warnings
+
+step "every feature on its own (cargo hack --each-feature)"
+cargo hack check --each-feature --no-dev-deps --lib --quiet
+
+step "tests and doctests, all features"
+cargo test --all-features
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps --quiet
+
+step "all checks passed"
