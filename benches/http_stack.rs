@@ -7,7 +7,10 @@
 //! BENCH_ROUNDS=6 BENCH_SECS=5 BENCH_CONNS=64 cargo bench --bench http_stack
 //! ```
 //!
-//! B and C both log one JSON line per request to a non-blocking file writer; A logs nothing.
+//! B and C both log one JSON line per request to a file through a non-blocking writer — B with
+//! tracing-subscriber's JSON formatter and tracing-appender (what a hand-assembled app uses), C with
+//! this crate's `init_logging` pieces; A logs nothing. `BENCH_PROFILE=C` drives one variant only,
+//! for `perf record`.
 //! Part 1 serves a 13-byte text (under the compression threshold); part 2 a 2 KB JSON body with
 //! compression on, once per encoding — B at tower-http's default levels (brotli 11), C at ours.
 
@@ -178,7 +181,9 @@ async fn load(
 
 /// `BENCH_PROFILE=C` (or `A`, `B`) drives only that variant, for `perf record`.
 fn profiled(variant: usize) -> bool {
-    std::env::var("BENCH_PROFILE").map_or(true, |v| v.as_bytes().first() == Some(&(b'A' + variant as u8)))
+    std::env::var("BENCH_PROFILE").map_or(true, |v| {
+        v.as_bytes().first() == Some(&(b'A' + variant as u8))
+    })
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -247,32 +252,54 @@ async fn compare(
     );
 }
 
+/// A server runtime whose threads log through `dispatch` (A: none, B: tracing-subscriber's stock
+/// JSON formatter as a hand-assembled app would set it up, C: this crate's).
+fn server_runtime(dispatch: tracing::Dispatch) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // Each runtime thread keeps its dispatcher for its whole life.
+            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+        })
+        .build()
+        .unwrap()
+}
+
 fn main() {
-    // One JSON line per request (B and C), formatted by the crate's subscriber and written to a
-    // file through a non-blocking writer, as in production.
+    // One JSON line per request (B and C) written to a file through a non-blocking writer, as in
+    // production.
     let log_file =
         std::env::temp_dir().join(format!("http_stack_bench_{}.log", std::process::id()));
     let (writer, _guard) =
         tracing_appender::non_blocking(std::fs::File::create(&log_file).unwrap());
+    let stock = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("info")
+        .with_writer(writer.clone())
+        .finish();
     let config = LogConfig {
         format: LogFormat::Json,
         filter: Some("info".into()),
     };
-    tracing::subscriber::set_global_default(
-        rustforge_prod::logging::subscriber(&config, writer).unwrap(),
-    )
-    .unwrap();
+    let ours = rustforge_prod::logging::subscriber(&config, writer).unwrap();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtimes = [
+        server_runtime(tracing::Dispatch::none()),
+        server_runtime(tracing::Dispatch::new(stock)),
+        server_runtime(tracing::Dispatch::from(ours)),
+    ];
+    let bare = runtimes[0].block_on(serve(routes()));
+    let hand = runtimes[1].block_on(serve(hand_assembled()));
+    let prod = runtimes[2].block_on(async { serve(production().await).await });
+    let addrs = [bare, hand, prod];
+
+    let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let bare = serve(routes()).await;
-        let hand = serve(hand_assembled()).await;
-        let prod = serve(production().await).await;
-        let addrs = [bare, hand, prod];
+    client.block_on(async {
         println!(
             "http_stack: {} connections, {} rounds × {} s, log file {}",
             env("BENCH_CONNS", 32),
@@ -300,5 +327,6 @@ fn main() {
             .await;
         }
     });
+    drop(runtimes);
     let _ = std::fs::remove_file(log_file);
 }

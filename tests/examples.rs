@@ -157,7 +157,7 @@ async fn full_stack_is_configured_by_the_environment() {
     );
     let line = app.wait_for_line(|l| l.contains("e2e-1"));
     let line: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-    assert_eq!(line["span"]["route"], "/api/items/{id}");
+    assert_eq!(line["route"], "/api/items/{id}");
     assert_eq!(line["status"], 200);
 
     let res = client()

@@ -41,7 +41,7 @@ impl LogCapture {
     pub fn for_request(&self, request_id: &str) -> Vec<Value> {
         self.lines()
             .into_iter()
-            .filter(|l| l["span"]["request_id"] == request_id)
+            .filter(|l| l["request_id"] == request_id)
             .collect()
     }
 }

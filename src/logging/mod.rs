@@ -12,7 +12,15 @@
 //!
 //! Every request handled by the [middleware stack](crate::middleware) runs inside a `request` span
 //! that carries `method`, `route` and `request_id`, so each line logged while serving it — by
-//! the crate or by the application — names the request it belongs to.
+//! the crate or by the application — names the request it belongs to. In JSON each line is one
+//! flat object ([`JsonFormat`]):
+//!
+//! ```text
+//! {"timestamp":"2026-11-27T06:27:46.121144Z","level":"INFO","target":"rustforge_prod::middleware::trace","message":"request completed","status":200,"latency_us":344,"method":"GET","route":"/users/{id}","request_id":"01a21bb0-4348-7466-96b4-ea325c7259b2"}
+//! ```
+
+mod json;
+mod writer;
 
 use std::str::FromStr;
 
@@ -22,6 +30,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::error::{ConfigError, Error};
+pub use json::{JsonFields, JsonFormat};
+pub use writer::{BatchWriter, FLUSH_AT, FLUSH_INTERVAL, MAX_BUFFERED, WriterGuard, non_blocking};
 
 /// The filter used when neither [`LogConfig::filter`] nor `RUST_LOG` is set.
 pub const DEFAULT_LOG_FILTER: &str = "info";
@@ -75,16 +85,16 @@ impl LogConfig {
 /// Keeps the background log writer alive; dropping it flushes what is still buffered.
 #[must_use = "dropping the guard stops the log writer"]
 #[derive(Debug)]
-pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] WriterGuard);
 
-/// Installs a global `tracing` subscriber writing to stdout through a non-blocking writer, so a
-/// slow terminal or log pipe never blocks a request (lines are dropped, not waited for, when its
-/// buffer is full).
+/// Installs a global `tracing` subscriber writing to stdout through a [`BatchWriter`], so a
+/// slow terminal or log pipe never blocks a request (lines are dropped and counted, not waited
+/// for, when its buffer is full).
 ///
 /// Fails with [`Error::Config`] for an invalid filter and [`Error::Logging`] when a global
 /// subscriber is already installed.
 pub fn init_logging(config: &LogConfig) -> Result<LogGuard, Error> {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (writer, guard) = non_blocking(std::io::stdout());
     let subscriber = subscriber(config, writer)?;
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|e| Error::Logging(e.to_string()))?;
@@ -106,10 +116,8 @@ where
         LogFormat::Json => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
+                    .event_format(JsonFormat)
+                    .fmt_fields(JsonFields)
                     .with_writer(writer),
             ),
         ),
