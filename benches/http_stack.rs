@@ -94,10 +94,13 @@ fn hand_assembled() -> Router {
     )
 }
 
-/// C: the same routes behind `ProductionLayer` with its defaults (plus the CORS origin).
+/// C: the same routes behind `ProductionLayer` with its defaults (plus the CORS origin); any
+/// `RUSTFORGE_*` variable set for the run applies, e.g. `RUSTFORGE_COMPRESSION_LEVEL=1`.
 async fn production() -> Router {
     let prod = ProductionLayer::builder()
         .cors(CorsConfig::origins([ORIGIN]))
+        .from_env()
+        .unwrap()
         .build()
         .await
         .unwrap();

@@ -28,7 +28,7 @@
 //! | `RUSTFORGE_CORS_HEADERS` | comma-separated request headers browsers may send | `content-type,x-api-key` |
 //! | `RUSTFORGE_CORS_MAX_AGE` | how long browsers cache a preflight | `1h` |
 //! | `RUSTFORGE_COMPRESSION` | response compression on/off | `true` |
-//! | `RUSTFORGE_COMPRESSION_LEVEL` | compression level for every encoding (1–9) | `4` |
+//! | `RUSTFORGE_COMPRESSION_LEVEL` | compression level for every encoding (1–9) | `1` |
 //! | `RUSTFORGE_COMPRESSION_MIN_SIZE` | responses smaller than this are not compressed | `1KiB` |
 //! | `RUSTFORGE_REQUEST_TIMEOUT` | time to the response headers, or `off` | `30s` |
 //! | `RUSTFORGE_BODY_LIMIT` | largest accepted request body, or `off` | `2MiB` |

@@ -13,7 +13,7 @@ fn defaults_are_production_defaults() {
     assert_eq!(config.http.timeout, Some(Duration::from_secs(30)));
     assert_eq!(config.http.body_limit.unwrap().as_u64(), 2 * 1024 * 1024);
     assert!(config.http.compression.enabled);
-    assert_eq!(config.http.compression.level, 4);
+    assert_eq!(config.http.compression.level, 1);
     assert_eq!(config.http.compression.min_size.as_u64(), 1024);
     assert!(config.http.cors.origins.is_empty());
     assert_eq!(config.http.request_id.header, "x-request-id");
