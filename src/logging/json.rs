@@ -66,11 +66,11 @@ where
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let extensions = span.extensions();
-                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                    if !fields.fields.is_empty() {
-                        writer.write_char(',')?;
-                        writer.write_str(&fields.fields)?;
-                    }
+                if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                    && !fields.fields.is_empty()
+                {
+                    writer.write_char(',')?;
+                    writer.write_str(&fields.fields)?;
                 }
             }
         }

@@ -157,10 +157,10 @@ fn run<W: Write>(shared: &Shared, mut output: W) {
             state.closed
         };
         if !batch.is_empty() {
-            if let Err(err) = output.write_all(&batch).and_then(|()| output.flush()) {
-                if !std::mem::replace(&mut reported, true) {
-                    eprintln!("rustforge-prod: cannot write logs: {err}");
-                }
+            if let Err(err) = output.write_all(&batch).and_then(|()| output.flush())
+                && !std::mem::replace(&mut reported, true)
+            {
+                eprintln!("rustforge-prod: cannot write logs: {err}");
             }
             batch.clear();
         }

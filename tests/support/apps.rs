@@ -53,7 +53,7 @@ pub fn app(config: &HttpConfig, hits: Arc<AtomicUsize>) -> Router {
             "/zip",
             get(|| async { ([(CONTENT_TYPE, "application/zip")], "PK".repeat(4096)) }),
         )
-        .route("/slow", get(|| std::future::pending::<&'static str>()))
+        .route("/slow", get(std::future::pending::<&'static str>))
         .route("/panic", get(|| async { panic_now() }))
         .route("/echo", post(|body: Bytes| async move { body }))
         .route(
