@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench http_stack                 # defaults: 4 rounds × 3 s, 32 connections
 //! BENCH_ROUNDS=6 BENCH_SECS=5 BENCH_CONNS=64 cargo bench --bench http_stack
+//! BENCH_SERVE=120 cargo bench --bench http_stack   # only serve A, B, C (for wrk), 120 s
 //! ```
 //!
 //! B and C both log one JSON line per request to a file through a non-blocking writer — B with
@@ -297,6 +298,12 @@ fn main() {
     let prod = runtimes[2].block_on(async { serve(production().await).await });
     let addrs = [bare, hand, prod];
 
+    if let Ok(secs) = std::env::var("BENCH_SERVE") {
+        // Serve only, for an external load generator such as wrk.
+        println!("A http://{bare}/  B http://{hand}/  C http://{prod}/");
+        std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
+        return;
+    }
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

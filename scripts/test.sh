@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
 # installs what is missing (redis-server, Chromium, cargo-hack), then runs fmt, clippy (all
-# features and none), a check of every feature on its own, every test with all features, the
+# features and none), a check of every feature and every pair of features, every test with all features, the
 # doctests and the docs build. Any failure stops the run with a non-zero exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +40,8 @@ cargo clippy --all-features --all-targets -- -D warnings
 step "clippy, no default features"
 cargo clippy --no-default-features --lib -- -D warnings
 
-step "every feature on its own (cargo hack --each-feature)"
-cargo hack check --each-feature --no-dev-deps --lib --quiet
+step "every feature and every pair of features (cargo hack --feature-powerset --depth 2)"
+cargo hack check --feature-powerset --depth 2 --no-dev-deps --lib --quiet
 
 step "tests and doctests, all features"
 cargo test --all-features
