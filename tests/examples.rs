@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::http::client;
+use support::http::{client, get};
 
 /// The example binary `cargo test` built next to this test's binary.
 fn example(name: &str) -> PathBuf {
@@ -113,12 +113,7 @@ async fn quickstart_serves_the_default_stack_and_stops_on_sigterm() {
     assert!(res.headers().contains_key("x-request-id"));
     assert!(res.text().await.unwrap().starts_with("Hello"));
 
-    let res = client()
-        .get(app.url("/api/items"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let res = get(app.url("/api/items"), &[("accept-encoding", "gzip")]).await;
     assert_eq!(res.headers()["content-encoding"], "gzip");
     let mut json = String::new();
     std::io::Read::read_to_string(
@@ -143,13 +138,11 @@ async fn full_stack_is_configured_by_the_environment() {
             ("RUSTFORGE_REQUEST_TIMEOUT", "5s"),
         ],
     );
-    let res = client()
-        .get(app.url("/api/items/7"))
-        .header("origin", "http://allowed.test")
-        .header("x-request-id", "e2e-1")
-        .send()
-        .await
-        .unwrap();
+    let res = get(
+        app.url("/api/items/7"),
+        &[("origin", "http://allowed.test"), ("x-request-id", "e2e-1")],
+    )
+    .await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.headers()["access-control-allow-origin"],

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use std::sync::atomic::Ordering;
 
-use http::header::AUTHORIZATION;
 use rustforge_prod::middleware::{CorsConfig, HttpConfig};
 use support::apps::{assert_error_json, assert_uuid_v7, big_json, header, serve};
-use support::http::{client, raw_request};
+use support::http::{client, get, raw_request};
 
 // ---------------------------------------------------------------- request id
 
@@ -26,20 +25,10 @@ async fn request_id_is_generated_when_absent() {
 async fn sane_request_id_is_propagated() {
     let (server, _) = serve(HttpConfig::default()).await;
     let id = "req-42_abc.DEF:1";
-    let res = client()
-        .get(server.url("/"))
-        .header("x-request-id", id)
-        .send()
-        .await
-        .unwrap();
+    let res = get(server.url("/"), &[("x-request-id", id)]).await;
     assert_eq!(header(&res, "x-request-id"), Some(id));
     let longest = "a".repeat(128);
-    let res = client()
-        .get(server.url("/"))
-        .header("x-request-id", &longest)
-        .send()
-        .await
-        .unwrap();
+    let res = get(server.url("/"), &[("x-request-id", &longest)]).await;
     assert_eq!(header(&res, "x-request-id"), Some(longest.as_str()));
 }
 
@@ -55,24 +44,17 @@ async fn insane_request_ids_are_replaced() {
         http::HeaderValue::from_static(""),
     ];
     for bad in cases {
-        let res = client()
-            .get(server.url("/"))
-            .header("x-request-id", bad.clone())
-            .send()
-            .await
-            .unwrap();
+        let res = get(server.url("/"), &[("x-request-id", bad.clone())]).await;
         let id = header(&res, "x-request-id").unwrap();
         assert_ne!(id.as_bytes(), bad.as_bytes());
         assert_uuid_v7(id);
     }
     // Two ids: ambiguous, replaced.
-    let res = client()
-        .get(server.url("/"))
-        .header("x-request-id", "one")
-        .header("x-request-id", "two")
-        .send()
-        .await
-        .unwrap();
+    let res = get(
+        server.url("/"),
+        &[("x-request-id", "one"), ("x-request-id", "two")],
+    )
+    .await;
     assert_uuid_v7(header(&res, "x-request-id").unwrap());
 }
 
@@ -81,12 +63,7 @@ async fn request_id_header_name_is_configurable() {
     let mut config = HttpConfig::default();
     config.request_id.header = "x-correlation-id".into();
     let (server, _) = serve(config).await;
-    let res = client()
-        .get(server.url("/"))
-        .header("x-correlation-id", "corr-1")
-        .send()
-        .await
-        .unwrap();
+    let res = get(server.url("/"), &[("x-correlation-id", "corr-1")]).await;
     assert_eq!(header(&res, "x-correlation-id"), Some("corr-1"));
     assert!(header(&res, "x-request-id").is_none());
 }
@@ -94,12 +71,11 @@ async fn request_id_header_name_is_configurable() {
 #[tokio::test]
 async fn sensitive_headers_are_marked_for_every_layer_and_handler() {
     let (server, _) = serve(HttpConfig::default()).await;
-    let res = client()
-        .get(server.url("/sensitive"))
-        .header(AUTHORIZATION, "Bearer secret")
-        .send()
-        .await
-        .unwrap();
+    let res = get(
+        server.url("/sensitive"),
+        &[("authorization", "Bearer secret")],
+    )
+    .await;
     assert_eq!(res.text().await.unwrap(), "true");
 }
 
@@ -166,12 +142,7 @@ async fn cors_disallowed_origin_gets_no_allow_headers() {
 #[tokio::test]
 async fn cors_simple_request_exposes_request_id_and_rate_limit_headers() {
     let (server, _) = serve(cors_config(CorsConfig::origins([ALLOWED]))).await;
-    let res = client()
-        .get(server.url("/"))
-        .header("origin", ALLOWED)
-        .send()
-        .await
-        .unwrap();
+    let res = get(server.url("/"), &[("origin", ALLOWED)]).await;
     assert_eq!(header(&res, "access-control-allow-origin"), Some(ALLOWED));
     let exposed = header(&res, "access-control-expose-headers").unwrap();
     for name in [
@@ -189,12 +160,7 @@ async fn cors_simple_request_exposes_request_id_and_rate_limit_headers() {
 async fn cors_credentials_echo_the_exact_origin() {
     let cors = CorsConfig::origins([ALLOWED]).credentials(true);
     let (server, _) = serve(cors_config(cors)).await;
-    let res = client()
-        .get(server.url("/"))
-        .header("origin", ALLOWED)
-        .send()
-        .await
-        .unwrap();
+    let res = get(server.url("/"), &[("origin", ALLOWED)]).await;
     assert_eq!(header(&res, "access-control-allow-origin"), Some(ALLOWED));
     assert_eq!(
         header(&res, "access-control-allow-credentials"),
@@ -214,12 +180,7 @@ async fn cors_origin_regex_and_predicate() {
         ("https://preview.example.com.evil.test", false),
         ("http://pr-12.preview.example.com", false),
     ] {
-        let res = client()
-            .get(server.url("/"))
-            .header("origin", origin)
-            .send()
-            .await
-            .unwrap();
+        let res = get(server.url("/"), &[("origin", origin)]).await;
         assert_eq!(
             header(&res, "access-control-allow-origin") == Some(origin),
             allowed,
@@ -284,12 +245,7 @@ async fn each_encoding_round_trips() {
     let (server, _) = serve(HttpConfig::default()).await;
     let expected = big_json();
     for encoding in ["gzip", "br", "zstd", "deflate"] {
-        let res = client()
-            .get(server.url("/big"))
-            .header("accept-encoding", encoding)
-            .send()
-            .await
-            .unwrap();
+        let res = get(server.url("/big"), &[("accept-encoding", encoding)]).await;
         assert_eq!(header(&res, "content-encoding"), Some(encoding));
         assert!(header(&res, "vary").unwrap().contains("accept-encoding"));
         let body = res.bytes().await.unwrap();
@@ -310,12 +266,7 @@ async fn encoding_follows_q_values() {
         ("br;q=0.1, zstd;q=0.9", Some("zstd")),
         ("gzip;q=0, identity", None),
     ] {
-        let res = client()
-            .get(server.url("/big"))
-            .header("accept-encoding", accept)
-            .send()
-            .await
-            .unwrap();
+        let res = get(server.url("/big"), &[("accept-encoding", accept)]).await;
         assert_eq!(header(&res, "content-encoding"), chosen, "{accept}");
     }
 }
@@ -435,12 +386,7 @@ async fn error_bodies_can_be_turned_off() {
 #[tokio::test]
 async fn everything_off_is_a_plain_router() {
     let (server, _) = serve(HttpConfig::none()).await;
-    let res = client()
-        .get(server.url("/big"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let res = get(server.url("/big"), &[("accept-encoding", "gzip")]).await;
     assert!(header(&res, "content-encoding").is_none());
     assert!(header(&res, "x-request-id").is_none());
     let res = client().get(server.url("/missing")).send().await.unwrap();

@@ -6,19 +6,14 @@ mod support;
 use rustforge_prod::middleware::HttpConfig;
 use serde_json::Value;
 use support::apps::{assert_error_json, header, serve};
-use support::http::client;
+use support::http::{client, get};
 use support::logs::LogCapture;
 
 #[tokio::test(flavor = "current_thread")]
 async fn every_log_line_of_a_request_carries_its_id_and_route() {
     let (logs, _guard) = LogCapture::install();
     let (server, _) = serve(HttpConfig::default()).await;
-    let res = client()
-        .get(server.url("/users/17"))
-        .header("x-request-id", "trace-me-1")
-        .send()
-        .await
-        .unwrap();
+    let res = get(server.url("/users/17"), &[("x-request-id", "trace-me-1")]).await;
     assert_eq!(res.status(), 200);
     let lines = logs.for_request("trace-me-1");
     assert_eq!(
@@ -50,12 +45,11 @@ async fn every_log_line_of_a_request_carries_its_id_and_route() {
 async fn unmatched_paths_log_no_route() {
     let (logs, _guard) = LogCapture::install();
     let (server, _) = serve(HttpConfig::default()).await;
-    let res = client()
-        .get(server.url("/no/such/path/123"))
-        .header("x-request-id", "scan-1")
-        .send()
-        .await
-        .unwrap();
+    let res = get(
+        server.url("/no/such/path/123"),
+        &[("x-request-id", "scan-1")],
+    )
+    .await;
     assert_eq!(res.status(), 404);
     let lines = logs.for_request("scan-1");
     assert_eq!(lines.len(), 1);
@@ -71,12 +65,7 @@ async fn unmatched_paths_log_no_route() {
 async fn panic_answers_500_json_and_is_logged_with_the_request_id() {
     let (logs, _guard) = LogCapture::install();
     let (server, _) = serve(HttpConfig::default()).await;
-    let res = client()
-        .get(server.url("/panic"))
-        .header("x-request-id", "panic-1")
-        .send()
-        .await
-        .unwrap();
+    let res = get(server.url("/panic"), &[("x-request-id", "panic-1")]).await;
     assert_error_json(res, 500).await;
     let lines = logs.for_request("panic-1");
     let panic_line = lines

@@ -56,6 +56,20 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET url` with these headers, through [`client`].
+pub async fn get<V>(url: String, headers: &[(&str, V)]) -> reqwest::Response
+where
+    V: Clone,
+    reqwest::header::HeaderValue: TryFrom<V>,
+    <reqwest::header::HeaderValue as TryFrom<V>>::Error: Into<http::Error>,
+{
+    let mut request = client().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, value.clone());
+    }
+    request.send().await.unwrap()
+}
+
 /// Sends raw bytes (with `Connection: close`) and returns the whole raw response — for what an
 /// ordinary client will not send, such as a chunked body with no `Content-Length`.
 pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
