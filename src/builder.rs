@@ -9,6 +9,8 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
+#[cfg(feature = "health")]
+use crate::health::{Health, HealthCheck, HealthConfig};
 use crate::logging::LogConfig;
 #[cfg(feature = "middleware")]
 use crate::middleware::{CompressionConfig, CorsConfig, HttpConfig, HttpStack, RequestIdConfig};
@@ -46,6 +48,8 @@ struct Inner {
     stack: HttpStack,
     #[cfg(feature = "redis")]
     redis: Option<RedisHandle>,
+    #[cfg(feature = "health")]
+    health: Health,
     shutdown: Shutdown,
 }
 
@@ -62,13 +66,26 @@ impl ProductionLayer {
         self.inner.stack.clone()
     }
 
-    /// The crate's routes, to [`Router::merge`] into the app. The health, metrics, broadcasting
-    /// and storage modules add theirs here as they land; today the router is empty.
+    /// The crate's routes, to [`Router::merge`] into the app: the health routes (`/health/live`,
+    /// `/health/ready`, `/health`) when the `health` feature is on; metrics, broadcasting and
+    /// storage add theirs as they land.
     pub fn routes<S>(&self) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {
-        Router::new()
+        #[allow(unused_mut)]
+        let mut router = Router::new();
+        #[cfg(feature = "health")]
+        if self.inner.config.health.enabled {
+            router = router.merge(self.inner.health.routes());
+        }
+        router
+    }
+
+    /// The health handle: readiness state, reports, [`Health::startup_complete`].
+    #[cfg(feature = "health")]
+    pub fn health(&self) -> &Health {
+        &self.inner.health
     }
 
     /// The configuration the layer was built from.
@@ -97,10 +114,20 @@ impl ProductionLayer {
 /// Configures a [`ProductionLayer`]. Later calls win over earlier ones, so
 /// `.from_env()?.cors(…)` lets code override the environment and `.cors(…).from_env()?` the
 /// reverse.
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[must_use = "call .build().await to get the ProductionLayer"]
 pub struct ProductionLayerBuilder {
     config: Config,
+    #[cfg(feature = "health")]
+    checks: Vec<Arc<dyn HealthCheck>>,
+}
+
+impl std::fmt::Debug for ProductionLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProductionLayerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProductionLayerBuilder {
@@ -188,13 +215,37 @@ impl ProductionLayerBuilder {
         self.forget_env("redis.")
     }
 
+    /// Sets the health settings.
+    #[cfg(feature = "health")]
+    pub fn health(mut self, health: HealthConfig) -> Self {
+        self.config.health = health;
+        self.forget_env("health.")
+    }
+
+    /// Adds a health check (after the built-in ones).
+    #[cfg(feature = "health")]
+    pub fn health_check(mut self, check: impl HealthCheck) -> Self {
+        self.checks.push(Arc::new(check));
+        self
+    }
+
     /// Checks the configuration and builds the layer. A configured Redis is PINGed once; when it
     /// does not answer, a warning is logged and the modules use their documented fallbacks.
     pub async fn build(self) -> Result<ProductionLayer, Error> {
-        let config = self.config;
+        #[allow(unused_mut)]
+        let mut config = self.config;
         config.validate()?;
+        #[cfg(all(feature = "middleware", feature = "health"))]
+        if config.health.enabled {
+            // Probes poll every few seconds: no span, no log line for them.
+            let health = &config.health;
+            for path in [&health.live_path, &health.ready_path, &health.path] {
+                config.http.trace.quiet_routes.push(path.clone());
+            }
+        }
         #[cfg(feature = "middleware")]
         let stack = HttpStack::new(&config.http).map_err(|e| config.name_source(e))?;
+        let shutdown = Shutdown::new();
         #[cfg(feature = "redis")]
         let redis = match &config.redis {
             Some(redis_config) => {
@@ -206,6 +257,33 @@ impl ProductionLayerBuilder {
             }
             None => None,
         };
+        #[cfg(feature = "health")]
+        let health = {
+            use crate::health::{DiskCheck, MemoryCheck};
+            let h = &config.health;
+            let mut health = Health::new(h.clone(), shutdown.clone());
+            #[cfg(feature = "redis")]
+            if let Some(redis) = &redis {
+                health.add_check(Arc::new(crate::health::RedisCheck::new(redis.clone())));
+            }
+            if let Some(path) = &h.disk_path {
+                let disk =
+                    DiskCheck::new(path).thresholds(h.disk_warn_percent, h.disk_fail_percent);
+                health.add_check(Arc::new(disk));
+            }
+            if h.memory {
+                let memory =
+                    MemoryCheck::default().thresholds(h.memory_warn_percent, h.memory_fail_percent);
+                health.add_check(Arc::new(memory));
+            }
+            for check in self.checks {
+                health.add_check(check);
+            }
+            if let Some(interval) = h.background_refresh {
+                health.spawn_background_refresh(interval);
+            }
+            health
+        };
         Ok(ProductionLayer {
             inner: Arc::new(Inner {
                 config,
@@ -213,13 +291,15 @@ impl ProductionLayerBuilder {
                 stack,
                 #[cfg(feature = "redis")]
                 redis,
-                shutdown: Shutdown::new(),
+                #[cfg(feature = "health")]
+                health,
+                shutdown,
             }),
         })
     }
 
     /// Code has replaced the settings under `prefix`: errors there no longer name a variable.
-    #[cfg(any(feature = "middleware", feature = "redis"))]
+    #[cfg(any(feature = "middleware", feature = "redis", feature = "health"))]
     fn forget_env(mut self, prefix: &str) -> Self {
         self.config
             .env_sources

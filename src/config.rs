@@ -32,6 +32,13 @@
 //! | `RUSTFORGE_COMPRESSION_MIN_SIZE` | responses smaller than this are not compressed | `1KiB` |
 //! | `RUSTFORGE_REQUEST_TIMEOUT` | time to the response headers, or `off` | `30s` |
 //! | `RUSTFORGE_BODY_LIMIT` | largest accepted request body, or `off` | `2MiB` |
+//! | `RUSTFORGE_HEALTH_TOKEN` | bearer token that shows health details | a long random string |
+//! | `RUSTFORGE_HEALTH_TIMEOUT` | timeout of each health check | `1s` |
+//! | `RUSTFORGE_HEALTH_CACHE_TTL` | how long a health report is reused | `1s` |
+//! | `RUSTFORGE_HEALTH_PUBLIC_DETAILS` | show health details without the token | `false` |
+//! | `RUSTFORGE_HEALTH_DISK_PATH` | check free space of the disk holding this path | `/var/lib/app` |
+//! | `RUSTFORGE_HEALTH_DISK_WARN` / `_FAIL` | disk used-percent thresholds | `70` / `90` |
+//! | `RUSTFORGE_HEALTH_MEMORY_WARN` / `_FAIL` | memory used-percent thresholds | `90` / `97` |
 //! | `REDIS_URL` | `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port` | `redis://127.0.0.1:6379` |
 //! | `RUSTFORGE_REDIS_PREFIX` | prefix of every Redis key the crate writes | `myapp` |
 //! | `RUSTFORGE_REDIS_POOL_SIZE` | connections in the Redis pool | `8` |
@@ -49,6 +56,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+#[cfg(feature = "health")]
+use crate::health::HealthConfig;
 pub use crate::logging::{LogConfig, LogFormat};
 #[cfg(feature = "middleware")]
 use crate::middleware::HttpConfig;
@@ -68,6 +77,9 @@ pub struct Config {
     /// The HTTP middleware stack.
     #[cfg(feature = "middleware")]
     pub http: HttpConfig,
+    /// Health checks and their routes.
+    #[cfg(feature = "health")]
+    pub health: HealthConfig,
     /// The shared Redis handle; `None` when Redis is not used.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisConfig>,
@@ -99,6 +111,15 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUSTFORGE_REDIS_POOL_SIZE", "redis.pool_size"),
     ("RUSTFORGE_REDIS_CONNECT_TIMEOUT", "redis.connect_timeout"),
     ("RUSTFORGE_REDIS_COMMAND_TIMEOUT", "redis.command_timeout"),
+    ("RUSTFORGE_HEALTH_TOKEN", "health.token"),
+    ("RUSTFORGE_HEALTH_TIMEOUT", "health.timeout"),
+    ("RUSTFORGE_HEALTH_CACHE_TTL", "health.cache_ttl"),
+    ("RUSTFORGE_HEALTH_PUBLIC_DETAILS", "health.public_details"),
+    ("RUSTFORGE_HEALTH_DISK_PATH", "health.disk_path"),
+    ("RUSTFORGE_HEALTH_DISK_WARN", "health.disk_warn_percent"),
+    ("RUSTFORGE_HEALTH_DISK_FAIL", "health.disk_fail_percent"),
+    ("RUSTFORGE_HEALTH_MEMORY_WARN", "health.memory_warn_percent"),
+    ("RUSTFORGE_HEALTH_MEMORY_FAIL", "health.memory_fail_percent"),
 ];
 
 impl Config {
@@ -142,28 +163,28 @@ impl Config {
                 }
                 continue;
             };
-            self.apply_var(var, value)?;
+            self.apply_var(var, key, value)?;
             self.env_sources.insert(key, var);
         }
         Ok(())
     }
 
-    fn apply_var(&mut self, var: &'static str, value: &str) -> Result<(), ConfigError> {
-        match var {
-            "RUST_LOG" => self.log.filter = Some(value.to_owned()),
-            "RUSTFORGE_LOG_FORMAT" => self.log.format = parse::from_str(var, value)?,
+    /// Hands `var` to the section its config key names. A variable of a module that is
+    /// compiled out is ignored: without the feature the setting cannot matter.
+    fn apply_var(&mut self, var: &'static str, key: &str, value: &str) -> Result<(), ConfigError> {
+        let section = key.split('.').next().unwrap_or_default();
+        match section {
+            "log" if var == "RUST_LOG" => self.log.filter = Some(value.to_owned()),
+            "log" => self.log.format = parse::from_str(var, value)?,
             #[cfg(feature = "middleware")]
-            _ if var != "REDIS_URL" && !var.starts_with("RUSTFORGE_REDIS_") => {
-                self.http.apply_var(var, value)?
-            }
+            "http" => self.http.apply_var(var, value)?,
+            #[cfg(feature = "health")]
+            "health" => self.health.apply_var(var, value)?,
             #[cfg(feature = "redis")]
-            _ => {
-                let redis = self.redis.get_or_insert_with(RedisConfig::default);
-                redis.apply_var(var, value)?
-            }
-            // A variable of a module that is compiled out is ignored, as a missing feature means
-            // the setting cannot matter.
-            #[allow(unreachable_patterns)]
+            "redis" => self
+                .redis
+                .get_or_insert_with(RedisConfig::default)
+                .apply_var(var, value)?,
             _ => {}
         }
         Ok(())
@@ -178,6 +199,8 @@ impl Config {
         self.log.validate()?;
         #[cfg(feature = "middleware")]
         self.http.validate()?;
+        #[cfg(feature = "health")]
+        self.health.validate()?;
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
             redis.validate()?;

@@ -1,9 +1,222 @@
-//! Health checks: liveness, readiness and a detailed health report.
-//!
-//! **Not implemented yet** — this module is planned in issue #4 and exports nothing today.
-//! Enabling the `health` feature compiles this empty module only; nothing here pretends to work.
+//! Health checks: liveness, readiness and a detailed `application/health+json` report that
+//! never hangs.
 //!
 //! ```
-//! // The feature exists so that dependants can already name it in Cargo.toml.
-//! assert!(cfg!(feature = "health"));
+//! use axum::Router;
+//! use rustforge_prod::ProductionLayer;
+//! use rustforge_prod::health::{CheckResult, check_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rustforge_prod::Error> {
+//! let prod = ProductionLayer::builder()
+//!     .health_check(check_fn("payments-api", || async { CheckResult::healthy() }).not_critical())
+//!     .build()
+//!     .await?;
+//! let app: Router = Router::new().merge(prod.routes()); // /health/live, /health/ready, /health
+//! let report = prod.health().report().await;
+//! assert_eq!(report.status().as_str(), "pass");
+//! # let _ = app; Ok(()) }
 //! ```
+//!
+//! | route | answers | runs checks |
+//! |---|---|---|
+//! | `/health/live` | 200 unless the app called [`Health::set_live(false)`](Health::set_live) | never — a dependency outage must not restart every pod |
+//! | `/health/ready` | 503 while starting (with [`HealthConfig::wait_for_startup`]), once shutdown began, or when a critical readiness check fails | the checks whose [`HealthCheck::readiness`] is true |
+//! | `/health` | the full report | all |
+//!
+//! **Aggregation.** A critical check that is unhealthy makes the service unhealthy (503). A
+//! non-critical failure, or any degraded check, makes it degraded (200 by default,
+//! [`HealthConfig::degraded_status`]). A timeout or a panic is an unhealthy result — never
+//! healthy, never unknown.
+//!
+//! **Execution.** Checks run concurrently, each under its own timeout (default 1 s), so a
+//! request answers within the largest timeout even when a dependency hangs forever. Reports are
+//! cached for [`HealthConfig::cache_ttl`] (default 1 s) and refreshed by one run at a time:
+//! a thousand probes at once cost one run. [`HealthConfig::background_refresh`] refreshes on a
+//! timer instead, so probes only read.
+//!
+//! **Details.** Public callers see only `{"status":"pass"}`; callers sending
+//! `Authorization: Bearer <token>` ([`HealthConfig::token`], `RUSTFORGE_HEALTH_TOKEN`) see every
+//! check with its observed value, unit, time and output.
+//!
+//! Built in: [`RedisCheck`] (registered when Redis is configured), [`DiskCheck`] (when
+//! `RUSTFORGE_HEALTH_DISK_PATH` is set), [`MemoryCheck`] (always, detail only), and
+//! [`check_fn`] for anything else. See `docs/health-checks.md` for Kubernetes probes.
+
+mod check;
+mod checks;
+mod routes;
+mod runner;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use check::{BoxFuture, CheckResult, ComponentType, HealthCheck, Observed, Status};
+#[cfg(feature = "redis")]
+pub use checks::RedisCheck;
+pub use checks::{DiskCheck, DiskSpace, FnCheck, MemoryCheck, MemoryUsage, check_fn};
+pub use routes::HEALTH_JSON;
+pub use runner::{CheckReport, Health, Report};
+
+use crate::config::parse;
+use crate::error::ConfigError;
+
+/// Health settings.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HealthConfig {
+    /// Serve the health routes (default `true`).
+    pub enabled: bool,
+    /// Liveness path (default `/health/live`).
+    pub live_path: String,
+    /// Readiness path (default `/health/ready`).
+    pub ready_path: String,
+    /// Detailed report path (default `/health`).
+    pub path: String,
+    /// Bearer token that shows details.
+    pub token: Option<String>,
+    /// Show details to everyone (default `false`).
+    pub public_details: bool,
+    /// Timeout of each check (default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long a report is reused (default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Refresh the report on this interval in the background (default off).
+    #[serde(with = "humantime_serde")]
+    pub background_refresh: Option<Duration>,
+    /// Status of a degraded service (default 200).
+    pub degraded_status: u16,
+    /// Not ready until [`Health::startup_complete`] is called (default `false`: ready at once).
+    pub wait_for_startup: bool,
+    /// `version` in the report.
+    pub version: Option<String>,
+    /// `serviceId` in the report.
+    pub service_id: Option<String>,
+    /// Check the disk holding this path.
+    pub disk_path: Option<PathBuf>,
+    /// Disk degraded above this percent used (default 70).
+    pub disk_warn_percent: f64,
+    /// Disk unhealthy above this percent used (default 90).
+    pub disk_fail_percent: f64,
+    /// Register the memory check (default `true`).
+    pub memory: bool,
+    /// Memory degraded above this percent used (default 90).
+    pub memory_warn_percent: f64,
+    /// Memory unhealthy above this percent used (default 97).
+    pub memory_fail_percent: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            live_path: "/health/live".into(),
+            ready_path: "/health/ready".into(),
+            path: "/health".into(),
+            token: None,
+            public_details: false,
+            timeout: Duration::from_secs(1),
+            cache_ttl: Duration::from_secs(1),
+            background_refresh: None,
+            degraded_status: 200,
+            wait_for_startup: false,
+            version: None,
+            service_id: None,
+            disk_path: None,
+            disk_warn_percent: 70.0,
+            disk_fail_percent: 90.0,
+            memory: true,
+            memory_warn_percent: 90.0,
+            memory_fail_percent: 97.0,
+        }
+    }
+}
+
+impl std::fmt::Debug for HealthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthConfig")
+            .field("paths", &[&self.live_path, &self.ready_path, &self.path])
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("disk_path", &self.disk_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealthConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, path) in [
+            ("health.live_path", &self.live_path),
+            ("health.ready_path", &self.ready_path),
+            ("health.path", &self.path),
+        ] {
+            if !path.starts_with('/') || path.contains(['{', '}', '*']) {
+                return Err(ConfigError::new(
+                    key,
+                    path,
+                    "a fixed path starting with `/`",
+                ));
+            }
+        }
+        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(ConfigError::new("health.token", "", "must not be empty"));
+        }
+        for (key, d) in [("health.timeout", self.timeout)] {
+            if d.is_zero() {
+                return Err(ConfigError::new(key, "0s", "must be greater than zero"));
+            }
+        }
+        if !(200..=599).contains(&self.degraded_status) {
+            return Err(ConfigError::new(
+                "health.degraded_status",
+                self.degraded_status.to_string(),
+                "expected an HTTP status code",
+            ));
+        }
+        for (key, warn, fail) in [
+            (
+                "health.disk_warn_percent",
+                self.disk_warn_percent,
+                self.disk_fail_percent,
+            ),
+            (
+                "health.memory_warn_percent",
+                self.memory_warn_percent,
+                self.memory_fail_percent,
+            ),
+        ] {
+            if !(0.0..=100.0).contains(&warn) || !(0.0..=100.0).contains(&fail) || warn > fail {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{warn}/{fail}"),
+                    "thresholds are percentages with warn <= fail",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
+        let percent = |v: &str| -> Result<f64, ConfigError> { parse::from_str(var, v) };
+        match var {
+            "RUSTFORGE_HEALTH_TOKEN" => self.token = Some(value.to_owned()),
+            "RUSTFORGE_HEALTH_TIMEOUT" => self.timeout = parse::duration(var, value)?,
+            "RUSTFORGE_HEALTH_CACHE_TTL" => self.cache_ttl = parse::duration(var, value)?,
+            "RUSTFORGE_HEALTH_PUBLIC_DETAILS" => self.public_details = parse::bool(var, value)?,
+            "RUSTFORGE_HEALTH_DISK_PATH" => self.disk_path = Some(PathBuf::from(value)),
+            "RUSTFORGE_HEALTH_DISK_WARN" => self.disk_warn_percent = percent(value)?,
+            "RUSTFORGE_HEALTH_DISK_FAIL" => self.disk_fail_percent = percent(value)?,
+            "RUSTFORGE_HEALTH_MEMORY_WARN" => self.memory_warn_percent = percent(value)?,
+            "RUSTFORGE_HEALTH_MEMORY_FAIL" => self.memory_fail_percent = percent(value)?,
+            _ => {}
+        }
+        Ok(())
+    }
+}

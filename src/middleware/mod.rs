@@ -100,7 +100,10 @@ impl HttpConfig {
     pub fn none() -> Self {
         Self {
             request_id: RequestIdConfig::disabled(),
-            trace: TraceConfig { enabled: false },
+            trace: TraceConfig {
+                enabled: false,
+                quiet_routes: Vec::new(),
+            },
             cors: CorsConfig::disabled(),
             compression: CompressionConfig::disabled(),
             timeout: None,

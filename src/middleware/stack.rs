@@ -62,7 +62,7 @@ pub struct HttpStack {
 #[derive(Debug)]
 struct Layers {
     request_id: Option<HeaderName>,
-    trace: bool,
+    trace: Option<MakeRequestSpan>,
     error_bodies: bool,
     cors: Option<CorsLayer>,
     catch_panic: bool,
@@ -92,7 +92,10 @@ impl HttpStack {
         Ok(Self {
             inner: Arc::new(Layers {
                 request_id,
-                trace: config.trace.enabled,
+                trace: config
+                    .trace
+                    .enabled
+                    .then(|| MakeRequestSpan::new(&config.trace.quiet_routes)),
                 error_bodies: config.error_bodies,
                 cors: config.cors.build()?,
                 catch_panic: config.catch_panic,
@@ -109,7 +112,7 @@ impl HttpStack {
         Self {
             inner: Arc::new(Layers {
                 request_id: None,
-                trace: false,
+                trace: None,
                 error_bodies: false,
                 cors: None,
                 catch_panic: false,
@@ -153,9 +156,9 @@ where
             CatchPanicLayer::custom(panic_response).layer(s)
         });
         let svc = optional(svc, l.cors.as_ref(), |c, s| c.layer(s));
-        let svc = optional(svc, l.trace.then_some(()), |(), s| {
+        let svc = optional(svc, l.trace.clone(), |make_span, s| {
             TraceLayer::new_for_http()
-                .make_span_with(MakeRequestSpan)
+                .make_span_with(make_span)
                 .on_request(())
                 .on_response(LogResponse)
                 .on_body_chunk(())

@@ -1,5 +1,6 @@
 //! Request logging: one `request` span per request and one line when the response starts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::MatchedPath;
@@ -15,11 +16,17 @@ use tracing::Span;
 pub struct TraceConfig {
     /// Create the `request` span and log one line per request (default `true`).
     pub enabled: bool,
+    /// Route templates that get no span and no log line (the builder adds the health routes,
+    /// which probes poll every few seconds).
+    pub quiet_routes: Vec<String>,
 }
 
 impl Default for TraceConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            quiet_routes: Vec::new(),
+        }
     }
 }
 
@@ -27,8 +34,19 @@ impl Default for TraceConfig {
 /// empty for unmatched paths, so a scanner cannot flood logs with distinct values) and
 /// `request_id`, read from the extension `SetRequestId` put there before the span is made
 /// (tower-http#351).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MakeRequestSpan;
+#[derive(Clone, Debug, Default)]
+pub struct MakeRequestSpan {
+    quiet_routes: Arc<[String]>,
+}
+
+impl MakeRequestSpan {
+    /// Spans for every route except `quiet_routes`.
+    pub fn new(quiet_routes: &[String]) -> Self {
+        Self {
+            quiet_routes: quiet_routes.into(),
+        }
+    }
+}
 
 impl<B> MakeSpan<B> for MakeRequestSpan {
     fn make_span(&mut self, request: &Request<B>) -> Span {
@@ -42,6 +60,9 @@ impl<B> MakeSpan<B> for MakeRequestSpan {
             .get::<MatchedPath>()
             .map(MatchedPath::as_str)
             .unwrap_or("");
+        if !self.quiet_routes.is_empty() && self.quiet_routes.iter().any(|r| r == route) {
+            return Span::none();
+        }
         tracing::info_span!(
             "request",
             method = %request.method(),
@@ -51,12 +72,16 @@ impl<B> MakeSpan<B> for MakeRequestSpan {
     }
 }
 
-/// Logs the one line per request: `status` and `latency_us`, inside the `request` span.
+/// Logs the one line per request: `status` and `latency_us`, inside the `request` span (none
+/// for quiet routes).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LogResponse;
 
 impl<B> OnResponse<B> for LogResponse {
-    fn on_response(self, response: &Response<B>, latency: Duration, _: &Span) {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        if span.is_none() {
+            return;
+        }
         tracing::info!(
             status = response.status().as_u16(),
             latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),

@@ -1,0 +1,166 @@
+//! The three endpoints and the `application/health+json` body.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+
+use super::{Health, Report, Status};
+
+/// The media type of every health response.
+pub const HEALTH_JSON: &str = "application/health+json";
+
+impl Health {
+    /// The routes: liveness, readiness and the detailed report, at the configured paths.
+    pub fn routes<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let config = self.config();
+        Router::new()
+            .route(&config.live_path, get(live))
+            .route(&config.ready_path, get(ready))
+            .route(&config.path, get(detailed))
+            .with_state(self.clone())
+    }
+
+    fn may_see_details(&self, headers: &HeaderMap) -> bool {
+        let config = self.config();
+        if config.public_details {
+            return true;
+        }
+        let Some(token) = config.token.as_deref() else {
+            return false;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+    }
+
+    fn status_code(&self, status: &Status) -> StatusCode {
+        match status {
+            Status::Healthy => StatusCode::OK,
+            Status::Degraded { .. } => {
+                StatusCode::from_u16(self.config().degraded_status).unwrap_or(StatusCode::OK)
+            }
+            Status::Unhealthy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `application/health+json` document for `status` (with `report`'s checks when
+    /// `details`).
+    pub fn document(&self, status: &Status, report: Option<&Report>, details: bool) -> Value {
+        let mut doc = Map::new();
+        doc.insert("status".into(), status.as_str().into());
+        if !details {
+            return Value::Object(doc);
+        }
+        let config = self.config();
+        if let Some(version) = &config.version {
+            doc.insert("version".into(), version.clone().into());
+        }
+        if let Some(service_id) = &config.service_id {
+            doc.insert("serviceId".into(), service_id.clone().into());
+        }
+        if let Some(reason) = status.reason() {
+            doc.insert("output".into(), reason.into());
+        }
+        let mut checks: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        checks.insert(
+            "process:uptime".into(),
+            vec![json!({
+                "componentType": "system",
+                "observedValue": self.uptime().as_secs(),
+                "observedUnit": "s",
+                "status": "pass",
+                "time": rfc3339(SystemTime::now()),
+            })],
+        );
+        for check in report.map(|r| r.checks.as_slice()).unwrap_or_default() {
+            let mut entry = Map::new();
+            entry.insert("componentType".into(), json!(check.component_type));
+            if let Some(observed) = &check.result.observed {
+                entry.insert("observedValue".into(), json!(observed.value));
+                entry.insert("observedUnit".into(), observed.unit.into());
+            }
+            entry.insert("status".into(), check.result.status.as_str().into());
+            entry.insert("time".into(), rfc3339(check.time).into());
+            let output = match (check.result.status.reason(), &check.result.output) {
+                (Some(reason), _) => Some(reason.to_owned()),
+                (None, Some(output)) => Some(output.clone()),
+                (None, None) => None,
+            };
+            if let Some(output) = output {
+                entry.insert("output".into(), output.into());
+            }
+            entry.insert("critical".into(), check.critical.into());
+            entry.insert(
+                "durationMs".into(),
+                json!((check.duration.as_secs_f64() * 1e6).round() / 1e3),
+            );
+            checks
+                .entry(format!("{}:{}", check.name, check.measurement))
+                .or_default()
+                .push(Value::Object(entry));
+        }
+        doc.insert("checks".into(), json!(checks));
+        Value::Object(doc)
+    }
+
+    fn respond(&self, status: &Status, report: Option<&Report>, details: bool) -> Response {
+        let body = serde_json::to_vec(&self.document(status, report, details)).unwrap_or_default();
+        (
+            self.status_code(status),
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(HEALTH_JSON)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// Liveness: no I/O, only the process' own state.
+async fn live(State(health): State<Health>) -> Response {
+    let status = if health.is_live() {
+        Status::Healthy
+    } else {
+        Status::Unhealthy {
+            reason: "marked not live".into(),
+        }
+    };
+    health.respond(&status, None, false)
+}
+
+async fn ready(State(health): State<Health>, headers: HeaderMap) -> Response {
+    let (status, report) = health.readiness().await;
+    let details = health.may_see_details(&headers);
+    let report = report.map(|r| {
+        let mut only_ready = (*r).clone();
+        only_ready.checks.retain(|c| c.readiness);
+        only_ready
+    });
+    health.respond(&status, report.as_ref(), details)
+}
+
+async fn detailed(State(health): State<Health>, headers: HeaderMap) -> Response {
+    let report = health.report().await;
+    let status = report.status();
+    health.respond(&status, Some(&report), health.may_see_details(&headers))
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
