@@ -43,6 +43,15 @@ fn every_variable_is_read() {
         ("RUSTFORGE_REDIS_POOL_SIZE", "4"),
         ("RUSTFORGE_REDIS_CONNECT_TIMEOUT", "2s"),
         ("RUSTFORGE_REDIS_COMMAND_TIMEOUT", "50ms"),
+        ("RUSTFORGE_HEALTH_TOKEN", "t0ken"),
+        ("RUSTFORGE_HEALTH_TIMEOUT", "1500ms"),
+        ("RUSTFORGE_HEALTH_CACHE_TTL", "5s"),
+        ("RUSTFORGE_HEALTH_PUBLIC_DETAILS", "yes"),
+        ("RUSTFORGE_HEALTH_DISK_PATH", "/var/lib/app"),
+        ("RUSTFORGE_HEALTH_DISK_WARN", "60"),
+        ("RUSTFORGE_HEALTH_DISK_FAIL", "80.5"),
+        ("RUSTFORGE_HEALTH_MEMORY_WARN", "85"),
+        ("RUSTFORGE_HEALTH_MEMORY_FAIL", "95"),
         ("PATH", "/usr/bin"), // other variables are ignored
     ])
     .unwrap();
@@ -68,6 +77,27 @@ fn every_variable_is_read() {
     assert_eq!(redis.pool_size, 4);
     assert_eq!(redis.connect_timeout, Duration::from_secs(2));
     assert_eq!(redis.command_timeout, Duration::from_millis(50));
+    let health = &config.health;
+    assert_eq!(health.token.as_deref(), Some("t0ken"));
+    assert_eq!(health.timeout, Duration::from_millis(1500));
+    assert_eq!(health.cache_ttl, Duration::from_secs(5));
+    assert!(health.public_details);
+    assert_eq!(
+        health.disk_path.as_deref(),
+        Some(std::path::Path::new("/var/lib/app"))
+    );
+    assert_eq!(
+        (health.disk_warn_percent, health.disk_fail_percent),
+        (60.0, 80.5)
+    );
+    assert_eq!(
+        (health.memory_warn_percent, health.memory_fail_percent),
+        (85.0, 95.0)
+    );
+    assert!(
+        !format!("{health:?}").contains("t0ken"),
+        "the token never shows in Debug"
+    );
 }
 
 #[test]
@@ -112,6 +142,13 @@ fn every_invalid_value_names_its_variable() {
         &[("RUSTFORGE_REDIS_CONNECT_TIMEOUT", "-1s")],
         &[("RUSTFORGE_REDIS_COMMAND_TIMEOUT", "0ms")],
         &[("RUSTFORGE_CORS_ORIGINN", "https://typo.example.com")],
+        &[("RUSTFORGE_HEALTH_TOKEN", " ")],
+        &[("RUSTFORGE_HEALTH_TIMEOUT", "0s")],
+        &[("RUSTFORGE_HEALTH_CACHE_TTL", "often")],
+        &[("RUSTFORGE_HEALTH_PUBLIC_DETAILS", "sometimes")],
+        &[("RUSTFORGE_HEALTH_DISK_WARN", "lots")],
+        &[("RUSTFORGE_HEALTH_DISK_FAIL", "120")],
+        &[("RUSTFORGE_HEALTH_MEMORY_WARN", "-5")],
     ];
     for vars in cases {
         let (name, value) = vars[0];

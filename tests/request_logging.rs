@@ -80,3 +80,29 @@ async fn panic_answers_500_json_and_is_logged_with_the_request_id() {
         200
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn health_probes_are_not_logged() {
+    let (logs, _guard) = LogCapture::install();
+    let prod = rustforge_prod::ProductionLayer::builder()
+        .build()
+        .await
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "hi" }))
+        .merge(prod.routes())
+        .layer(prod.layer());
+    let server = support::http::TestServer::start(app).await;
+    for path in ["/health/live", "/health/ready", "/health"] {
+        let res = get(server.url(path), &[("x-request-id", "probe-1")]).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["x-request-id"],
+            "probe-1",
+            "ids still propagate"
+        );
+    }
+    assert!(logs.for_request("probe-1").is_empty(), "{:?}", logs.lines());
+    get(server.url("/"), &[("x-request-id", "app-1")]).await;
+    assert_eq!(logs.for_request("app-1").len(), 1);
+}

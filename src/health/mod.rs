@@ -180,23 +180,34 @@ impl HealthConfig {
                 "expected an HTTP status code",
             ));
         }
-        for (key, warn, fail) in [
+        for (warn_key, warn, fail_key, fail) in [
             (
                 "health.disk_warn_percent",
                 self.disk_warn_percent,
+                "health.disk_fail_percent",
                 self.disk_fail_percent,
             ),
             (
                 "health.memory_warn_percent",
                 self.memory_warn_percent,
+                "health.memory_fail_percent",
                 self.memory_fail_percent,
             ),
         ] {
-            if !(0.0..=100.0).contains(&warn) || !(0.0..=100.0).contains(&fail) || warn > fail {
+            for (key, value) in [(warn_key, warn), (fail_key, fail)] {
+                if !(0.0..=100.0).contains(&value) {
+                    return Err(ConfigError::new(
+                        key,
+                        value.to_string(),
+                        "a percentage from 0 to 100",
+                    ));
+                }
+            }
+            if warn > fail {
                 return Err(ConfigError::new(
-                    key,
-                    format!("{warn}/{fail}"),
-                    "thresholds are percentages with warn <= fail",
+                    fail_key,
+                    fail.to_string(),
+                    format!("must not be below {warn_key} ({warn})"),
                 ));
             }
         }

@@ -1,0 +1,439 @@
+//! Health checks through real HTTP, against real Redis (killed and restarted), real disks and
+//! `/proc`.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use rustforge_prod::ProductionLayer;
+use rustforge_prod::health::{
+    CheckResult, DiskCheck, DiskSpace, HealthCheck, HealthConfig, MemoryUsage, check_fn,
+};
+use rustforge_prod::redis::RedisConfig;
+use serde_json::Value;
+use support::http::{TestServer, client, get};
+use support::redis::RedisServer;
+
+const TOKEN: &str = "s3cret-health-token";
+
+fn config() -> HealthConfig {
+    let mut config = HealthConfig::default();
+    config.token = Some(TOKEN.into());
+    config.cache_ttl = Duration::ZERO;
+    config.timeout = Duration::from_millis(500);
+    config
+}
+
+async fn serve(prod: &ProductionLayer) -> TestServer {
+    TestServer::start(Router::new().merge(prod.routes()).layer(prod.layer())).await
+}
+
+/// GET with the token; fails the test if the server takes longer than 10 s (a hang).
+async fn fetch(server: &TestServer, path: &str, token: bool) -> (u16, Value, String) {
+    let auth = format!("Bearer {TOKEN}");
+    let headers: Vec<(&str, &str)> = if token {
+        vec![("authorization", &auth)]
+    } else {
+        vec![]
+    };
+    let res = tokio::time::timeout(Duration::from_secs(10), get(server.url(path), &headers))
+        .await
+        .expect("a health endpoint hung");
+    let status = res.status().as_u16();
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+    let body: Value = res.json().await.unwrap();
+    (status, body, content_type)
+}
+
+fn entry<'a>(body: &'a Value, key: &str) -> &'a Value {
+    let list = body["checks"][key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {body}"));
+    assert_eq!(list.len(), 1);
+    &list[0]
+}
+
+/// Every entry has the documented fields with the documented status words.
+fn assert_document_shape(body: &Value) {
+    assert!(["pass", "warn", "fail"].contains(&body["status"].as_str().unwrap()));
+    for (key, entries) in body["checks"].as_object().unwrap() {
+        let (component, measurement) = key.split_once(':').expect("component:measurement");
+        assert!(!component.is_empty() && !measurement.contains(':'), "{key}");
+        for e in entries.as_array().unwrap() {
+            assert!(
+                ["pass", "warn", "fail"].contains(&e["status"].as_str().unwrap()),
+                "{e}"
+            );
+            assert!(
+                ["datastore", "system", "component"]
+                    .contains(&e["componentType"].as_str().unwrap())
+            );
+            let time = e["time"].as_str().unwrap();
+            humantime::parse_rfc3339(time).unwrap_or_else(|_| panic!("time {time}"));
+            assert_eq!(
+                e["observedValue"].is_null(),
+                e["observedUnit"].is_null(),
+                "{e}"
+            );
+            if e["status"] != "pass" {
+                assert!(e["output"].is_string(), "a failing check says why: {e}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn redis_outage_fails_readiness_but_never_liveness() {
+    let mut redis = RedisServer::start();
+    let redis_config = RedisConfig::new(redis.url())
+        .connect_timeout(Duration::from_millis(300))
+        .command_timeout(Duration::from_millis(300));
+    let prod = ProductionLayer::builder()
+        .redis(redis_config)
+        .health(config())
+        .build()
+        .await
+        .unwrap();
+    let server = serve(&prod).await;
+
+    let (status, body, content_type) = fetch(&server, "/health", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type, "application/health+json");
+    assert_eq!(body["status"], "pass");
+    assert_document_shape(&body);
+    let redis_entry = entry(&body, "redis:responseTime");
+    assert_eq!(redis_entry["componentType"], "datastore");
+    assert_eq!(redis_entry["observedUnit"], "ms");
+    assert!(redis_entry["observedValue"].as_f64().unwrap() >= 0.0);
+    assert_eq!(entry(&body, "process:uptime")["observedUnit"], "s");
+    assert_eq!(fetch(&server, "/health/ready", false).await.0, 200);
+
+    redis.stop();
+    let (status, body, _) = fetch(&server, "/health/ready", true).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "fail");
+    assert_eq!(entry(&body, "redis:responseTime")["status"], "fail");
+    let (status, body, _) = fetch(&server, "/health/live", false).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("pass")));
+    assert_eq!(fetch(&server, "/health", false).await.0, 503);
+
+    redis.restart();
+    let (status, body, _) = fetch(&server, "/health/ready", true).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_check_that_never_returns_is_reported_as_timed_out() {
+    let mut health = config();
+    health.timeout = Duration::from_millis(200);
+    let prod = ProductionLayer::builder()
+        .health(health)
+        .health_check(check_fn("stuck", || std::future::pending::<CheckResult>()))
+        .health_check(check_fn("fine", || async { CheckResult::healthy() }))
+        .build()
+        .await
+        .unwrap();
+    let server = serve(&prod).await;
+    let (status, body, _) = fetch(&server, "/health", true).await;
+    assert_eq!(status, 503);
+    let stuck = entry(&body, "stuck:status");
+    assert_eq!(stuck["status"], "fail");
+    assert_eq!(stuck["output"], "timed out after 200ms");
+    assert_eq!(entry(&body, "fine:status")["status"], "pass");
+    assert_eq!(body["output"], "stuck: timed out after 200ms");
+}
+
+#[tokio::test]
+async fn aggregation_follows_criticality_and_never_treats_failure_as_healthy() {
+    let mut degraded_503 = config();
+    degraded_503.degraded_status = 503;
+    let cases: Vec<(
+        Vec<Arc<dyn Fn() -> CheckResult + Send + Sync>>,
+        bool,
+        HealthConfig,
+        u16,
+        &str,
+    )> = vec![
+        (
+            vec![Arc::new(CheckResult::healthy)],
+            true,
+            config(),
+            200,
+            "pass",
+        ),
+        (
+            vec![Arc::new(|| CheckResult::degraded("slow"))],
+            true,
+            config(),
+            200,
+            "warn",
+        ),
+        (
+            vec![Arc::new(|| CheckResult::unhealthy("down"))],
+            false,
+            config(),
+            200,
+            "warn",
+        ),
+        (
+            vec![Arc::new(|| CheckResult::unhealthy("down"))],
+            true,
+            config(),
+            503,
+            "fail",
+        ),
+        (
+            vec![Arc::new(|| CheckResult::degraded("slow"))],
+            true,
+            degraded_503,
+            503,
+            "warn",
+        ),
+        (
+            vec![
+                Arc::new(|| CheckResult::degraded("slow")),
+                Arc::new(|| CheckResult::unhealthy("down")),
+            ],
+            true,
+            config(),
+            503,
+            "fail",
+        ),
+        (
+            vec![Arc::new(|| panic!("check bug"))],
+            true,
+            config(),
+            503,
+            "fail",
+        ),
+    ];
+    for (i, (results, critical, mut health, want_status, want_word)) in
+        cases.into_iter().enumerate()
+    {
+        health.memory = false;
+        let mut builder = ProductionLayer::builder().health(health);
+        for (j, result) in results.into_iter().enumerate() {
+            let check = check_fn(format!("c{j}"), move || {
+                let result = result.clone();
+                async move { result() }
+            });
+            builder = if critical {
+                builder.health_check(check)
+            } else {
+                builder.health_check(check.not_critical())
+            };
+        }
+        let prod = builder.build().await.unwrap();
+        let server = serve(&prod).await;
+        let (status, body, _) = fetch(&server, "/health", true).await;
+        assert_eq!(
+            (status, body["status"].as_str().unwrap()),
+            (want_status, want_word),
+            "case {i}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_requests_run_each_check_once_per_ttl() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let mut health = config();
+    health.cache_ttl = Duration::from_secs(300);
+    let prod = ProductionLayer::builder()
+        .health(health)
+        .health_check(check_fn("counted", move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                // Slow enough that the requests pile up behind this one run.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                CheckResult::healthy()
+            }
+        }))
+        .build()
+        .await
+        .unwrap();
+    let server = serve(&prod).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let requests = (0..1000).map(|i| {
+        let path = if i % 2 == 0 {
+            "/health"
+        } else {
+            "/health/ready"
+        };
+        client.get(server.url(path)).send()
+    });
+    let responses = futures_util::future::join_all(requests).await;
+    assert!(responses.into_iter().all(|r| r.unwrap().status() == 200));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn readiness_follows_startup_and_shutdown() {
+    let mut health = config();
+    health.wait_for_startup = true;
+    let prod = ProductionLayer::builder()
+        .health(health)
+        .build()
+        .await
+        .unwrap();
+    let server = serve(&prod).await;
+    let (status, body, _) = fetch(&server, "/health/ready", true).await;
+    assert_eq!((status, body["output"].as_str()), (503, Some("starting")));
+    assert_eq!(fetch(&server, "/health/live", false).await.0, 200);
+
+    prod.health().startup_complete();
+    assert_eq!(fetch(&server, "/health/ready", false).await.0, 200);
+
+    prod.shutdown().trigger();
+    let (status, body, _) = fetch(&server, "/health/ready", true).await;
+    assert_eq!(
+        (status, body["output"].as_str()),
+        (503, Some("shutting down"))
+    );
+    assert_eq!(fetch(&server, "/health/live", false).await.0, 200);
+
+    prod.health().set_live(false);
+    assert_eq!(fetch(&server, "/health/live", false).await.0, 503);
+}
+
+#[tokio::test]
+async fn details_need_the_token() {
+    let prod = ProductionLayer::builder()
+        .health(config())
+        .build()
+        .await
+        .unwrap();
+    let server = serve(&prod).await;
+    let (_, public, _) = fetch(&server, "/health", false).await;
+    assert_eq!(public, serde_json::json!({"status": "pass"}));
+    let res = client()
+        .get(server.url("/health"))
+        .header("authorization", "Bearer wrong-token-of-same-size")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        serde_json::json!({"status": "pass"})
+    );
+    let (_, private, _) = fetch(&server, "/health", true).await;
+    assert!(
+        private["checks"]["memory:utilization"].is_array(),
+        "{private}"
+    );
+    assert_document_shape(&private);
+}
+
+#[tokio::test]
+async fn paths_are_configurable_and_the_old_ones_are_gone() {
+    let mut health = config();
+    health.live_path = "/livez".into();
+    health.ready_path = "/readyz".into();
+    health.path = "/healthz".into();
+    let prod = ProductionLayer::builder()
+        .health(health)
+        .build()
+        .await
+        .unwrap();
+    let server = serve(&prod).await;
+    for path in ["/livez", "/readyz", "/healthz"] {
+        assert_eq!(fetch(&server, path, false).await.0, 200, "{path}");
+    }
+    assert_eq!(
+        client()
+            .get(server.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn disk_check_reports_what_df_reports_and_honours_thresholds() {
+    let space = DiskSpace::of(std::path::Path::new("/")).unwrap();
+    // `df` from coreutils: an independent statvfs reading of the same file system.
+    let df = std::process::Command::new("df")
+        .args(["-B1", "--output=avail,size", "/"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(df.stdout).unwrap();
+    let numbers: Vec<u64> = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(space.total, numbers[1]);
+    let drift = space.available.abs_diff(numbers[0]);
+    assert!(
+        drift < 64 << 20,
+        "available {} vs df {}",
+        space.available,
+        numbers[0]
+    );
+
+    let used = space.used_percent();
+    for (warn, fail, word) in [
+        (100.0, 100.0, "pass"),
+        (0.0, 100.0, "warn"),
+        (0.0, 0.0, "fail"),
+    ] {
+        let result = DiskCheck::new("/").thresholds(warn, fail).check().await;
+        assert_eq!(
+            result.status.as_str(),
+            word,
+            "{used}% used, thresholds {warn}/{fail}"
+        );
+        let observed = result.observed.unwrap();
+        assert_eq!(observed.unit, "percent");
+        assert!((observed.value - used).abs() < 1.0);
+    }
+    let missing = DiskCheck::new("/no/such/dir").check().await;
+    assert_eq!(missing.status.as_str(), "fail");
+}
+
+#[test]
+fn memory_figures_match_proc() {
+    let usage = MemoryUsage::read().unwrap();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kib: u64 = meminfo
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(usage.total, total_kib * 1024);
+    assert!(usage.available > 0 && usage.available <= usage.total);
+    // This test process has allocated at least a few hundred KiB and far less than all memory.
+    assert!(usage.process_rss > 100 << 10 && usage.process_rss < usage.total);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let vm_rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let diff = usage.process_rss.abs_diff(vm_rss_kib * 1024);
+    assert!(
+        diff < 16 << 20,
+        "statm RSS {} vs VmRSS {} KiB",
+        usage.process_rss,
+        vm_rss_kib
+    );
+}
