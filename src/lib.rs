@@ -34,7 +34,7 @@
 //! | [`redis`] (shared handle) | `redis` | — | Redis, Redis Cluster | ready |
 //! | `ratelimit` | `ratelimit` | in-process | Redis (`redis`) | planned (empty module) |
 //! | `broadcast` | `broadcast` | in-process hub | Redis (`redis`) | planned (empty module) |
-//! | `health` | `health` | — | Redis / database / storage checks | planned (empty module) |
+//! | [`health`] | `health` | disk, memory, closure checks | Redis check | ready (database check planned) |
 //! | `metrics` | `metrics` | — | OTLP (`otlp`) | planned (empty module) |
 //! | `storage` | `storage` | local disk, memory | S3 (`s3`) | planned (empty module) |
 //!
