@@ -15,15 +15,15 @@
 //! Part 1 serves a 13-byte text (under the compression threshold); part 2 a 2 KB JSON body with
 //! compression on, once per encoding — B at tower-http's default levels (brotli 11), C at ours.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::routing::get;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use common::{env, load, median};
 use rustforge_prod::middleware::CorsConfig;
 use rustforge_prod::{LogConfig, LogFormat, ProductionLayer};
 use tower::ServiceBuilder;
@@ -37,13 +37,6 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 const ORIGIN: &str = "https://app.example.com";
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn json_2k() -> String {
     let items: Vec<serde_json::Value> = (0..40)
@@ -115,89 +108,11 @@ async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
-struct Sample {
-    requests: u64,
-    latencies_us: Vec<u32>,
-    elapsed: Duration,
-}
-
-impl Sample {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-    fn percentile(&mut self, p: f64) -> u32 {
-        self.latencies_us.sort_unstable();
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us.get(i).copied().unwrap_or(0)
-    }
-}
-
-/// `conns` keep-alive connections, each sending requests back to back for `secs`.
-async fn load(
-    addr: SocketAddr,
-    path: &'static str,
-    encoding: Option<&'static str>,
-    conns: u64,
-    secs: u64,
-) -> Sample {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..conns)
-        .map(|_| {
-            tokio::spawn(async move {
-                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .unwrap();
-                tokio::spawn(conn);
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let mut req = hyper::Request::get(path)
-                        .header("host", "bench")
-                        .header("origin", ORIGIN);
-                    if let Some(encoding) = encoding {
-                        req = req.header("accept-encoding", encoding);
-                    }
-                    let req = req.body(Empty::<Bytes>::new()).unwrap();
-                    let sent = Instant::now();
-                    let res = sender.send_request(req).await.unwrap();
-                    assert!(res.status().is_success());
-                    let body = res.into_body().collect().await.unwrap().to_bytes();
-                    assert!(!body.is_empty());
-                    latencies.push(sent.elapsed().as_micros() as u32);
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies_us = Vec::new();
-    for task in tasks {
-        latencies_us.extend(task.await.unwrap());
-    }
-    Sample {
-        requests: latencies_us.len() as u64,
-        latencies_us,
-        elapsed: start.elapsed(),
-    }
-}
-
 /// `BENCH_PROFILE=C` (or `A`, `B`) drives only that variant, for `perf record`.
 fn profiled(variant: usize) -> bool {
     std::env::var("BENCH_PROFILE").map_or(true, |v| {
         v.as_bytes().first() == Some(&(b'A' + variant as u8))
     })
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 async fn compare(
@@ -229,6 +144,7 @@ async fn compare(
                 continue;
             }
             let mut s = load(*addr, path, encoding, conns, secs).await;
+            assert_eq!(s.failed, 0, "{} answered errors", names[i]);
             rps[i].push(s.rps());
             p50[i].push(s.percentile(0.50) as f64);
             p99[i].push(s.percentile(0.99) as f64);

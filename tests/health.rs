@@ -131,7 +131,7 @@ async fn a_check_that_never_returns_is_reported_as_timed_out() {
     health.timeout = Duration::from_millis(200);
     let prod = ProductionLayer::builder()
         .health(health)
-        .health_check(check_fn("stuck", || std::future::pending::<CheckResult>()))
+        .health_check(check_fn("stuck", std::future::pending::<CheckResult>))
         .health_check(check_fn("fine", || async { CheckResult::healthy() }))
         .build()
         .await
@@ -146,17 +146,14 @@ async fn a_check_that_never_returns_is_reported_as_timed_out() {
     assert_eq!(body["output"], "stuck: timed out after 200ms");
 }
 
+/// What a test check returns each time it runs.
+type Outcome = Arc<dyn Fn() -> CheckResult + Send + Sync>;
+
 #[tokio::test]
 async fn aggregation_follows_criticality_and_never_treats_failure_as_healthy() {
     let mut degraded_503 = config();
     degraded_503.degraded_status = 503;
-    let cases: Vec<(
-        Vec<Arc<dyn Fn() -> CheckResult + Send + Sync>>,
-        bool,
-        HealthConfig,
-        u16,
-        &str,
-    )> = vec![
+    let cases: Vec<(Vec<Outcome>, bool, HealthConfig, u16, &str)> = vec![
         (
             vec![Arc::new(CheckResult::healthy)],
             true,

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::{Health, Report, Status};
@@ -54,9 +55,15 @@ impl Health {
         }
     }
 
-    /// The `application/health+json` document for `status` (with `report`'s checks when
-    /// `details`).
-    pub fn document(&self, status: &Status, report: Option<&Report>, details: bool) -> Value {
+    /// The `application/health+json` document: only the status for callers without details,
+    /// otherwise the checks of `report` (only its readiness checks when `readiness_only`).
+    pub fn document(
+        &self,
+        status: &Status,
+        report: Option<&Report>,
+        details: bool,
+        readiness_only: bool,
+    ) -> Value {
         let mut doc = Map::new();
         doc.insert("status".into(), status.as_str().into());
         if !details {
@@ -72,18 +79,23 @@ impl Health {
         if let Some(reason) = status.reason() {
             doc.insert("output".into(), reason.into());
         }
+        let (uptime, time) = match report {
+            Some(report) => (report.uptime, report.time),
+            None => (self.uptime(), SystemTime::now()),
+        };
         let mut checks: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         checks.insert(
             "process:uptime".into(),
             vec![json!({
                 "componentType": "system",
-                "observedValue": self.uptime().as_secs(),
+                "observedValue": uptime.as_secs(),
                 "observedUnit": "s",
                 "status": "pass",
-                "time": rfc3339(SystemTime::now()),
+                "time": rfc3339(time),
             })],
         );
-        for check in report.map(|r| r.checks.as_slice()).unwrap_or_default() {
+        let all = report.map(|r| r.checks.as_slice()).unwrap_or_default();
+        for check in all.iter().filter(|c| c.readiness || !readiness_only) {
             let mut entry = Map::new();
             entry.insert("componentType".into(), json!(check.component_type));
             if let Some(observed) = &check.result.observed {
@@ -92,11 +104,11 @@ impl Health {
             }
             entry.insert("status".into(), check.result.status.as_str().into());
             entry.insert("time".into(), rfc3339(check.time).into());
-            let output = match (check.result.status.reason(), &check.result.output) {
-                (Some(reason), _) => Some(reason.to_owned()),
-                (None, Some(output)) => Some(output.clone()),
-                (None, None) => None,
-            };
+            let output = check
+                .result
+                .status
+                .reason()
+                .or(check.result.output.as_deref());
             if let Some(output) = output {
                 entry.insert("output".into(), output.into());
             }
@@ -114,8 +126,26 @@ impl Health {
         Value::Object(doc)
     }
 
-    fn respond(&self, status: &Status, report: Option<&Report>, details: bool) -> Response {
-        let body = serde_json::to_vec(&self.document(status, report, details)).unwrap_or_default();
+    /// The response for `status`; a detailed body computed from `report` is serialized once per
+    /// report and reused while the report is cached.
+    fn respond(
+        &self,
+        status: &Status,
+        report: Option<&Report>,
+        details: bool,
+        readiness_only: bool,
+    ) -> Response {
+        let body = match (details, report) {
+            (false, _) => Bytes::from_static(match status {
+                Status::Healthy => br#"{"status":"pass"}"#,
+                Status::Degraded { .. } => br#"{"status":"warn"}"#,
+                Status::Unhealthy { .. } => br#"{"status":"fail"}"#,
+            }),
+            (true, Some(report)) => report.bodies[usize::from(readiness_only)]
+                .get_or_init(|| self.serialize(status, Some(report), readiness_only))
+                .clone(),
+            (true, None) => self.serialize(status, None, readiness_only),
+        };
         (
             self.status_code(status),
             [
@@ -125,6 +155,11 @@ impl Health {
             body,
         )
             .into_response()
+    }
+
+    fn serialize(&self, status: &Status, report: Option<&Report>, readiness_only: bool) -> Bytes {
+        let doc = self.document(status, report, true, readiness_only);
+        Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
     }
 }
 
@@ -137,24 +172,28 @@ async fn live(State(health): State<Health>) -> Response {
             reason: "marked not live".into(),
         }
     };
-    health.respond(&status, None, false)
+    health.respond(&status, None, false, false)
 }
 
 async fn ready(State(health): State<Health>, headers: HeaderMap) -> Response {
     let (status, report) = health.readiness().await;
-    let details = health.may_see_details(&headers);
-    let report = report.map(|r| {
-        let mut only_ready = (*r).clone();
-        only_ready.checks.retain(|c| c.readiness);
-        only_ready
-    });
-    health.respond(&status, report.as_ref(), details)
+    health.respond(
+        &status,
+        report.as_deref(),
+        health.may_see_details(&headers),
+        true,
+    )
 }
 
 async fn detailed(State(health): State<Health>, headers: HeaderMap) -> Response {
     let report = health.report().await;
     let status = report.status();
-    health.respond(&status, Some(&report), health.may_see_details(&headers))
+    health.respond(
+        &status,
+        Some(&report),
+        health.may_see_details(&headers),
+        false,
+    )
 }
 
 fn rfc3339(time: SystemTime) -> String {

@@ -3,7 +3,9 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use bytes::Bytes;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
@@ -39,7 +41,12 @@ pub struct Report {
     pub checks: Vec<CheckReport>,
     /// When the run finished.
     pub time: SystemTime,
+    /// The process' uptime when the run finished.
+    pub uptime: Duration,
     taken: Instant,
+    /// The detailed JSON bodies, serialized once per report: every request served from the
+    /// cache then costs a copy of a reference, not a serialization.
+    pub(crate) bodies: [OnceLock<Bytes>; 2],
 }
 
 impl Report {
@@ -261,7 +268,9 @@ impl Health {
         Report {
             checks,
             time: SystemTime::now(),
+            uptime: self.uptime(),
             taken: Instant::now(),
+            bodies: Default::default(),
         }
     }
 

@@ -1,0 +1,105 @@
+//! The load generator the benchmarks share: keep-alive HTTP/1.1 connections on loopback, each
+//! sending requests back to back, with per-request latencies.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+
+/// A numeric setting from the environment.
+pub fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What one load run measured.
+pub struct Sample {
+    pub requests: u64,
+    /// Responses with a status other than 2xx.
+    pub failed: u64,
+    pub latencies_us: Vec<u32>,
+    pub elapsed: Duration,
+}
+
+impl Sample {
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    pub fn percentile(&mut self, p: f64) -> u32 {
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us.get(i).copied().unwrap_or(0)
+    }
+}
+
+/// `conns` keep-alive connections, each sending requests back to back for `secs`.
+pub async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    encoding: Option<&'static str>,
+    conns: u64,
+    secs: u64,
+) -> Sample {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                let mut latencies = Vec::new();
+                let mut failed = 0u64;
+                while Instant::now() < deadline {
+                    let mut req = hyper::Request::get(path)
+                        .header("host", "bench")
+                        .header("origin", "https://app.example.com");
+                    if let Some(encoding) = encoding {
+                        req = req.header("accept-encoding", encoding);
+                    }
+                    let req = req.body(Empty::<Bytes>::new()).unwrap();
+                    let sent = Instant::now();
+                    let res = sender.send_request(req).await.unwrap();
+                    failed += u64::from(!res.status().is_success());
+                    let body = res.into_body().collect().await.unwrap().to_bytes();
+                    assert!(!body.is_empty());
+                    latencies.push(sent.elapsed().as_micros() as u32);
+                }
+                (latencies, failed)
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    let mut failed = 0;
+    for task in tasks {
+        let (latencies, task_failed) = task.await.unwrap();
+        latencies_us.extend(latencies);
+        failed += task_failed;
+    }
+    Sample {
+        requests: latencies_us.len() as u64,
+        failed,
+        latencies_us,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// The median (sorts `values`).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
