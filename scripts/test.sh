@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
-# installs what is missing (redis-server, Chromium, cargo-hack), then runs fmt, clippy (all
+# installs what is missing (redis-server, Chromium, cargo-hack; starts PostgreSQL), then runs fmt, clippy (all
 # features and none), a check of every feature and every pair of features, every test with all features, the
 # doctests and the docs build. Any failure stops the run with a non-zero exit.
 set -euo pipefail
@@ -26,6 +26,18 @@ have redis-server || packages+=(redis-server)
 have redis-cli || packages+=(redis-tools)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 if [ ${#packages[@]} -gt 0 ]; then install_debian_packages "${packages[@]}"; fi
+# PostgreSQL for the database health check: use a running server (DATABASE_URL, or the local one
+# with trust auth); otherwise install and start one with a password.
+if [ -z "${DATABASE_URL:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  have pg_ctlcluster || install_debian_packages postgresql
+  step "starting PostgreSQL"
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+  su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+fi
+
 if ! cargo hack --version >/dev/null 2>&1; then
   step "installing cargo-hack"
   cargo install cargo-hack --locked --quiet

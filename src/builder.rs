@@ -104,10 +104,13 @@ impl ProductionLayer {
         &self.inner.shutdown
     }
 
-    /// Resolves on SIGINT/SIGTERM or [`Shutdown::trigger`]: pass it to axum's
-    /// `with_graceful_shutdown`.
+    /// Resolves on SIGINT/SIGTERM or [`Shutdown::trigger`], after
+    /// [`Config::shutdown_drain`] (`RUSTFORGE_SHUTDOWN_DRAIN`): pass it to axum's
+    /// `with_graceful_shutdown`. Readiness answers 503 from the signal on.
     pub fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.inner.shutdown.signal()
+        self.inner
+            .shutdown
+            .signal_with_drain(self.inner.config.shutdown_drain)
     }
 }
 

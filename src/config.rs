@@ -22,6 +22,7 @@
 //! |---|---|---|
 //! | `RUST_LOG` | log filter ([`EnvFilter`](tracing_subscriber::EnvFilter) syntax) | `info,my_app=debug` |
 //! | `RUSTFORGE_LOG_FORMAT` | `json` (production) or `pretty` (development) | `json` |
+//! | `RUSTFORGE_SHUTDOWN_DRAIN` | time between SIGTERM (readiness 503) and closing the listener | `5s` |
 //! | `RUSTFORGE_REQUEST_ID_HEADER` | header that carries the request id | `x-request-id` |
 //! | `RUSTFORGE_CORS_ORIGINS` | comma-separated allowed origins, or `*` (not with credentials) | `https://app.example.com` |
 //! | `RUSTFORGE_CORS_CREDENTIALS` | allow cookies / credentials cross-origin | `true` |
@@ -83,6 +84,11 @@ pub struct Config {
     /// The shared Redis handle; `None` when Redis is not used.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisConfig>,
+    /// Time between the shutdown signal (readiness turns 503) and the server closing its
+    /// listener, so load balancers drain the instance first (default 0 s; 5–10 s behind a load
+    /// balancer).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_drain: Duration,
     /// Config keys that were set from an environment variable, so that a later error (found at
     /// `build()`) names the variable the user wrote instead of the key.
     #[serde(skip)]
@@ -93,6 +99,7 @@ pub struct Config {
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUST_LOG", "log.filter"),
     ("RUSTFORGE_LOG_FORMAT", "log.format"),
+    ("RUSTFORGE_SHUTDOWN_DRAIN", "shutdown_drain"),
     ("RUSTFORGE_REQUEST_ID_HEADER", "http.request_id.header"),
     ("RUSTFORGE_CORS_ORIGINS", "http.cors.origins"),
     ("RUSTFORGE_CORS_CREDENTIALS", "http.cors.credentials"),
@@ -176,6 +183,9 @@ impl Config {
         match section {
             "log" if var == "RUST_LOG" => self.log.filter = Some(value.to_owned()),
             "log" => self.log.format = parse::from_str(var, value)?,
+            "shutdown_drain" => {
+                self.shutdown_drain = parse::optional_duration(var, value)?.unwrap_or_default()
+            }
             #[cfg(feature = "middleware")]
             "http" => self.http.apply_var(var, value)?,
             #[cfg(feature = "health")]

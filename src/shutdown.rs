@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -63,6 +64,13 @@ impl Shutdown {
     /// [`trigger`](Self::trigger), and marks shutdown as started: pass it to axum's
     /// `with_graceful_shutdown`.
     pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.signal_with_drain(Duration::ZERO)
+    }
+
+    /// Like [`signal`](Self::signal), but resolves `drain` after shutdown started: readiness
+    /// already answers 503 during that time, so load balancers stop sending new requests before
+    /// the server stops accepting them.
+    pub fn signal_with_drain(&self, drain: Duration) -> impl Future<Output = ()> + Send + 'static {
         let this = self.clone();
         async move {
             tokio::select! {
@@ -70,6 +78,13 @@ impl Shutdown {
                 () = os_signal() => tracing::info!("shutdown signal received"),
             }
             this.trigger();
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain_ms = drain.as_millis() as u64,
+                    "draining before shutdown"
+                );
+                tokio::time::sleep(drain).await;
+            }
         }
     }
 }

@@ -43,6 +43,7 @@ fn every_variable_is_read() {
         ("RUSTFORGE_REDIS_POOL_SIZE", "4"),
         ("RUSTFORGE_REDIS_CONNECT_TIMEOUT", "2s"),
         ("RUSTFORGE_REDIS_COMMAND_TIMEOUT", "50ms"),
+        ("RUSTFORGE_SHUTDOWN_DRAIN", "5s"),
         ("RUSTFORGE_HEALTH_TOKEN", "t0ken"),
         ("RUSTFORGE_HEALTH_TIMEOUT", "1500ms"),
         ("RUSTFORGE_HEALTH_CACHE_TTL", "5s"),
@@ -77,6 +78,7 @@ fn every_variable_is_read() {
     assert_eq!(redis.pool_size, 4);
     assert_eq!(redis.connect_timeout, Duration::from_secs(2));
     assert_eq!(redis.command_timeout, Duration::from_millis(50));
+    assert_eq!(config.shutdown_drain, Duration::from_secs(5));
     let health = &config.health;
     assert_eq!(health.token.as_deref(), Some("t0ken"));
     assert_eq!(health.timeout, Duration::from_millis(1500));
@@ -142,6 +144,7 @@ fn every_invalid_value_names_its_variable() {
         &[("RUSTFORGE_REDIS_CONNECT_TIMEOUT", "-1s")],
         &[("RUSTFORGE_REDIS_COMMAND_TIMEOUT", "0ms")],
         &[("RUSTFORGE_CORS_ORIGINN", "https://typo.example.com")],
+        &[("RUSTFORGE_SHUTDOWN_DRAIN", "a while")],
         &[("RUSTFORGE_HEALTH_TOKEN", " ")],
         &[("RUSTFORGE_HEALTH_TIMEOUT", "0s")],
         &[("RUSTFORGE_HEALTH_CACHE_TTL", "often")],

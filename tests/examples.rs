@@ -76,13 +76,22 @@ impl Running {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
-    /// Sends SIGTERM and expects a clean exit.
-    fn terminate(mut self) {
+    /// Sends SIGTERM.
+    fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Sends SIGTERM and expects a clean exit.
+    fn terminate(self) {
+        self.sigterm();
+        self.wait_for_clean_exit();
+    }
+
+    fn wait_for_clean_exit(mut self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -136,6 +145,7 @@ async fn full_stack_is_configured_by_the_environment() {
             ("RUSTFORGE_CORS_ORIGINS", "http://allowed.test"),
             ("RUSTFORGE_BODY_LIMIT", "1KiB"),
             ("RUSTFORGE_REQUEST_TIMEOUT", "5s"),
+            ("RUSTFORGE_SHUTDOWN_DRAIN", "3s"),
         ],
     );
     let res = get(
@@ -166,7 +176,33 @@ async fn full_stack_is_configured_by_the_environment() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    app.terminate();
+    // SIGTERM: readiness turns 503 while the server still answers (the drain), then it exits.
+    app.sigterm();
+    let mut ready = 200;
+    for _ in 0..100 {
+        ready = client()
+            .get(app.url("/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if ready == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, 503, "readiness during the drain");
+    assert_eq!(
+        client()
+            .get(app.url("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.wait_for_clean_exit();
 }
 
 #[test]

@@ -434,3 +434,60 @@ fn memory_figures_match_proc() {
         vm_rss_kib
     );
 }
+
+/// The PostgreSQL the machine runs (`DATABASE_URL`, or the local server with trust auth).
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[tokio::test]
+async fn postgres_select_1_against_the_real_server_and_a_dead_one() {
+    use rustforge_prod::health::postgres_check;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&database_url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is required at {} ({e}): install and start it (`apt-get install postgresql`, \
+                 or run scripts/test.sh), or set DATABASE_URL",
+                database_url()
+            )
+        });
+    let dead_port = support::free_port();
+    let dead = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_lazy(&format!(
+            "postgres://postgres@127.0.0.1:{dead_port}/postgres"
+        ))
+        .unwrap();
+
+    let live = ProductionLayer::builder()
+        .health(config())
+        .health_check(postgres_check(pool))
+        .build()
+        .await
+        .unwrap();
+    let server = serve(&live).await;
+    let (status, body, _) = fetch(&server, "/health/ready", true).await;
+    assert_eq!(status, 200, "{body}");
+    let pg = entry(&body, "postgres:responseTime");
+    assert_eq!(
+        (pg["status"].as_str(), pg["componentType"].as_str()),
+        (Some("pass"), Some("datastore"))
+    );
+    assert!(pg["observedValue"].as_f64().unwrap() > 0.0);
+
+    let down = ProductionLayer::builder()
+        .health(config())
+        .health_check(postgres_check(dead))
+        .build()
+        .await
+        .unwrap();
+    let server = serve(&down).await;
+    let (status, body, _) = fetch(&server, "/health/ready", true).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(entry(&body, "postgres:responseTime")["status"], "fail");
+}

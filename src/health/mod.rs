@@ -41,7 +41,8 @@
 //!
 //! Built in: [`RedisCheck`] (registered when Redis is configured), [`DiskCheck`] (when
 //! `RUSTFORGE_HEALTH_DISK_PATH` is set), [`MemoryCheck`] (always, detail only), and
-//! [`check_fn`] for anything else. See `docs/health-checks.md` for Kubernetes probes.
+//! [`LatencyCheck`] (a timed round trip to any pool; [`postgres_check`] for an sqlx `PgPool`
+//! with the `sqlx-postgres` feature), and [`check_fn`] for anything else. See `docs/health-checks.md` for Kubernetes probes.
 
 mod check;
 mod checks;
@@ -56,7 +57,9 @@ use serde::{Deserialize, Serialize};
 pub use check::{BoxFuture, CheckResult, ComponentType, HealthCheck, Observed, Status};
 #[cfg(feature = "redis")]
 pub use checks::RedisCheck;
-pub use checks::{DiskCheck, DiskSpace, FnCheck, MemoryCheck, MemoryUsage, check_fn};
+#[cfg(feature = "sqlx-postgres")]
+pub use checks::postgres_check;
+pub use checks::{DiskCheck, DiskSpace, FnCheck, LatencyCheck, MemoryCheck, MemoryUsage, check_fn};
 pub use routes::HEALTH_JSON;
 pub use runner::{CheckReport, Health, Report};
 
