@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
-# installs what is missing (redis-server, Chromium, cargo-hack; starts PostgreSQL), then runs fmt, clippy (all
+# installs what is missing (redis-server, Chromium, promtool, cargo-hack; starts PostgreSQL), then runs fmt, clippy (all
 # features and none), a check of every feature and every pair of features, every test with all features, the
 # doctests and the docs build. Any failure stops the run with a non-zero exit.
 set -euo pipefail
@@ -25,6 +25,7 @@ packages=()
 have redis-server || packages+=(redis-server)
 have redis-cli || packages+=(redis-tools)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
+have promtool || packages+=(prometheus)
 if [ ${#packages[@]} -gt 0 ]; then install_debian_packages "${packages[@]}"; fi
 # PostgreSQL for the database health check: use a running server (DATABASE_URL, or the local one
 # with trust auth); otherwise install and start one with a password.

@@ -12,6 +12,8 @@ use crate::error::{ConfigError, Error};
 #[cfg(feature = "health")]
 use crate::health::{Health, HealthCheck, HealthConfig};
 use crate::logging::LogConfig;
+#[cfg(feature = "metrics")]
+use crate::metrics::{Metrics, MetricsConfig};
 #[cfg(feature = "middleware")]
 use crate::middleware::{CompressionConfig, CorsConfig, HttpConfig, HttpStack, RequestIdConfig};
 #[cfg(feature = "redis")]
@@ -50,6 +52,8 @@ struct Inner {
     redis: Option<RedisHandle>,
     #[cfg(feature = "health")]
     health: Health,
+    #[cfg(feature = "metrics")]
+    metrics: Metrics,
     shutdown: Shutdown,
 }
 
@@ -79,7 +83,22 @@ impl ProductionLayer {
         if self.inner.config.health.enabled {
             router = router.merge(self.inner.health.routes());
         }
+        #[cfg(feature = "metrics")]
+        if self.inner.config.metrics.enabled {
+            let config = &self.inner.config.metrics;
+            router = router.merge(
+                self.inner
+                    .metrics
+                    .routes(&config.path, config.token.clone()),
+            );
+        }
         router
+    }
+
+    /// The metrics handle: meters for the application's own instruments, rendering.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The health handle: readiness state, reports, [`Health::startup_complete`].
@@ -225,6 +244,13 @@ impl ProductionLayerBuilder {
         self.forget_env("health.")
     }
 
+    /// Sets the metrics settings.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, metrics: MetricsConfig) -> Self {
+        self.config.metrics = metrics;
+        self.forget_env("metrics.")
+    }
+
     /// Adds a health check (after the built-in ones).
     #[cfg(feature = "health")]
     pub fn health_check(mut self, check: impl HealthCheck) -> Self {
@@ -246,8 +272,25 @@ impl ProductionLayerBuilder {
                 config.http.trace.quiet_routes.push(path.clone());
             }
         }
+        #[cfg(all(feature = "middleware", feature = "metrics"))]
+        if config.metrics.enabled {
+            let path = config.metrics.path.clone();
+            config.http.trace.quiet_routes.push(path);
+        }
+        #[cfg(feature = "metrics")]
+        let metrics = Metrics::new(&config.metrics)?;
         #[cfg(feature = "middleware")]
         let stack = HttpStack::new(&config.http).map_err(|e| config.name_source(e))?;
+        #[cfg(all(feature = "middleware", feature = "metrics"))]
+        let stack = if config.metrics.enabled {
+            let meter = metrics.meter(crate::metrics::SCOPE);
+            stack.with_metrics(crate::metrics::HttpMetrics::new(
+                &meter,
+                &config.http.trace.quiet_routes,
+            ))
+        } else {
+            stack
+        };
         let shutdown = Shutdown::new();
         #[cfg(feature = "redis")]
         let redis = match &config.redis {
@@ -282,6 +325,8 @@ impl ProductionLayerBuilder {
             for check in self.checks {
                 health.add_check(check);
             }
+            #[cfg(feature = "metrics")]
+            health.set_observer(Arc::new(crate::metrics::health_observer(&metrics)));
             if let Some(interval) = h.background_refresh {
                 health.spawn_background_refresh(interval);
             }
@@ -296,13 +341,20 @@ impl ProductionLayerBuilder {
                 redis,
                 #[cfg(feature = "health")]
                 health,
+                #[cfg(feature = "metrics")]
+                metrics,
                 shutdown,
             }),
         })
     }
 
     /// Code has replaced the settings under `prefix`: errors there no longer name a variable.
-    #[cfg(any(feature = "middleware", feature = "redis", feature = "health"))]
+    #[cfg(any(
+        feature = "middleware",
+        feature = "redis",
+        feature = "health",
+        feature = "metrics"
+    ))]
     fn forget_env(mut self, prefix: &str) -> Self {
         self.config
             .env_sources

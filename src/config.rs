@@ -33,6 +33,10 @@
 //! | `RUSTFORGE_COMPRESSION_MIN_SIZE` | responses smaller than this are not compressed | `1KiB` |
 //! | `RUSTFORGE_REQUEST_TIMEOUT` | time to the response headers, or `off` | `30s` |
 //! | `RUSTFORGE_BODY_LIMIT` | largest accepted request body, or `off` | `2MiB` |
+//! | `RUSTFORGE_METRICS` | HTTP metrics and `/metrics` on/off | `true` |
+//! | `RUSTFORGE_METRICS_PATH` | path of the Prometheus endpoint | `/metrics` |
+//! | `RUSTFORGE_METRICS_TOKEN` | bearer token the scraper must send | a long random string |
+//! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the metrics resource (`target_info`) | `orders-api` |
 //! | `RUSTFORGE_HEALTH_TOKEN` | bearer token that shows health details | a long random string |
 //! | `RUSTFORGE_HEALTH_TIMEOUT` | timeout of each health check | `1s` |
 //! | `RUSTFORGE_HEALTH_CACHE_TTL` | how long a health report is reused | `1s` |
@@ -60,6 +64,8 @@ use crate::error::ConfigError;
 #[cfg(feature = "health")]
 use crate::health::HealthConfig;
 pub use crate::logging::{LogConfig, LogFormat};
+#[cfg(feature = "metrics")]
+use crate::metrics::MetricsConfig;
 #[cfg(feature = "middleware")]
 use crate::middleware::HttpConfig;
 #[cfg(feature = "redis")]
@@ -81,6 +87,9 @@ pub struct Config {
     /// Health checks and their routes.
     #[cfg(feature = "health")]
     pub health: HealthConfig,
+    /// Metrics and the `/metrics` endpoint.
+    #[cfg(feature = "metrics")]
+    pub metrics: MetricsConfig,
     /// The shared Redis handle; `None` when Redis is not used.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisConfig>,
@@ -118,6 +127,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUSTFORGE_REDIS_POOL_SIZE", "redis.pool_size"),
     ("RUSTFORGE_REDIS_CONNECT_TIMEOUT", "redis.connect_timeout"),
     ("RUSTFORGE_REDIS_COMMAND_TIMEOUT", "redis.command_timeout"),
+    ("RUSTFORGE_METRICS", "metrics.enabled"),
+    ("RUSTFORGE_METRICS_PATH", "metrics.path"),
+    ("RUSTFORGE_METRICS_TOKEN", "metrics.token"),
     ("RUSTFORGE_HEALTH_TOKEN", "health.token"),
     ("RUSTFORGE_HEALTH_TIMEOUT", "health.timeout"),
     ("RUSTFORGE_HEALTH_CACHE_TTL", "health.cache_ttl"),
@@ -190,6 +202,8 @@ impl Config {
             "http" => self.http.apply_var(var, value)?,
             #[cfg(feature = "health")]
             "health" => self.health.apply_var(var, value)?,
+            #[cfg(feature = "metrics")]
+            "metrics" => self.metrics.apply_var(var, value)?,
             #[cfg(feature = "redis")]
             "redis" => self
                 .redis
@@ -211,6 +225,8 @@ impl Config {
         self.http.validate()?;
         #[cfg(feature = "health")]
         self.health.validate()?;
+        #[cfg(feature = "metrics")]
+        self.metrics.validate()?;
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
             redis.validate()?;

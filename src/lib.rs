@@ -35,7 +35,7 @@
 //! | `ratelimit` | `ratelimit` | in-process | Redis (`redis`) | planned (empty module) |
 //! | `broadcast` | `broadcast` | in-process hub | Redis (`redis`) | planned (empty module) |
 //! | [`health`] | `health` | disk, memory, closure checks | Redis check | ready (database check planned) |
-//! | `metrics` | `metrics` | — | OTLP (`otlp`) | planned (empty module) |
+//! | [`metrics`] | `metrics` | Prometheus `/metrics` | OTLP (planned) | ready (tracing planned) |
 //! | `storage` | `storage` | local disk, memory | S3 (`s3`) | planned (empty module) |
 //!
 //! `default` enables every module with its memory backend; `full` adds `redis` and `s3`;
@@ -54,6 +54,7 @@ pub mod config;
 pub mod error;
 pub mod logging;
 mod shutdown;
+mod util;
 
 #[cfg(feature = "broadcast")]
 pub mod broadcast;

@@ -42,7 +42,7 @@ impl Health {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+            .is_some_and(|given| crate::util::constant_time_eq(given.as_bytes(), token.as_bytes()))
     }
 
     fn status_code(&self, status: &Status) -> StatusCode {
@@ -198,8 +198,4 @@ async fn detailed(State(health): State<Health>, headers: HeaderMap) -> Response 
 
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -110,7 +110,11 @@ struct Inner {
     start: Instant,
     cache: Mutex<Option<Arc<Report>>>,
     run: tokio::sync::Mutex<()>,
+    observer: Option<Observer>,
 }
+
+/// Called with every fresh report (the metrics module records check status and duration).
+pub(crate) type Observer = Arc<dyn Fn(&Report) + Send + Sync>;
 
 impl std::fmt::Debug for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,6 +140,7 @@ impl Health {
                 start: Instant::now(),
                 cache: Mutex::new(None),
                 run: tokio::sync::Mutex::new(()),
+                observer: None,
             }),
         }
     }
@@ -144,6 +149,12 @@ impl Health {
     pub fn with_check(mut self, check: impl HealthCheck) -> Self {
         self.add_check(Arc::new(check));
         self
+    }
+
+    pub(crate) fn set_observer(&mut self, observer: Observer) {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.observer = Some(observer);
+        }
     }
 
     pub(crate) fn add_check(&mut self, check: Arc<dyn HealthCheck>) {
@@ -218,6 +229,9 @@ impl Health {
     /// Runs every check now and caches the result.
     pub async fn refresh(&self) -> Arc<Report> {
         let report = Arc::new(self.run_checks().await);
+        if let Some(observer) = &self.inner.observer {
+            observer(&report);
+        }
         *self
             .inner
             .cache

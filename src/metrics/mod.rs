@@ -1,9 +1,141 @@
-//! Metrics: OpenTelemetry metrics with a Prometheus endpoint.
-//!
-//! **Not implemented yet** — this module is planned in issue #5 and exports nothing today.
-//! Enabling the `metrics` feature compiles this empty module only; nothing here pretends to work.
+//! Metrics: an OpenTelemetry meter provider exported in the Prometheus text format at
+//! `/metrics`, HTTP server metrics per the semantic conventions, and the crate's own metrics.
 //!
 //! ```
-//! // The feature exists so that dependants can already name it in Cargo.toml.
-//! assert!(cfg!(feature = "metrics"));
+//! use axum::{Router, routing::get};
+//! use opentelemetry::KeyValue;
+//! use rustforge_prod::ProductionLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rustforge_prod::Error> {
+//! let prod = ProductionLayer::builder().build().await?;
+//! // The application's own instruments land on the same /metrics.
+//! let signups = prod.metrics().meter("my_app").u64_counter("my_app.signups")
+//!     .with_description("Accounts created").build();
+//! signups.add(1, &[KeyValue::new("plan", "free")]);
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hi" }))
+//!     .merge(prod.routes())            // GET /metrics
+//!     .layer(prod.layer());            // records http.server.* for every route
+//! assert!(prod.metrics().render().contains("my_app_signups_total"));
+//! # let _ = app; Ok(()) }
 //! ```
+//!
+//! Every metric, its type, unit and labels are listed in `docs/metrics.md`. The crate's own
+//! instruments are named `rustforge.*` (`rustforge_*` in Prometheus).
+
+mod http;
+mod provider;
+mod routes;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Gauge, Histogram};
+use serde::{Deserialize, Serialize};
+
+pub use http::{
+    CountingBody, DURATION_BUCKETS, HttpMetrics, HttpMetricsLayer, HttpMetricsService,
+    ResponseFuture, SIZE_BUCKETS,
+};
+pub use provider::{Metrics, SCOPE};
+pub use routes::PROMETHEUS_TEXT;
+
+use crate::config::parse;
+use crate::error::ConfigError;
+
+/// Metrics settings.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    /// Record HTTP metrics and serve `/metrics` (default `true`).
+    pub enabled: bool,
+    /// Path of the Prometheus endpoint (default `/metrics`).
+    pub path: String,
+    /// Bearer token the scraper must send (default none: open).
+    pub token: Option<String>,
+    /// `service.name` of the resource; `OTEL_SERVICE_NAME` when unset.
+    pub service_name: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/metrics".into(),
+            token: None,
+            service_name: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("enabled", &self.enabled)
+            .field("path", &self.path)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("service_name", &self.service_name)
+            .finish()
+    }
+}
+
+impl MetricsConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.path.starts_with('/') || self.path.contains(['{', '}', '*']) {
+            return Err(ConfigError::new(
+                "metrics.path",
+                &self.path,
+                "a fixed path starting with `/`",
+            ));
+        }
+        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(ConfigError::new("metrics.token", "", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
+        match var {
+            "RUSTFORGE_METRICS" => self.enabled = parse::bool(var, value)?,
+            "RUSTFORGE_METRICS_PATH" => self.path = value.trim().to_owned(),
+            "RUSTFORGE_METRICS_TOKEN" => self.token = Some(value.to_owned()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The health module's instruments: `rustforge.health.check.status` (1 pass, 0.5 warn, 0 fail)
+/// and `rustforge.health.check.duration` (s), per check.
+#[cfg(feature = "health")]
+pub(crate) fn health_observer(
+    metrics: &Metrics,
+) -> impl Fn(&crate::health::Report) + Send + Sync + 'static {
+    let meter = metrics.meter(SCOPE);
+    let status: Gauge<f64> = meter
+        .f64_gauge("rustforge.health.check.status")
+        .with_description("Health check status: 1 pass, 0.5 warn, 0 fail.")
+        .build();
+    let duration: Histogram<f64> = meter
+        .f64_histogram("rustforge.health.check.duration")
+        .with_unit("s")
+        .with_description("Duration of health check runs.")
+        .with_boundaries(DURATION_BUCKETS.to_vec())
+        .build();
+    move |report: &crate::health::Report| {
+        for check in &report.checks {
+            let attributes = [
+                KeyValue::new("check", check.name.clone()),
+                KeyValue::new("critical", check.critical),
+            ];
+            let value = match check.result.status {
+                crate::health::Status::Healthy => 1.0,
+                crate::health::Status::Degraded { .. } => 0.5,
+                crate::health::Status::Unhealthy { .. } => 0.0,
+            };
+            status.record(value, &attributes);
+            duration.record(check.duration.as_secs_f64(), &attributes);
+        }
+    }
+}

@@ -59,7 +59,7 @@ pub struct HttpStack {
     inner: Arc<Layers>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Layers {
     request_id: Option<HeaderName>,
     trace: Option<MakeRequestSpan>,
@@ -70,6 +70,8 @@ struct Layers {
     decompression: bool,
     body_limit: Option<usize>,
     compression: Option<CompressionLayer<ShouldCompress>>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::HttpMetrics>,
 }
 
 impl HttpStack {
@@ -103,8 +105,21 @@ impl HttpStack {
                 decompression: config.compression.request_decompression,
                 body_limit,
                 compression: config.compression.build()?,
+                #[cfg(feature = "metrics")]
+                metrics: None,
             }),
         })
+    }
+
+    /// The same stack, also recording HTTP server metrics (inside the trace layer, outside CORS,
+    /// so preflights and the stack's own 408/413/500/503 responses are measured too).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self, metrics: crate::metrics::HttpMetrics) -> Self {
+        let mut layers = (*self.inner).clone();
+        layers.metrics = Some(metrics);
+        Self {
+            inner: Arc::new(layers),
+        }
     }
 
     /// A stack with every middleware switched off: requests pass through untouched.
@@ -120,6 +135,8 @@ impl HttpStack {
                 decompression: false,
                 body_limit: None,
                 compression: None,
+                #[cfg(feature = "metrics")]
+                metrics: None,
             }),
         }
     }
@@ -156,6 +173,10 @@ where
             CatchPanicLayer::custom(panic_response).layer(s)
         });
         let svc = optional(svc, l.cors.as_ref(), |c, s| c.layer(s));
+        #[cfg(feature = "metrics")]
+        let svc = optional(svc, l.metrics.clone(), |m, s| {
+            crate::metrics::HttpMetricsLayer::new(m).layer(s)
+        });
         let svc = optional(svc, l.trace.clone(), |make_span, s| {
             TraceLayer::new_for_http()
                 .make_span_with(make_span)

@@ -1,0 +1,7 @@
+//! Small helpers shared by modules.
+
+/// Compares secrets in time independent of where they differ.
+#[allow(dead_code)]
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
