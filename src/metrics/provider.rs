@@ -48,6 +48,9 @@ impl Metrics {
         let registry = Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
+            // No otel_scope_* labels on every series: they repeat the same two strings on every
+            // line (a third of the output) and Prometheus users select by metric name.
+            .scope_info_enabled(false)
             .build()
             .map_err(|e| ConfigError::new("metrics", "prometheus exporter", e.to_string()))?;
         let mut resource = Resource::builder();
