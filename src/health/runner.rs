@@ -151,6 +151,7 @@ impl Health {
         self
     }
 
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn set_observer(&mut self, observer: Observer) {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.observer = Some(observer);

@@ -28,8 +28,6 @@ mod http;
 mod provider;
 mod routes;
 
-use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Gauge, Histogram};
 use serde::{Deserialize, Serialize};
 
 pub use http::{
@@ -112,6 +110,9 @@ impl MetricsConfig {
 pub(crate) fn health_observer(
     metrics: &Metrics,
 ) -> impl Fn(&crate::health::Report) + Send + Sync + 'static {
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::{Gauge, Histogram};
+
     let meter = metrics.meter(SCOPE);
     let status: Gauge<f64> = meter
         .f64_gauge("rustforge.health.check.status")
