@@ -106,3 +106,53 @@ async fn health_probes_are_not_logged() {
     get(server.url("/"), &[("x-request-id", "app-1")]).await;
     assert_eq!(logs.for_request("app-1").len(), 1);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_incoming_traceparent_continues_in_every_log_line() {
+    let (logs, _guard) = LogCapture::install();
+    let (server, _) = serve(HttpConfig::default()).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let res = get(
+        server.url("/users/9"),
+        &[
+            ("traceparent", parent.as_str()),
+            ("x-request-id", "traced-1"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let lines = logs.for_request("traced-1");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let span_id = lines[0]["span_id"].as_str().expect("span_id").to_owned();
+    assert_eq!(span_id.len(), 16);
+    assert_ne!(
+        span_id, "00f067aa0ba902b7",
+        "the request span is a child of the caller's span"
+    );
+    for line in &lines {
+        assert_eq!(line["trace_id"], trace_id, "{line}");
+        assert_eq!(line["span_id"], span_id.as_str(), "{line}");
+        assert_eq!(line["request_id"], "traced-1");
+    }
+
+    // Without a traceparent the request starts a new trace.
+    get(server.url("/"), &[("x-request-id", "fresh-1")]).await;
+    let fresh = logs.for_request("fresh-1");
+    let id = fresh[0]["trace_id"].as_str().expect("trace_id");
+    assert_eq!(id.len(), 32);
+    assert_ne!(id, trace_id);
+    // A malformed traceparent is ignored, not trusted.
+    get(
+        server.url("/"),
+        &[("x-request-id", "bad-1"), ("traceparent", "00-zz-yy-01")],
+    )
+    .await;
+    assert_eq!(
+        logs.for_request("bad-1")[0]["trace_id"]
+            .as_str()
+            .unwrap()
+            .len(),
+        32
+    );
+}

@@ -20,6 +20,8 @@
 //! ```
 
 mod json;
+#[cfg(feature = "metrics")]
+mod otel;
 mod writer;
 
 use std::str::FromStr;
@@ -31,6 +33,8 @@ use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::error::{ConfigError, Error};
 pub use json::{JsonFields, JsonFormat};
+#[cfg(feature = "metrics")]
+pub use otel::link_request_span;
 pub use writer::{BatchWriter, FLUSH_AT, FLUSH_INTERVAL, MAX_BUFFERED, WriterGuard, non_blocking};
 
 /// The filter used when neither [`LogConfig::filter`] nor `RUST_LOG` is set.
@@ -112,6 +116,7 @@ where
 {
     let filter = config.env_filter()?;
     let registry = Registry::default().with(filter);
+
     Ok(match config.format {
         LogFormat::Json => Box::new(
             registry.with(

@@ -31,9 +31,10 @@ impl Default for TraceConfig {
 }
 
 /// Makes the `request` span: `method`, `route` (the axum route template such as `/users/{id}`,
-/// empty for unmatched paths, so a scanner cannot flood logs with distinct values) and
+/// empty for unmatched paths, so a scanner cannot flood logs with distinct values),
 /// `request_id`, read from the extension `SetRequestId` put there before the span is made
-/// (tower-http#351).
+/// (tower-http#351), and — with the `metrics` feature — `trace_id` and `span_id`, continuing an
+/// incoming W3C `traceparent`.
 #[derive(Clone, Debug, Default)]
 pub struct MakeRequestSpan {
     quiet_routes: Arc<[String]>,
@@ -63,12 +64,17 @@ impl<B> MakeSpan<B> for MakeRequestSpan {
         if !self.quiet_routes.is_empty() && self.quiet_routes.iter().any(|r| r == route) {
             return Span::none();
         }
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "request",
             method = %request.method(),
             route,
             request_id,
-        )
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        #[cfg(feature = "metrics")]
+        crate::logging::link_request_span(&span, request.headers());
+        span
     }
 }
 
