@@ -46,10 +46,7 @@ impl DiskSpace {
 
     /// Used space in percent of what a user can have (`df`'s `Use%`).
     pub fn used_percent(&self) -> f64 {
-        if self.total == 0 {
-            return 100.0;
-        }
-        100.0 - self.available as f64 / self.total as f64 * 100.0
+        used_percent(self.available, self.total)
     }
 }
 
@@ -69,6 +66,14 @@ impl DiskCheck {
         self.fail_percent = fail_percent;
         self
     }
+}
+
+/// `100 - available / total`, in percent; an empty total counts as full.
+pub(crate) fn used_percent(available: u64, total: u64) -> f64 {
+    if total == 0 {
+        return 100.0;
+    }
+    100.0 - available as f64 / total as f64 * 100.0
 }
 
 /// The result for a used percentage against two thresholds (shared by disk and memory).

@@ -2,7 +2,7 @@
 
 use crate::health::{BoxFuture, CheckResult, ComponentType, HealthCheck};
 
-use super::disk::threshold_result;
+use super::disk::{threshold_result, used_percent};
 
 /// System memory in use, in percent (observed: `100 - MemAvailable / MemTotal`), and the
 /// process' resident set size (in the output): degraded above `warn_percent` (default 90),
@@ -61,10 +61,7 @@ impl MemoryUsage {
 
     /// System memory in use, percent.
     pub fn used_percent(&self) -> f64 {
-        if self.total == 0 {
-            return 100.0;
-        }
-        100.0 - self.available as f64 / self.total as f64 * 100.0
+        used_percent(self.available, self.total)
     }
 }
 
