@@ -17,16 +17,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use common::{env, load, median};
+use common::{env, load, median, runtime, serve};
 use rustforge_prod::ProductionLayer;
 use rustforge_prod::health::HealthConfig;
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
 
 /// Accepts TCP connections and never answers on them.
 fn black_hole() -> SocketAddr {
@@ -131,11 +124,7 @@ async fn readiness_while_redis_hangs() {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         cached_endpoints().await;
         readiness_while_redis_hangs().await;

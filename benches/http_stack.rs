@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::routing::get;
-use common::{env, load, median};
+use common::{env, load, median, runtime, serve};
 use rustforge_prod::middleware::CorsConfig;
 use rustforge_prod::{LogConfig, LogFormat, ProductionLayer};
 use tower::ServiceBuilder;
@@ -99,13 +99,6 @@ async fn production() -> Router {
         .await
         .unwrap();
     routes().layer(prod.layer())
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 /// `BENCH_PROFILE=C` (or `A`, `B`) drives only that variant, for `perf record`.
@@ -220,11 +213,7 @@ fn main() {
         std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
         return;
     }
-    let client = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let client = runtime();
     client.block_on(async {
         println!(
             "http_stack: {} connections, {} rounds × {} s, log file {}",

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Router;
@@ -17,7 +16,7 @@ use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
-use common::{env, load, median};
+use common::{env, load, median, runtime, serve};
 use rustforge_prod::metrics::{HttpMetrics, HttpMetricsLayer, Metrics, MetricsConfig, SCOPE};
 use tower::ServiceExt;
 
@@ -28,13 +27,6 @@ fn routes() -> Router {
             "/users/{id}",
             get(|Path(id): Path<u32>| async move { format!("user {id}") }),
         )
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 fn ours(metrics: &Metrics) -> HttpMetricsLayer {
@@ -126,11 +118,7 @@ async fn render_time() {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         throughput().await;
         render_time().await;
