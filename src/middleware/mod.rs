@@ -114,8 +114,13 @@ impl HttpConfig {
         }
     }
 
-    /// Checks every setting (the same checks [`HttpStack::new`] makes).
+    /// Checks every setting by building the stack once ([`HttpStack::new`] makes the checks).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        HttpStack::new(self).map(drop)
+    }
+
+    /// The checks of settings that are not a layer's own configuration.
+    pub(super) fn validate_scalars(&self) -> Result<(), ConfigError> {
         if ![408, 503, 504].contains(&self.timeout_status) {
             return Err(ConfigError::new(
                 "http.timeout_status",
@@ -137,9 +142,6 @@ impl HttpConfig {
                 "must be greater than zero",
             ));
         }
-        self.request_id.header_name()?;
-        self.cors.build()?;
-        self.compression.build()?;
         Ok(())
     }
 

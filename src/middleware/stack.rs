@@ -77,12 +77,9 @@ struct Layers {
 impl HttpStack {
     /// Checks `config` and builds the stack.
     pub fn new(config: &HttpConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        let request_id = if config.request_id.enabled {
-            Some(config.request_id.header_name()?)
-        } else {
-            None
-        };
+        config.validate_scalars()?;
+        let request_id =
+            Some(config.request_id.header_name()?).filter(|_| config.request_id.enabled);
         let timeout = config.timeout.map(|timeout| {
             let status = StatusCode::from_u16(config.timeout_status)
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -119,25 +116,6 @@ impl HttpStack {
         layers.metrics = Some(metrics);
         Self {
             inner: Arc::new(layers),
-        }
-    }
-
-    /// A stack with every middleware switched off: requests pass through untouched.
-    pub fn passthrough() -> Self {
-        Self {
-            inner: Arc::new(Layers {
-                request_id: None,
-                trace: None,
-                error_bodies: false,
-                cors: None,
-                catch_panic: false,
-                timeout: None,
-                decompression: false,
-                body_limit: None,
-                compression: None,
-                #[cfg(feature = "metrics")]
-                metrics: None,
-            }),
         }
     }
 }
