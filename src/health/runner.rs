@@ -113,6 +113,24 @@ struct Inner {
     observer: Option<Observer>,
 }
 
+/// A copy for a handle being set up after it was cloned: same settings, checks and state, an
+/// empty cache.
+impl Clone for Inner {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            checks: self.checks.clone(),
+            shutdown: self.shutdown.clone(),
+            started: AtomicBool::new(self.started.load(Ordering::Acquire)),
+            live: AtomicBool::new(self.live.load(Ordering::Acquire)),
+            start: self.start,
+            cache: Mutex::new(None),
+            run: tokio::sync::Mutex::new(()),
+            observer: self.observer.clone(),
+        }
+    }
+}
+
 /// Called with every fresh report (the metrics module records check status and duration).
 pub(crate) type Observer = Arc<dyn Fn(&Report) + Send + Sync>;
 
@@ -145,7 +163,8 @@ impl Health {
         }
     }
 
-    /// Adds a check (before the handle is shared).
+    /// Adds a check. On a handle that was already cloned, this returns a new handle (with the
+    /// same state and an empty cache); the clones keep their checks.
     pub fn with_check(mut self, check: impl HealthCheck) -> Self {
         self.add_check(Arc::new(check));
         self
@@ -153,15 +172,16 @@ impl Health {
 
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn set_observer(&mut self, observer: Observer) {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.observer = Some(observer);
-        }
+        self.inner_mut().observer = Some(observer);
     }
 
     pub(crate) fn add_check(&mut self, check: Arc<dyn HealthCheck>) {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.checks.push(check);
-        }
+        self.inner_mut().checks.push(check);
+    }
+
+    /// The state to change while setting up: this handle's own, or a copy when shared.
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
     }
 
     /// The settings.
@@ -307,5 +327,29 @@ impl Health {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::check_fn;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn adding_a_check_to_a_shared_handle_copies_it_instead_of_dropping_the_check() {
+        let first = Health::new(HealthConfig::default(), Shutdown::new())
+            .with_check(check_fn("a", || async { CheckResult::healthy() }));
+        let kept = first.clone();
+        let second = first.with_check(check_fn("b", || async { CheckResult::healthy() }));
+        let names = |h: &Health| {
+            h.inner
+                .checks
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&kept), ["a"]);
+        assert_eq!(names(&second), ["a", "b"]);
+        assert_eq!(second.report().await.checks.len(), 2);
     }
 }
