@@ -435,6 +435,19 @@ fn memory_figures_match_proc() {
     );
 }
 
+/// `/health/ready` (with details) of an app whose only extra check is `check`.
+async fn ready_with(check: impl HealthCheck) -> (u16, Value) {
+    let prod = ProductionLayer::builder()
+        .health(config())
+        .health_check(check)
+        .build()
+        .await
+        .unwrap();
+    let server = serve(&prod).await;
+    let (status, body, _) = fetch(&server, "/health/ready", true).await;
+    (status, body)
+}
+
 /// The PostgreSQL the machine runs (`DATABASE_URL`, or the local server with trust auth).
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -464,14 +477,7 @@ async fn postgres_select_1_against_the_real_server_and_a_dead_one() {
         ))
         .unwrap();
 
-    let live = ProductionLayer::builder()
-        .health(config())
-        .health_check(postgres_check(pool))
-        .build()
-        .await
-        .unwrap();
-    let server = serve(&live).await;
-    let (status, body, _) = fetch(&server, "/health/ready", true).await;
+    let (status, body) = ready_with(postgres_check(pool)).await;
     assert_eq!(status, 200, "{body}");
     let pg = entry(&body, "postgres:responseTime");
     assert_eq!(
@@ -480,14 +486,7 @@ async fn postgres_select_1_against_the_real_server_and_a_dead_one() {
     );
     assert!(pg["observedValue"].as_f64().unwrap() > 0.0);
 
-    let down = ProductionLayer::builder()
-        .health(config())
-        .health_check(postgres_check(dead))
-        .build()
-        .await
-        .unwrap();
-    let server = serve(&down).await;
-    let (status, body, _) = fetch(&server, "/health/ready", true).await;
+    let (status, body) = ready_with(postgres_check(dead)).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(entry(&body, "postgres:responseTime")["status"], "fail");
 }

@@ -87,18 +87,22 @@ impl HttpMetrics {
             .with_unit("{request}")
             .with_description("Number of active HTTP server requests.")
             .build();
-        let request_size = meter
-            .u64_histogram("http.server.request.body.size")
-            .with_unit("By")
-            .with_description("Size of HTTP server request bodies.")
-            .with_boundaries(SIZE_BUCKETS.to_vec())
-            .build();
-        let response_size = meter
-            .u64_histogram("http.server.response.body.size")
-            .with_unit("By")
-            .with_description("Size of HTTP server response bodies.")
-            .with_boundaries(SIZE_BUCKETS.to_vec())
-            .build();
+        let size = |name: &'static str, description: &'static str| {
+            meter
+                .u64_histogram(name)
+                .with_unit("By")
+                .with_description(description)
+                .with_boundaries(SIZE_BUCKETS.to_vec())
+                .build()
+        };
+        let request_size = size(
+            "http.server.request.body.size",
+            "Size of HTTP server request bodies.",
+        );
+        let response_size = size(
+            "http.server.response.body.size",
+            "Size of HTTP server response bodies.",
+        );
         let mut active_attributes = HashMap::new();
         for method in KNOWN_METHODS.iter().copied().chain(["_OTHER"]) {
             for scheme in ["http", "https"] {

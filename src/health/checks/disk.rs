@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::utilization::{Thresholds, used_percent};
 use crate::health::{BoxFuture, CheckResult, ComponentType, HealthCheck};
 
 /// Used space of the file system that holds `path`, in percent (observed), from `statvfs`:
@@ -11,8 +12,7 @@ use crate::health::{BoxFuture, CheckResult, ComponentType, HealthCheck};
 #[derive(Clone, Debug)]
 pub struct DiskCheck {
     path: PathBuf,
-    warn_percent: f64,
-    fail_percent: f64,
+    thresholds: Thresholds,
 }
 
 /// Free and total bytes of the file system holding `path`, as an unprivileged process sees them.
@@ -55,44 +55,21 @@ impl DiskCheck {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
-            warn_percent: 70.0,
-            fail_percent: 90.0,
+            thresholds: Thresholds {
+                warn_percent: 70.0,
+                fail_percent: 90.0,
+            },
         }
     }
 
     /// Sets the thresholds in percent used.
     pub fn thresholds(mut self, warn_percent: f64, fail_percent: f64) -> Self {
-        self.warn_percent = warn_percent;
-        self.fail_percent = fail_percent;
+        self.thresholds = Thresholds {
+            warn_percent,
+            fail_percent,
+        };
         self
     }
-}
-
-/// `100 - available / total`, in percent; an empty total counts as full.
-pub(crate) fn used_percent(available: u64, total: u64) -> f64 {
-    if total == 0 {
-        return 100.0;
-    }
-    100.0 - available as f64 / total as f64 * 100.0
-}
-
-/// The result for a used percentage against two thresholds (shared by disk and memory).
-pub(crate) fn threshold_result(
-    what: &str,
-    used_percent: f64,
-    warn_percent: f64,
-    fail_percent: f64,
-    detail: String,
-) -> CheckResult {
-    let rounded = (used_percent * 100.0).round() / 100.0;
-    let result = if used_percent > fail_percent {
-        CheckResult::unhealthy(format!("{what} {rounded}% used, above {fail_percent}%"))
-    } else if used_percent > warn_percent {
-        CheckResult::degraded(format!("{what} {rounded}% used, above {warn_percent}%"))
-    } else {
-        CheckResult::healthy()
-    };
-    result.observed(rounded, "percent").output(detail)
 }
 
 impl HealthCheck for DiskCheck {
@@ -115,11 +92,9 @@ impl HealthCheck for DiskCheck {
         Box::pin(async move {
             let path = self.path.clone();
             match tokio::task::spawn_blocking(move || DiskSpace::of(&path)).await {
-                Ok(Ok(space)) => threshold_result(
+                Ok(Ok(space)) => self.thresholds.result(
                     "disk",
                     space.used_percent(),
-                    self.warn_percent,
-                    self.fail_percent,
                     format!(
                         "{}: {} bytes free of {}",
                         self.path.display(),

@@ -2,7 +2,7 @@
 
 use crate::health::{BoxFuture, CheckResult, ComponentType, HealthCheck};
 
-use super::disk::{threshold_result, used_percent};
+use super::utilization::{Thresholds, used_percent};
 
 /// System memory in use, in percent (observed: `100 - MemAvailable / MemTotal`), and the
 /// process' resident set size (in the output): degraded above `warn_percent` (default 90),
@@ -10,15 +10,16 @@ use super::disk::{threshold_result, used_percent};
 /// degraded "unsupported". Not critical and not in readiness by default.
 #[derive(Clone, Debug)]
 pub struct MemoryCheck {
-    warn_percent: f64,
-    fail_percent: f64,
+    thresholds: Thresholds,
 }
 
 impl Default for MemoryCheck {
     fn default() -> Self {
         Self {
-            warn_percent: 90.0,
-            fail_percent: 97.0,
+            thresholds: Thresholds {
+                warn_percent: 90.0,
+                fail_percent: 97.0,
+            },
         }
     }
 }
@@ -78,8 +79,10 @@ fn page_size() -> u64 {
 impl MemoryCheck {
     /// Sets the thresholds in percent of system memory used.
     pub fn thresholds(mut self, warn_percent: f64, fail_percent: f64) -> Self {
-        self.warn_percent = warn_percent;
-        self.fail_percent = fail_percent;
+        self.thresholds = Thresholds {
+            warn_percent,
+            fail_percent,
+        };
         self
     }
 }
@@ -103,11 +106,9 @@ impl HealthCheck for MemoryCheck {
     fn check(&self) -> BoxFuture<'_, CheckResult> {
         Box::pin(async move {
             match MemoryUsage::read() {
-                Ok(m) => threshold_result(
+                Ok(m) => self.thresholds.result(
                     "memory",
                     m.used_percent(),
-                    self.warn_percent,
-                    self.fail_percent,
                     format!(
                         "{} of {} bytes available; process RSS {} bytes",
                         m.available, m.total, m.process_rss

@@ -6,6 +6,7 @@ mod latency;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod utilization;
 
 pub use disk::{DiskCheck, DiskSpace};
 pub use function::{FnCheck, check_fn};
