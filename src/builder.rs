@@ -16,6 +16,8 @@ use crate::logging::LogConfig;
 use crate::metrics::{Metrics, MetricsConfig};
 #[cfg(feature = "middleware")]
 use crate::middleware::{CompressionConfig, CorsConfig, HttpConfig, HttpStack, RequestIdConfig};
+#[cfg(feature = "ratelimit")]
+use crate::ratelimit::{RateLimitConfig, RateLimitLayer, RateLimiter};
 #[cfg(feature = "redis")]
 use crate::redis::{RedisConfig, RedisHandle};
 use crate::shutdown::Shutdown;
@@ -54,6 +56,8 @@ struct Inner {
     health: Health,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
+    #[cfg(feature = "ratelimit")]
+    rate_limit: Option<RateLimitLayer>,
     shutdown: Shutdown,
 }
 
@@ -107,6 +111,14 @@ impl ProductionLayer {
         &self.inner.health
     }
 
+    /// The rate-limit layer, when limits are configured. It is already part of
+    /// [`layer`](Self::layer); use this handle to apply it on its own (e.g. as a `route_layer`
+    /// behind authentication) or to reach its store.
+    #[cfg(feature = "ratelimit")]
+    pub fn rate_limit(&self) -> Option<&RateLimitLayer> {
+        self.inner.rate_limit.as_ref()
+    }
+
     /// The configuration the layer was built from.
     pub fn config(&self) -> &Config {
         &self.inner.config
@@ -142,6 +154,8 @@ pub struct ProductionLayerBuilder {
     config: Config,
     #[cfg(feature = "health")]
     checks: Vec<Arc<dyn HealthCheck>>,
+    #[cfg(feature = "ratelimit")]
+    limiters: Vec<RateLimiter>,
 }
 
 impl std::fmt::Debug for ProductionLayerBuilder {
@@ -251,6 +265,21 @@ impl ProductionLayerBuilder {
         self.forget_env("metrics.")
     }
 
+    /// Sets the rate-limit settings (global limit, store, failure policy, proxies).
+    #[cfg(feature = "ratelimit")]
+    pub fn rate_limit(mut self, rate_limit: RateLimitConfig) -> Self {
+        self.config.rate_limit = rate_limit;
+        self.forget_env("rate_limit.")
+    }
+
+    /// Adds a named limiter (`"login"`, `"api"` …), next to the global one of
+    /// [`RateLimitConfig::limits`].
+    #[cfg(feature = "ratelimit")]
+    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.limiters.push(limiter);
+        self
+    }
+
     /// Adds a health check (after the built-in ones).
     #[cfg(feature = "health")]
     pub fn health_check(mut self, check: impl HealthCheck) -> Self {
@@ -303,6 +332,28 @@ impl ProductionLayerBuilder {
             }
             None => None,
         };
+        #[cfg(feature = "ratelimit")]
+        let rate_limit = {
+            #[cfg(feature = "redis")]
+            let redis_handle = redis.as_ref();
+            #[cfg(not(feature = "redis"))]
+            let redis_handle: Option<&()> = None;
+            crate::ratelimit::build_layer(&config, self.limiters, redis_handle)
+                .map_err(|e| config.name_source(e))?
+        };
+        #[cfg(all(feature = "ratelimit", feature = "metrics"))]
+        let rate_limit = rate_limit.map(|layer| {
+            if config.metrics.enabled {
+                crate::metrics::observe_rate_limits(&metrics, layer)
+            } else {
+                layer
+            }
+        });
+        #[cfg(all(feature = "ratelimit", feature = "middleware"))]
+        let stack = match &rate_limit {
+            Some(layer) => stack.with_rate_limit(layer.clone()),
+            None => stack,
+        };
         #[cfg(feature = "health")]
         let health = {
             use crate::health::{DiskCheck, MemoryCheck};
@@ -343,6 +394,8 @@ impl ProductionLayerBuilder {
                 health,
                 #[cfg(feature = "metrics")]
                 metrics,
+                #[cfg(feature = "ratelimit")]
+                rate_limit,
                 shutdown,
             }),
         })
@@ -353,7 +406,8 @@ impl ProductionLayerBuilder {
         feature = "middleware",
         feature = "redis",
         feature = "health",
-        feature = "metrics"
+        feature = "metrics",
+        feature = "ratelimit"
     ))]
     fn forget_env(mut self, prefix: &str) -> Self {
         self.config

@@ -44,6 +44,17 @@
 //! | `RUSTFORGE_HEALTH_DISK_PATH` | check free space of the disk holding this path | `/var/lib/app` |
 //! | `RUSTFORGE_HEALTH_DISK_WARN` / `_FAIL` | disk used-percent thresholds | `70` / `90` |
 //! | `RUSTFORGE_HEALTH_MEMORY_WARN` / `_FAIL` | memory used-percent thresholds | `90` / `97` |
+//! | `RUSTFORGE_RATE_LIMIT` | global limit(s) per client, decided together; unset or `off`: none | `100/min`, `10/s,1000/hour` |
+//! | `RUSTFORGE_RATE_LIMIT_ALGORITHM` | `gcra` (token bucket), `sliding-window`, `fixed-window`, `sliding-log` | `gcra` |
+//! | `RUSTFORGE_RATE_LIMIT_KEY` | what the global limit counts by: `ip`, `header:<name>`, `route`, `global` | `header:x-api-key` |
+//! | `RUSTFORGE_RATE_LIMIT_STORE` | `memory` or `redis` (default: `redis` when `REDIS_URL` is set) | `redis` |
+//! | `RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE` | `fallback` (local limits), `fail-open`, `fail-closed` (503) | `fallback` |
+//! | `RUSTFORGE_RATE_LIMIT_FALLBACK_REPLICAS` | app servers: the local fallback divides each limit by it | `4` |
+//! | `RUSTFORGE_RATE_LIMIT_TIMEOUT` | time allowed for one Redis check | `10ms` |
+//! | `RUSTFORGE_RATE_LIMIT_HEADERS` | `ietf` (`RateLimit-Policy`/`RateLimit`), `legacy` (`X-RateLimit-*`), `both`, `none` | `ietf` |
+//! | `RUSTFORGE_RATE_LIMIT_IPV6_PREFIX` | IPv6 clients share a limit per network of this size | `64` |
+//! | `RUSTFORGE_TRUSTED_PROXIES` | proxies whose forwarding header is believed (CIDRs) | `10.0.0.0/8,::1` |
+//! | `RUSTFORGE_PROXY_HEADER` | the header they set: `x-forwarded-for`, `forwarded`, `x-real-ip` | `x-forwarded-for` |
 //! | `REDIS_URL` | `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port` | `redis://127.0.0.1:6379` |
 //! | `RUSTFORGE_REDIS_PREFIX` | prefix of every Redis key the crate writes | `myapp` |
 //! | `RUSTFORGE_REDIS_POOL_SIZE` | connections in the Redis pool | `8` |
@@ -68,6 +79,8 @@ pub use crate::logging::{LogConfig, LogFormat};
 use crate::metrics::MetricsConfig;
 #[cfg(feature = "middleware")]
 use crate::middleware::HttpConfig;
+#[cfg(feature = "ratelimit")]
+use crate::ratelimit::RateLimitConfig;
 #[cfg(feature = "redis")]
 use crate::redis::RedisConfig;
 
@@ -90,6 +103,9 @@ pub struct Config {
     /// Metrics and the `/metrics` endpoint.
     #[cfg(feature = "metrics")]
     pub metrics: MetricsConfig,
+    /// Rate limiting: the global limit, the store and its failure handling.
+    #[cfg(feature = "ratelimit")]
+    pub rate_limit: RateLimitConfig,
     /// The shared Redis handle; `None` when Redis is not used.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisConfig>,
@@ -122,6 +138,23 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("RUSTFORGE_REQUEST_TIMEOUT", "http.timeout"),
     ("RUSTFORGE_BODY_LIMIT", "http.body_limit"),
+    ("RUSTFORGE_RATE_LIMIT", "rate_limit.limits"),
+    ("RUSTFORGE_RATE_LIMIT_ALGORITHM", "rate_limit.algorithm"),
+    ("RUSTFORGE_RATE_LIMIT_KEY", "rate_limit.key"),
+    ("RUSTFORGE_RATE_LIMIT_STORE", "rate_limit.store"),
+    (
+        "RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE",
+        "rate_limit.on_redis_failure",
+    ),
+    (
+        "RUSTFORGE_RATE_LIMIT_FALLBACK_REPLICAS",
+        "rate_limit.fallback_replicas",
+    ),
+    ("RUSTFORGE_RATE_LIMIT_TIMEOUT", "rate_limit.timeout"),
+    ("RUSTFORGE_RATE_LIMIT_HEADERS", "rate_limit.headers"),
+    ("RUSTFORGE_RATE_LIMIT_IPV6_PREFIX", "rate_limit.ipv6_prefix"),
+    ("RUSTFORGE_TRUSTED_PROXIES", "rate_limit.trusted_proxies"),
+    ("RUSTFORGE_PROXY_HEADER", "rate_limit.proxy_header"),
     ("REDIS_URL", "redis.url"),
     ("RUSTFORGE_REDIS_PREFIX", "redis.prefix"),
     ("RUSTFORGE_REDIS_POOL_SIZE", "redis.pool_size"),
@@ -204,6 +237,8 @@ impl Config {
             "health" => self.health.apply_var(var, value)?,
             #[cfg(feature = "metrics")]
             "metrics" => self.metrics.apply_var(var, value)?,
+            #[cfg(feature = "ratelimit")]
+            "rate_limit" => self.rate_limit.apply_var(var, value)?,
             #[cfg(feature = "redis")]
             "redis" => self
                 .redis
@@ -230,6 +265,21 @@ impl Config {
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
             redis.validate()?;
+        }
+        #[cfg(feature = "ratelimit")]
+        {
+            self.rate_limit.validate()?;
+            #[cfg(feature = "redis")]
+            let has_redis = self.redis.is_some();
+            #[cfg(not(feature = "redis"))]
+            let has_redis = false;
+            if self.rate_limit.store == Some(crate::ratelimit::StoreKind::Redis) && !has_redis {
+                return Err(ConfigError::new(
+                    "rate_limit.store",
+                    "redis",
+                    "the Redis store needs Redis: set REDIS_URL (and the `redis` feature)",
+                ));
+            }
         }
         Ok(())
     }

@@ -10,12 +10,14 @@
 //! 4. propagate request id — every response, including those made by the layers below, echoes it;
 //! 5. trace — the `request` span and the one log line per request;
 //! 6. CORS — inside the layers that make 408/413/500/503 responses, so browsers can read them;
-//! 7. panic catching — a panicking handler becomes a logged 500, still with CORS headers;
-//! 8. timeout — time to the response headers;
-//! 9. request decompression (optional) — outside the body limit, so the limit bounds the
+//! 7. rate limiting (feature `ratelimit`, when limits are configured) — inside CORS so browsers
+//!    can read a 429, outside everything that does work for the request;
+//! 8. panic catching — a panicking handler becomes a logged 500, still with CORS headers;
+//! 9. timeout — time to the response headers;
+//! 10. request decompression (optional) — outside the body limit, so the limit bounds the
 //!    decompressed size;
-//! 10. body limit — tower-http's stream limit and axum's `DefaultBodyLimit` set to the same value;
-//! 11. compression — closest to the handler, so only the application's bodies are compressed.
+//! 11. body limit — tower-http's stream limit and axum's `DefaultBodyLimit` set to the same value;
+//! 12. compression — closest to the handler, so only the application's bodies are compressed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -72,6 +74,8 @@ struct Layers {
     compression: Option<CompressionLayer<ShouldCompress>>,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::HttpMetrics>,
+    #[cfg(feature = "ratelimit")]
+    rate_limit: Option<crate::ratelimit::RateLimitLayer>,
 }
 
 impl HttpStack {
@@ -104,6 +108,8 @@ impl HttpStack {
                 compression: config.compression.build()?,
                 #[cfg(feature = "metrics")]
                 metrics: None,
+                #[cfg(feature = "ratelimit")]
+                rate_limit: None,
             }),
         })
     }
@@ -114,6 +120,18 @@ impl HttpStack {
     pub fn with_metrics(self, metrics: crate::metrics::HttpMetrics) -> Self {
         let mut layers = (*self.inner).clone();
         layers.metrics = Some(metrics);
+        Self {
+            inner: Arc::new(layers),
+        }
+    }
+}
+
+impl HttpStack {
+    /// The same stack, also rate limiting (inside CORS, outside panic catching and the timeout).
+    #[cfg(feature = "ratelimit")]
+    pub fn with_rate_limit(self, rate_limit: crate::ratelimit::RateLimitLayer) -> Self {
+        let mut layers = (*self.inner).clone();
+        layers.rate_limit = Some(rate_limit);
         Self {
             inner: Arc::new(layers),
         }
@@ -150,6 +168,8 @@ where
         let svc = optional(svc, l.catch_panic.then_some(()), |(), s| {
             CatchPanicLayer::custom(panic_response).layer(s)
         });
+        #[cfg(feature = "ratelimit")]
+        let svc = optional(svc, l.rate_limit.clone(), |r, s| r.layer(s));
         let svc = optional(svc, l.cors.as_ref(), |c, s| c.layer(s));
         #[cfg(feature = "metrics")]
         let svc = optional(svc, l.metrics.clone(), |m, s| {

@@ -1,0 +1,291 @@
+//! [`MemoryStore`]: the in-process backend — sharded, lock-light and bounded.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::algorithm::{self, State};
+use super::store::{BoxFuture, Decision, RateLimitError, Source, Store};
+use super::{Limit, LimitStatus};
+
+const SHARDS: usize = 64;
+/// How often each shard drops its idle keys.
+const SWEEP_EVERY_US: f64 = 1_000_000.0;
+/// Entries looked at to choose a victim when a full shard needs room for a live key.
+const EVICTION_SAMPLE: usize = 8;
+
+/// A clock for the memory store that tests move by hand instead of sleeping.
+///
+/// ```
+/// use std::time::Duration;
+/// use rustforge_prod::ratelimit::{Limit, ManualClock, MemoryStore};
+///
+/// let clock = ManualClock::new();
+/// let store = MemoryStore::with_clock(clock.clone());
+/// let limit = [Limit::per_second(1)];
+/// assert!(store.check_now("k", &limit, 1)?.allowed);
+/// assert!(!store.check_now("k", &limit, 1)?.allowed);
+/// clock.advance(Duration::from_secs(1));
+/// assert!(store.check_now("k", &limit, 1)?.allowed);
+/// # Ok::<(), rustforge_prod::ratelimit::RateLimitError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock standing at an arbitrary start.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0
+            .fetch_add(by.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Clock {
+    System(Instant),
+    Manual(ManualClock),
+}
+
+impl Clock {
+    fn now_us(&self) -> f64 {
+        match self {
+            Self::System(start) => start.elapsed().as_micros() as f64,
+            Self::Manual(clock) => clock.0.load(Ordering::Relaxed) as f64,
+        }
+    }
+}
+
+/// The in-process store: 64 mutex-guarded shards of `key → state`. A key's state lives in one
+/// shard, so the limits of a request are decided under one short lock.
+///
+/// **Bounded.** Each shard drops keys whose state has gone idle (equivalent to a fresh key) once
+/// a second, and when a shard holds its share of [`max_keys`](Self::max_keys) it makes room by
+/// evicting the key that goes idle soonest among a small sample. An IP scan therefore costs a
+/// bounded amount of memory (about 150 bytes per key, see `docs/rate-limiting.md`); the price
+/// under such a flood is that evicted keys start fresh.
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: foldhash::fast::RandomState,
+    clock: Clock,
+    shard_capacity: usize,
+}
+
+struct Shard {
+    map: HashMap<Box<str>, Entry, foldhash::fast::RandomState>,
+    next_sweep: f64,
+}
+
+struct Entry {
+    idle_at: f64,
+    slots: Vec<Slot>,
+}
+
+struct Slot {
+    limit: u64,
+    state: Option<State>,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("keys", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// The default bound on stored keys.
+    pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+    /// A store on the monotonic system clock, holding at most
+    /// [`DEFAULT_MAX_KEYS`](Self::DEFAULT_MAX_KEYS) keys.
+    pub fn new() -> Self {
+        Self::build(Clock::System(Instant::now()), Self::DEFAULT_MAX_KEYS)
+    }
+
+    /// A store on a [`ManualClock`], for tests.
+    pub fn with_clock(clock: ManualClock) -> Self {
+        Self::build(Clock::Manual(clock), Self::DEFAULT_MAX_KEYS)
+    }
+
+    /// Sets the bound on stored keys (at least 64: one per shard).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.shard_capacity = max_keys.div_ceil(SHARDS).max(1);
+        self
+    }
+
+    fn build(clock: Clock, max_keys: usize) -> Self {
+        let hasher = foldhash::fast::RandomState::default();
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    map: HashMap::with_hasher(hasher.clone()),
+                    next_sweep: 0.0,
+                })
+            })
+            .collect();
+        Self {
+            shards,
+            hasher,
+            clock,
+            shard_capacity: max_keys.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    /// Keys currently stored.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bound on stored keys.
+    pub fn capacity(&self) -> usize {
+        self.shard_capacity * SHARDS
+    }
+
+    /// [`Store::check`] without the future: decides all `limits` for `key` now.
+    pub fn check_now(
+        &self,
+        key: &str,
+        limits: &[Limit],
+        cost: u32,
+    ) -> Result<Decision, RateLimitError> {
+        check_cost(limits, cost)?;
+        let now = self.clock.now_us();
+        let mut shard = lock(&self.shards[self.hasher.hash_one(key) as usize % SHARDS]);
+        if now >= shard.next_sweep {
+            shard.next_sweep = now + SWEEP_EVERY_US;
+            shard.map.retain(|_, entry| entry.idle_at > now);
+        }
+        if !shard.map.contains_key(key) && shard.map.len() >= self.shard_capacity {
+            shard.evict_one();
+        }
+        let entry = match shard.map.get_mut(key) {
+            Some(entry) => entry,
+            None => shard.map.entry(key.into()).or_insert(Entry {
+                idle_at: 0.0,
+                slots: Vec::with_capacity(limits.len()),
+            }),
+        };
+        Ok(entry.check(limits, cost, now, &self.hasher))
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    // A panic while holding the lock cannot leave a half-written state behind (every write is
+    // a whole assignment), so a poisoned shard is still usable.
+    shard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A cost above a limit's burst could never be admitted.
+pub(crate) fn check_cost(limits: &[Limit], cost: u32) -> Result<(), RateLimitError> {
+    match limits.iter().find(|l| cost > l.burst_size()) {
+        Some(limit) => Err(RateLimitError::Cost {
+            cost,
+            limit: limit.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Shard {
+    fn evict_one(&mut self) {
+        let victim = self
+            .map
+            .iter()
+            .take(EVICTION_SAMPLE)
+            .min_by(|a, b| a.1.idle_at.total_cmp(&b.1.idle_at))
+            .map(|(key, _)| key.clone());
+        if let Some(key) = victim {
+            self.map.remove(&key);
+        }
+    }
+}
+
+impl Entry {
+    fn check(
+        &mut self,
+        limits: &[Limit],
+        cost: u32,
+        now: f64,
+        hasher: &foldhash::fast::RandomState,
+    ) -> Decision {
+        let mut statuses: Vec<LimitStatus> = Vec::with_capacity(limits.len());
+        let mut commits = Vec::with_capacity(limits.len());
+        let mut allowed = true;
+        for limit in limits {
+            let id = fingerprint(limit, hasher);
+            let index = match self.slots.iter().position(|s| s.limit == id) {
+                Some(index) => index,
+                None => {
+                    self.slots.push(Slot {
+                        limit: id,
+                        state: None,
+                    });
+                    self.slots.len() - 1
+                }
+            };
+            let step = algorithm::check(limit, &mut self.slots[index].state, now, cost);
+            allowed &= step.commit.is_some();
+            statuses.push(step.status);
+            commits.push((index, step.commit));
+        }
+        self.idle_at = now;
+        for ((index, commit), limit) in commits.into_iter().zip(limits) {
+            let state = &mut self.slots[index].state;
+            if let (true, Some(commit)) = (allowed, commit) {
+                commit.apply(state);
+            }
+            if let Some(state) = state {
+                self.idle_at = self.idle_at.max(state.idle_at(limit));
+            }
+        }
+        Decision {
+            allowed,
+            limits: statuses,
+            source: Source::Memory,
+        }
+    }
+}
+
+/// Tells the limits of one key apart (algorithm, quota, period, burst).
+fn fingerprint(limit: &Limit, hasher: &foldhash::fast::RandomState) -> u64 {
+    let mut h = hasher.build_hasher();
+    limit.get_algorithm().hash(&mut h);
+    limit.quota().hash(&mut h);
+    limit.period().hash(&mut h);
+    limit.burst_size().hash(&mut h);
+    h.finish()
+}
+
+impl Store for MemoryStore {
+    fn check<'a>(
+        &'a self,
+        key: &'a str,
+        limits: &'a [Limit],
+        cost: u32,
+    ) -> BoxFuture<'a, Result<Decision, RateLimitError>> {
+        Box::pin(std::future::ready(self.check_now(key, limits, cost)))
+    }
+}
