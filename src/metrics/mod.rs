@@ -194,7 +194,11 @@ pub(crate) fn observe_rate_limits(
                 KeyValue::new("limiter", limiter.to_owned()),
                 KeyValue::new(
                     "outcome",
-                    if decision.allowed { "allowed" } else { "limited" },
+                    if decision.allowed {
+                        "allowed"
+                    } else {
+                        "limited"
+                    },
                 ),
                 KeyValue::new("source", decision.source.as_str()),
             ],

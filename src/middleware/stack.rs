@@ -168,6 +168,9 @@ where
         let svc = optional(svc, l.catch_panic.then_some(()), |(), s| {
             CatchPanicLayer::custom(panic_response).layer(s)
         });
+        // Boxed halfway: the nested `Either<MapResponse<…>>` type of the whole stack is deep
+        // enough to make rustc's type normalisation take minutes in crates that use the stack.
+        let svc = BoxCloneSyncService::new(svc);
         #[cfg(feature = "ratelimit")]
         let svc = optional(svc, l.rate_limit.clone(), |r, s| r.layer(s));
         let svc = optional(svc, l.cors.as_ref(), |c, s| c.layer(s));

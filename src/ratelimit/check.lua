@@ -125,5 +125,10 @@ end
 
 if out[1] == 1 then
   for i = 1, #KEYS do commits[i]() end
+else
+  -- Limits that had room consumed nothing: report what they still have.
+  for i = 1, #KEYS do
+    if commits[i] then out[2 + (i - 1) * 3] = out[2 + (i - 1) * 3] + cost end
+  end
 end
 return out

@@ -150,8 +150,14 @@ impl RateLimitConfig {
         self.global_limiter()?;
         self.client_ip()?;
         for (setting, value) in [
-            ("rate_limit.fallback_replicas", self.fallback_replicas as usize),
-            ("rate_limit.breaker_failures", self.breaker_failures as usize),
+            (
+                "rate_limit.fallback_replicas",
+                self.fallback_replicas as usize,
+            ),
+            (
+                "rate_limit.breaker_failures",
+                self.breaker_failures as usize,
+            ),
             ("rate_limit.max_keys", self.max_keys),
         ] {
             if value == 0 {
@@ -167,7 +173,11 @@ impl RateLimitConfig {
             }
         }
         if let Some(path) = self.exempt.iter().find(|p| !p.starts_with('/')) {
-            return Err(ConfigError::new("rate_limit.exempt", path, "a path starts with `/`"));
+            return Err(ConfigError::new(
+                "rate_limit.exempt",
+                path,
+                "a path starts with `/`",
+            ));
         }
         Ok(())
     }
@@ -178,7 +188,10 @@ impl RateLimitConfig {
             return Ok(None);
         }
         let key: Key = self.key.parse()?;
-        let limits = self.limits.iter().map(|l| l.clone().algorithm(self.algorithm));
+        let limits = self
+            .limits
+            .iter()
+            .map(|l| l.clone().algorithm(self.algorithm));
         let limiter = RateLimiter::new("global", limits).key(key);
         for limit in limiter.limits() {
             limit.validate()?;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::Limit;
 use super::store::{Decision, Source};
 
 /// A size-bounded map `key → (denied until, the denial)`.
@@ -15,6 +16,9 @@ pub(crate) struct DenyCache {
 
 #[derive(Debug)]
 struct Denial {
+    /// A denial holds for the same limits and at least the same cost.
+    limits: Vec<Limit>,
+    cost: u32,
     at: Instant,
     until: Instant,
     decision: Decision,
@@ -28,7 +32,9 @@ impl DenyCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Denial, foldhash::fast::RandomState>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Denial, foldhash::fast::RandomState>> {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -36,13 +42,16 @@ impl DenyCache {
 
     /// The remembered denial of `key`, with its times moved to now; `None` when there is none or
     /// it has run out.
-    pub(crate) fn get(&self, key: &str) -> Option<Decision> {
+    pub(crate) fn get(&self, key: &str, limits: &[Limit], cost: u32) -> Option<Decision> {
         if self.capacity == 0 {
             return None;
         }
         let now = Instant::now();
         let mut map = self.lock();
         let denial = map.get(key)?;
+        if cost < denial.cost || denial.limits != limits {
+            return None;
+        }
         if now >= denial.until {
             map.remove(key);
             return None;
@@ -61,7 +70,7 @@ impl DenyCache {
 
     /// Remembers a denial from the backend. When full, expired entries are dropped first; if it
     /// is still full the denial is not remembered (the next check simply goes to Redis).
-    pub(crate) fn insert(&self, key: &str, decision: &Decision) {
+    pub(crate) fn insert(&self, key: &str, limits: &[Limit], cost: u32, decision: &Decision) {
         let Some(wait) = decision.retry_after() else {
             return;
         };
@@ -79,11 +88,18 @@ impl DenyCache {
         map.insert(
             key.into(),
             Denial {
+                limits: limits.to_vec(),
+                cost,
                 at: now,
                 until: now + wait,
                 decision: decision.clone(),
             },
         );
+    }
+
+    #[cfg(feature = "test-util")]
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -94,8 +94,16 @@ pub(crate) fn apply(dialect: HeaderDialect, states: &[PolicyState<'_>], headers:
                 .unwrap_or_default()
                 .as_secs();
             insert(headers, "x-ratelimit-limit", s.limit.quota().to_string());
-            insert(headers, "x-ratelimit-remaining", s.status.remaining.to_string());
-            insert(headers, "x-ratelimit-reset", (now + reset_secs(s)).to_string());
+            insert(
+                headers,
+                "x-ratelimit-remaining",
+                s.status.remaining.to_string(),
+            );
+            insert(
+                headers,
+                "x-ratelimit-reset",
+                (now + reset_secs(s)).to_string(),
+            );
         }
     }
 }

@@ -190,7 +190,11 @@ where
             c.parse::<IpNet>()
                 .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
                 .map_err(|_| {
-                    ConfigError::new(setting, c, "expected a network like 10.0.0.0/8 or an address")
+                    ConfigError::new(
+                        setting,
+                        c,
+                        "expected a network like 10.0.0.0/8 or an address",
+                    )
                 })
         })
         .collect()
@@ -380,7 +384,10 @@ mod tests {
     fn headers(name: &str, values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
-            h.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }

@@ -100,7 +100,9 @@ impl RateLimiter {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         {
-            return Err(bad("a limiter name is 1-64 characters of A-Z a-z 0-9 - _ . :"));
+            return Err(bad(
+                "a limiter name is 1-64 characters of A-Z a-z 0-9 - _ . :",
+            ));
         }
         if self.limits.is_empty() {
             return Err(bad("a limiter needs at least one limit"));
@@ -111,7 +113,9 @@ impl RateLimiter {
         for limit in &self.limits {
             limit.validate()?;
             if self.cost > limit.burst_size() {
-                return Err(bad("the cost exceeds a limit's burst: no request could pass"));
+                return Err(bad(
+                    "the cost exceeds a limit's burst: no request could pass",
+                ));
             }
         }
         if let Some(route) = self.routes.iter().find(|r| !r.starts_with('/')) {
@@ -412,8 +416,11 @@ where
             if shared.exempt.iter().any(|e| path_matches(e, path)) {
                 return inner.call(req).await;
             }
-            let applicable: Vec<&RateLimiter> =
-                shared.limiters.iter().filter(|l| l.applies_to(path)).collect();
+            let applicable: Vec<&RateLimiter> = shared
+                .limiters
+                .iter()
+                .filter(|l| l.applies_to(path))
+                .collect();
             if applicable.is_empty() {
                 return inner.call(req).await;
             }
@@ -426,7 +433,11 @@ where
                     Err(_) => return Ok(shared.missing_peer(&parts, limiter)),
                 };
                 let key = format!("{}:{key}", limiter.name);
-                match shared.store.check(&key, &limiter.limits, limiter.cost).await {
+                match shared
+                    .store
+                    .check(&key, &limiter.limits, limiter.cost)
+                    .await
+                {
                     Ok(decision) => {
                         if let Some(observer) = &shared.observer {
                             observer(&limiter.name, &decision);
@@ -507,15 +518,25 @@ impl Shared {
             ),
         };
         headers::apply(self.headers, &states, response.headers_mut());
-        headers::insert(response.headers_mut(), "retry-after", retry_after.to_string());
+        headers::insert(
+            response.headers_mut(),
+            "retry-after",
+            retry_after.to_string(),
+        );
         response
     }
 
     fn unavailable(&self, parts: &Parts, limiter: &RateLimiter, err: &RateLimitError) -> Response {
         tracing::debug!(limiter = %limiter.name, error = %err, "rate limit check failed");
         let (status, kind) = match err {
-            RateLimitError::Cost { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "rate-limit-misconfigured"),
-            _ => (StatusCode::SERVICE_UNAVAILABLE, "temporary-reduced-capacity"),
+            RateLimitError::Cost { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rate-limit-misconfigured",
+            ),
+            _ => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporary-reduced-capacity",
+            ),
         };
         let mut response = problem(
             status,

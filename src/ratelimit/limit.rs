@@ -211,7 +211,9 @@ impl Limit {
             return Err(bad("the period must be between 1 ms and 366 days"));
         }
         if self.quota as f64 / self.period.as_secs_f64() > 1e6 {
-            return Err(bad("more than 1,000,000 requests per second is not a limit"));
+            return Err(bad(
+                "more than 1,000,000 requests per second is not a limit",
+            ));
         }
         match (self.algorithm, self.burst) {
             (Algorithm::Gcra, Some(0)) => return Err(bad("the burst must be at least 1")),
@@ -230,7 +232,9 @@ impl Limit {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
         {
-            return Err(bad("a policy name is 1-64 characters of A-Z a-z 0-9 - _ . :"));
+            return Err(bad(
+                "a policy name is 1-64 characters of A-Z a-z 0-9 - _ . :",
+            ));
         }
         Ok(())
     }
@@ -318,7 +322,11 @@ mod tests {
             ("20/30s", 20, 30),
         ] {
             let limit: Limit = text.parse().unwrap();
-            assert_eq!((limit.quota(), limit.period().as_secs()), (quota, secs), "{text}");
+            assert_eq!(
+                (limit.quota(), limit.period().as_secs()),
+                (quota, secs),
+                "{text}"
+            );
         }
         assert_eq!(Limit::per_minute(100).to_string(), "100/min");
         assert_eq!("20/30s".parse::<Limit>().unwrap().to_string(), "20/30s");
@@ -327,8 +335,16 @@ mod tests {
     #[test]
     fn rejects_nonsense() {
         for text in [
-            "", "100", "0/min", "-1/min", "1.5/s", "10/fortnight", "10/0s", "5/500us",
-            "2000000/s", "10/400days",
+            "",
+            "100",
+            "0/min",
+            "-1/min",
+            "1.5/s",
+            "10/fortnight",
+            "10/0s",
+            "5/500us",
+            "2000000/s",
+            "10/400days",
         ] {
             let err = text.parse::<Limit>().unwrap_err();
             assert_eq!(err.setting(), "rate_limit.limits", "{text}");

@@ -43,8 +43,7 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        self.0
-            .fetch_add(by.as_micros() as u64, Ordering::Relaxed);
+        self.0.fetch_add(by.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -224,6 +223,7 @@ impl Shard {
 }
 
 impl Entry {
+    #[inline(never)]
     fn check(
         &mut self,
         limits: &[Limit],
@@ -252,13 +252,16 @@ impl Entry {
             commits.push((index, step.commit));
         }
         self.idle_at = now;
-        for ((index, commit), limit) in commits.into_iter().zip(limits) {
+        for (i, (index, commit)) in commits.into_iter().enumerate() {
             let state = &mut self.slots[index].state;
-            if let (true, Some(commit)) = (allowed, commit) {
-                commit.apply(state);
+            match commit {
+                Some(commit) if allowed => commit.apply(state),
+                // This limit had room, but nothing was consumed: report what it still has.
+                Some(_) => statuses[i].remaining += u64::from(cost),
+                None => {}
             }
             if let Some(state) = state {
-                self.idle_at = self.idle_at.max(state.idle_at(limit));
+                self.idle_at = self.idle_at.max(state.idle_at(&limits[i]));
             }
         }
         Decision {

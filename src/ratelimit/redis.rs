@@ -126,11 +126,13 @@ impl RedisStore {
     }
 
     /// Moves the script's clock forward, so tests of time-dependent behaviour need no sleeps.
-    /// Never needed in production.
+    /// Remembered denials are forgotten (they were timed on the old clock). Never needed in
+    /// production.
     #[cfg(feature = "test-util")]
     pub fn advance_clock(&self, by: Duration) {
         self.clock_offset_us
             .fetch_add(by.as_micros() as i64, Ordering::Relaxed);
+        self.deny_cache.clear();
     }
 
     /// The Redis key of one limit of `key`.
@@ -143,7 +145,12 @@ impl RedisStore {
         self.deny_cache.len()
     }
 
-    async fn check_redis(&self, key: &str, limits: &[Limit], cost: u32) -> Result<Decision, String> {
+    async fn check_redis(
+        &self,
+        key: &str,
+        limits: &[Limit],
+        cost: u32,
+    ) -> Result<Decision, String> {
         let keys: Vec<String> = limits.iter().map(|l| self.redis_key(key, l)).collect();
         let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
         let mut args = Vec::with_capacity(3 + 4 * limits.len());
@@ -243,7 +250,7 @@ impl Store for RedisStore {
     ) -> BoxFuture<'a, Result<Decision, RateLimitError>> {
         Box::pin(async move {
             check_cost(limits, cost)?;
-            if let Some(denial) = self.deny_cache.get(key) {
+            if let Some(denial) = self.deny_cache.get(key, limits, cost) {
                 self.stats.deny_cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(denial);
             }
@@ -254,10 +261,13 @@ impl Store for RedisStore {
             match self.check_redis(key, limits, cost).await {
                 Ok(decision) => {
                     if self.breaker.success(permit) {
-                        tracing::info!("rate limiter: Redis answers again, back from {:?}", self.policy);
+                        tracing::info!(
+                            "rate limiter: Redis answers again, back from {:?}",
+                            self.policy
+                        );
                     }
                     if !decision.allowed {
-                        self.deny_cache.insert(key, &decision);
+                        self.deny_cache.insert(key, limits, cost, &decision);
                     }
                     Ok(decision)
                 }

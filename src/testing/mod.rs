@@ -1,10 +1,12 @@
 //! Shared conformance suites for the backends of every module (feature `test-util`).
 //!
-//! **Empty today**: the suites arrive with the modules they check (rate limiting, broadcasting,
-//! storage). Each suite will be a set of async functions taking a backend, run by this crate's
-//! tests against the memory backend and against real Redis / S3-protocol servers, and usable by
-//! downstream crates that write their own backend.
+//! Each suite is a set of async functions taking a backend. This crate runs them against the
+//! memory backend and against real Redis; a downstream crate that writes its own backend runs
+//! the same functions against it.
 //!
 //! ```
 //! assert!(cfg!(feature = "test-util"));
 //! ```
+
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit;
