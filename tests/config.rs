@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use rustforge_prod::middleware::CorsConfig;
+use rustforge_prod::ratelimit::{Algorithm, FailurePolicy, HeaderDialect, ProxyHeader, StoreKind};
 use rustforge_prod::{Config, Error, LogFormat, ProductionLayer};
 
 #[test]
@@ -53,6 +54,17 @@ fn every_variable_is_read() {
         ("RUSTFORGE_HEALTH_DISK_FAIL", "80.5"),
         ("RUSTFORGE_HEALTH_MEMORY_WARN", "85"),
         ("RUSTFORGE_HEALTH_MEMORY_FAIL", "95"),
+        ("RUSTFORGE_RATE_LIMIT", "10/s, 1000/hour"),
+        ("RUSTFORGE_RATE_LIMIT_ALGORITHM", "sliding-log"),
+        ("RUSTFORGE_RATE_LIMIT_KEY", "header:x-api-key"),
+        ("RUSTFORGE_RATE_LIMIT_STORE", "redis"),
+        ("RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE", "fail-closed"),
+        ("RUSTFORGE_RATE_LIMIT_FALLBACK_REPLICAS", "4"),
+        ("RUSTFORGE_RATE_LIMIT_TIMEOUT", "25ms"),
+        ("RUSTFORGE_RATE_LIMIT_HEADERS", "both"),
+        ("RUSTFORGE_RATE_LIMIT_IPV6_PREFIX", "56"),
+        ("RUSTFORGE_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+        ("RUSTFORGE_PROXY_HEADER", "forwarded"),
         ("PATH", "/usr/bin"), // other variables are ignored
     ])
     .unwrap();
@@ -100,6 +112,19 @@ fn every_variable_is_read() {
         !format!("{health:?}").contains("t0ken"),
         "the token never shows in Debug"
     );
+    let rl = &config.rate_limit;
+    let limits: Vec<String> = rl.limits.iter().map(ToString::to_string).collect();
+    assert_eq!(limits, ["10/s", "1000/hour"]);
+    assert_eq!(rl.algorithm, Algorithm::SlidingLog);
+    assert_eq!(rl.key, "header:x-api-key");
+    assert_eq!(rl.store, Some(StoreKind::Redis));
+    assert_eq!(rl.on_redis_failure, FailurePolicy::FailClosed);
+    assert_eq!(rl.fallback_replicas, 4);
+    assert_eq!(rl.timeout, Duration::from_millis(25));
+    assert_eq!(rl.headers, HeaderDialect::Both);
+    assert_eq!(rl.ipv6_prefix, 56);
+    assert_eq!(rl.trusted_proxies.len(), 2);
+    assert_eq!(rl.proxy_header, ProxyHeader::Forwarded);
 }
 
 #[test]
@@ -152,6 +177,26 @@ fn every_invalid_value_names_its_variable() {
         &[("RUSTFORGE_HEALTH_DISK_WARN", "lots")],
         &[("RUSTFORGE_HEALTH_DISK_FAIL", "120")],
         &[("RUSTFORGE_HEALTH_MEMORY_WARN", "-5")],
+        &[("RUSTFORGE_RATE_LIMIT", "lots")],
+        &[("RUSTFORGE_RATE_LIMIT", "0/min")],
+        &[("RUSTFORGE_RATE_LIMIT", "10/fortnight")],
+        &[("RUSTFORGE_RATE_LIMIT", "10/s,5")],
+        &[("RUSTFORGE_RATE_LIMIT_ALGORITHM", "leaky")],
+        &[("RUSTFORGE_RATE_LIMIT_KEY", "cookie")],
+        &[("RUSTFORGE_RATE_LIMIT_KEY", "header:bad header")],
+        &[("RUSTFORGE_RATE_LIMIT_STORE", "memcached")],
+        &[("RUSTFORGE_RATE_LIMIT_STORE", "redis")],
+        &[("RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE", "panic")],
+        &[("RUSTFORGE_RATE_LIMIT_FALLBACK_REPLICAS", "0")],
+        &[("RUSTFORGE_RATE_LIMIT_TIMEOUT", "0ms")],
+        &[("RUSTFORGE_RATE_LIMIT_HEADERS", "draft-99")],
+        &[("RUSTFORGE_RATE_LIMIT_IPV6_PREFIX", "129")],
+        &[("RUSTFORGE_TRUSTED_PROXIES", "10.0.0.0/8,everyone")],
+        &[("RUSTFORGE_PROXY_HEADER", "via")],
+        &[
+            ("RUSTFORGE_RATE_LIMIT", "2000/min"),
+            ("RUSTFORGE_RATE_LIMIT_ALGORITHM", "sliding-log"),
+        ],
     ];
     for vars in cases {
         let (name, value) = vars[0];
