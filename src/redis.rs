@@ -189,6 +189,10 @@ impl RedisConfig {
             let client = ClusterClient::builder(nodes)
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.command_timeout)
+                // The cluster client re-sends a command after an I/O error by default; a counter
+                // script sent twice counts twice. A redirect after resharding surfaces as one
+                // failed command while the slot map refreshes.
+                .retries(0)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
             Ok(Target::Cluster(Box::new(client)))

@@ -147,6 +147,39 @@ pub fn shared_or_spawn() -> (Option<RedisServer>, String) {
     }
 }
 
+/// Starts one cluster-enabled node on a free port pair; `None` when it did not come up (most
+/// likely a port taken between choosing and binding it), so the caller tries other ports.
+fn start_cluster_node(dir: &Path) -> Option<(u16, Child)> {
+    let (port, bus) = (super::free_port(), super::free_port());
+    let extra = [
+        "--cluster-enabled".to_owned(),
+        "yes".to_owned(),
+        "--cluster-port".to_owned(),
+        bus.to_string(),
+        "--cluster-config-file".to_owned(),
+        format!("nodes-{port}.conf"),
+        "--cluster-node-timeout".to_owned(),
+        "2000".to_owned(),
+    ];
+    let mut child = match spawn_redis(port, dir, &extra) {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
+        Err(e) => panic!("cannot spawn redis-server: {e}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if raw_command(port, "PING").is_ok_and(|r| r == "+PONG") {
+            return Some((port, child));
+        }
+        if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A 3-master Redis Cluster on free ports (client and bus ports chosen explicitly with
 /// `--cluster-port`, so ephemeral ports never overflow `port + 10000`).
 pub struct RedisCluster {
@@ -163,24 +196,11 @@ impl RedisCluster {
         let mut ports = Vec::new();
         let mut children = Vec::new();
         for i in 0..3 {
-            let (port, bus) = (super::free_port(), super::free_port());
             let node_dir = dir.path().join(format!("n{i}"));
             std::fs::create_dir_all(&node_dir).unwrap();
-            let extra = [
-                "--cluster-enabled".to_owned(),
-                "yes".to_owned(),
-                "--cluster-port".to_owned(),
-                bus.to_string(),
-                "--cluster-config-file".to_owned(),
-                format!("nodes-{port}.conf"),
-                "--cluster-node-timeout".to_owned(),
-                "2000".to_owned(),
-            ];
-            let child = match spawn_redis(port, &node_dir, &extra) {
-                Ok(child) => child,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
-                Err(e) => panic!("cannot spawn redis-server: {e}"),
-            };
+            let (port, child) = (0..5)
+                .find_map(|_| start_cluster_node(&node_dir))
+                .expect("a cluster node did not start on any of 5 free port pairs");
             children.push(child);
             ports.push(port);
         }
@@ -189,11 +209,6 @@ impl RedisCluster {
             children,
             _dir: dir,
         };
-        for &port in &cluster.ports {
-            wait_until("a cluster node to answer PING", || {
-                raw_command(port, "PING").is_ok_and(|r| r == "+PONG")
-            });
-        }
         let nodes: Vec<String> = cluster
             .ports
             .iter()
