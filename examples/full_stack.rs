@@ -3,8 +3,8 @@
 //!
 //! ```sh
 //! PORT=8080 RUSTFORGE_LOG_FORMAT=json RUSTFORGE_CORS_ORIGINS=https://app.example.com \
-//!   RUSTFORGE_REQUEST_TIMEOUT=10s RUSTFORGE_BODY_LIMIT=1MiB REDIS_URL=redis://127.0.0.1:6379 \
-//!   cargo run --example full_stack --features redis
+//!   RUSTFORGE_REQUEST_TIMEOUT=10s RUSTFORGE_BODY_LIMIT=1MiB RUSTFORGE_RATE_LIMIT=100/min \
+//!   REDIS_URL=redis://127.0.0.1:6379 cargo run --example full_stack --features redis
 //! ```
 //!
 //! Every variable is listed in the README and in `rustforge_prod::config`. A bad value stops the

@@ -32,9 +32,9 @@
 //! |---|---|---|---|---|
 //! | [`middleware`] | `middleware` | — | — | ready |
 //! | [`redis`] (shared handle) | `redis` | — | Redis, Redis Cluster | ready |
-//! | `ratelimit` | `ratelimit` | in-process | Redis (`redis`) | planned (empty module) |
+//! | [`ratelimit`] | `ratelimit` | sharded, bounded in-process store | Redis, Redis Cluster (`redis`) | ready |
 //! | `broadcast` | `broadcast` | in-process hub | Redis (`redis`) | planned (empty module) |
-//! | [`health`] | `health` | disk, memory, closure checks | Redis check | ready (database check planned) |
+//! | [`health`] | `health` | disk, memory, closure checks | Redis, PostgreSQL checks | ready |
 //! | [`metrics`] | `metrics` | Prometheus `/metrics` | OTLP (planned) | ready (tracing planned) |
 //! | `storage` | `storage` | local disk, memory | S3 (`s3`) | planned (empty module) |
 //!

@@ -146,6 +146,7 @@ async fn full_stack_is_configured_by_the_environment() {
             ("RUSTFORGE_BODY_LIMIT", "1KiB"),
             ("RUSTFORGE_REQUEST_TIMEOUT", "5s"),
             ("RUSTFORGE_SHUTDOWN_DRAIN", "3s"),
+            ("RUSTFORGE_RATE_LIMIT", "6/hour"),
         ],
     );
     let res = get(
@@ -176,6 +177,17 @@ async fn full_stack_is_configured_by_the_environment() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+    // RUSTFORGE_RATE_LIMIT=6/hour per client IP: the three requests above and three more pass.
+    for _ in 0..3 {
+        let res = client().get(app.url("/")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let res = client().get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["ratelimit"], r#""global";r=0;t=600"#);
+    // Health probes are never limited.
+    let res = client().get(app.url("/health/live")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
     // SIGTERM: readiness turns 503 while the server still answers (the drain), then it exits.
     app.sigterm();
     let mut ready = 200;

@@ -15,7 +15,7 @@
 //! 8. panic catching — a panicking handler becomes a logged 500, still with CORS headers;
 //! 9. timeout — time to the response headers;
 //! 10. request decompression (optional) — outside the body limit, so the limit bounds the
-//!    decompressed size;
+//!     decompressed size;
 //! 11. body limit — tower-http's stream limit and axum's `DefaultBodyLimit` set to the same value;
 //! 12. compression — closest to the handler, so only the application's bodies are compressed.
 

@@ -283,6 +283,7 @@ pub(crate) fn build_layer(
         }
         (StoreKind::Memory, _) => Arc::new(MemoryStore::new().max_keys(rl.max_keys)),
     };
+    #[allow(unused_mut)]
     let mut exempt = rl.exempt.clone();
     #[cfg(feature = "health")]
     if config.health.enabled {
@@ -293,6 +294,7 @@ pub(crate) fn build_layer(
     if config.metrics.enabled {
         exempt.push(config.metrics.path.clone());
     }
+    #[allow(unused_mut)]
     let mut builder = RateLimitLayer::builder(store)
         .client_ip(rl.client_ip()?)
         .headers(rl.headers)

@@ -174,6 +174,7 @@ impl Limit {
     }
 
     /// A short id that tells limits apart in store keys: `gcra-10-1000ms-b20`.
+    #[cfg(feature = "redis")]
     pub(crate) fn id(&self) -> String {
         let mut id = format!(
             "{}-{}-{}ms",
@@ -189,6 +190,7 @@ impl Limit {
 
     /// The same limit with the quota (and burst) divided by `replicas`, at least 1 — the local
     /// fallback share of one app server.
+    #[cfg(any(feature = "redis", test))]
     pub(crate) fn divided(&self, replicas: u32) -> Self {
         let share = |n: u32| (n / replicas.max(1)).max(1);
         Self {

@@ -78,7 +78,7 @@ impl RedisStore {
             breaker: Breaker::new(5, Duration::from_secs(1)),
             deny_cache: DenyCache::new(10_000),
             nonce: AtomicU64::new(0),
-            nonce_base: uuid::Uuid::new_v4().as_u64_pair().0,
+            nonce_base: uuid::Uuid::now_v7().as_u64_pair().1, // the random half
             clock_offset_us: AtomicI64::new(0),
             stats: Stats::default(),
         }

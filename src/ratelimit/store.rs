@@ -53,6 +53,7 @@ impl Decision {
     }
 
     /// An admission made without consulting any limit (the fail-open policy).
+    #[cfg(feature = "redis")]
     pub(crate) fn unchecked(limits: &[Limit], source: Source) -> Self {
         Self {
             allowed: true,
