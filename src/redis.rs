@@ -3,8 +3,11 @@
 //! `REDIS_URL` (or [`RedisConfig::url`]) is either a single node — `redis://host:port/db`,
 //! `rediss://…` for TLS — or a cluster: `redis+cluster://host:port,host:port,…`. The handle
 //! holds a [bb8] pool of multiplexed connections, tuned for the hot path: connections are not
-//! PINGed on every checkout; instead a connection that fails with an I/O error is marked broken
-//! and replaced. Every command runs under [`RedisConfig::command_timeout`], so a dead server costs
+//! PINGed on every checkout, and a checkout only lasts long enough to clone the connection's
+//! handle (a multiplexed connection carries any number of concurrent commands, so holding the
+//! pool slot for a whole command would cap in-flight commands at the pool size). A connection that
+//! fails with an I/O error is marked broken and replaced. Call it inside a Tokio runtime (the pool
+//! runs a reaper task). Every command runs under [`RedisConfig::command_timeout`], so a dead server costs
 //! a bounded time, never a hung request.
 //!
 //! ```no_run
@@ -26,6 +29,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -392,40 +396,43 @@ impl RedisHandle {
             invocation.arg(*arg);
         }
         let mut conn = self.connection().await?;
-        let result = invocation.invoke_async(&mut *conn).await;
-        self.finish(&mut conn, result)
+        let result = invocation.invoke_async(&mut conn).await;
+        self.finish(&conn, result)
     }
 
     /// Runs one command (e.g. `redis::cmd("GET")`) — for this crate's modules.
     pub(crate) async fn query<T: FromRedisReply>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         let mut conn = self.connection().await?;
-        let result = cmd.query_async(&mut *conn).await;
-        self.finish(&mut conn, result)
+        let result = cmd.query_async(&mut conn).await;
+        self.finish(&conn, result)
     }
 
-    async fn connection(&self) -> Result<bb8::PooledConnection<'_, Manager>, RedisError> {
-        self.inner.pool.get().await.map_err(|e| match e {
+    /// A handle on a pooled connection. The pool slot is released at once: a multiplexed
+    /// connection carries any number of concurrent commands, so holding the slot for the length
+    /// of a command would cap in-flight commands at the pool size and queue the rest behind it.
+    async fn connection(&self) -> Result<Connection, RedisError> {
+        let pooled = self.inner.pool.get().await.map_err(|e| match e {
             bb8::RunError::User(e) => RedisError::Unavailable(e.to_string()),
             bb8::RunError::TimedOut => {
                 RedisError::Unavailable("no connection within the connect timeout".into())
             }
+        })?;
+        Ok(Connection {
+            kind: pooled.kind.clone(),
+            broken: pooled.broken.clone(),
         })
     }
 
     /// Maps the result and marks the connection broken after a connection-level failure, so the
     /// pool replaces it instead of handing it out again.
-    fn finish<T>(
-        &self,
-        conn: &mut Connection,
-        result: redis::RedisResult<T>,
-    ) -> Result<T, RedisError> {
+    fn finish<T>(&self, conn: &Connection, result: redis::RedisResult<T>) -> Result<T, RedisError> {
         result.map_err(|err| {
             if err.is_io_error()
                 || err.is_connection_dropped()
                 || err.is_unrecoverable_error()
                 || err.is_timeout()
             {
-                conn.broken = true;
+                conn.broken.store(true, Ordering::Relaxed);
             }
             RedisError::from_redis(err, self.inner.command_timeout)
         })
@@ -442,12 +449,14 @@ struct Manager {
     connection: AsyncConnectionConfig,
 }
 
-/// A pooled connection plus the flag `has_broken` reads.
+/// A pooled connection plus the flag `has_broken` reads; clones share both.
+#[derive(Clone)]
 pub(crate) struct Connection {
     kind: ConnectionKind,
-    broken: bool,
+    broken: Arc<AtomicBool>,
 }
 
+#[derive(Clone)]
 enum ConnectionKind {
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),
@@ -498,7 +507,7 @@ impl bb8::ManageConnection for Manager {
         };
         Ok(Connection {
             kind,
-            broken: false,
+            broken: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -510,6 +519,6 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.broken
+        conn.broken.load(Ordering::Relaxed)
     }
 }

@@ -59,7 +59,7 @@ impl DenyCache {
         let elapsed = now - denial.at;
         let mut decision = denial.decision.clone();
         decision.source = Source::DenyCache;
-        for status in &mut decision.limits {
+        for status in decision.limits.iter_mut() {
             status.reset_after = status.reset_after.saturating_sub(elapsed);
             status.retry_after = status
                 .retry_after

@@ -170,7 +170,7 @@ impl Limit {
 
     /// The period in microseconds (the unit of both stores).
     pub(crate) fn period_us(&self) -> f64 {
-        self.period.as_micros() as f64
+        self.period.as_secs_f64() * 1e6
     }
 
     /// A short id that tells limits apart in store keys: `gcra-10-1000ms-b20`.

@@ -2,14 +2,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
+
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Limit;
 use super::algorithm::{self, State};
-use super::store::{BoxFuture, Decision, RateLimitError, Source, Store};
-use super::{Limit, LimitStatus};
+use super::store::{BoxFuture, Decision, RateLimitError, Source, Statuses, Store};
 
 const SHARDS: usize = 64;
 /// How often each shard drops its idle keys.
@@ -56,7 +58,7 @@ enum Clock {
 impl Clock {
     fn now_us(&self) -> f64 {
         match self {
-            Self::System(start) => start.elapsed().as_micros() as f64,
+            Self::System(start) => start.elapsed().as_secs_f64() * 1e6,
             Self::Manual(clock) => clock.0.load(Ordering::Relaxed) as f64,
         }
     }
@@ -88,8 +90,28 @@ struct Entry {
 }
 
 struct Slot {
-    limit: u64,
+    limit: LimitId,
     state: Option<State>,
+}
+
+/// What tells the limits of one key apart (the policy name does not matter).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct LimitId {
+    algorithm: super::Algorithm,
+    quota: u32,
+    burst: u32,
+    period: Duration,
+}
+
+impl LimitId {
+    fn of(limit: &Limit) -> Self {
+        Self {
+            algorithm: limit.get_algorithm(),
+            quota: limit.quota(),
+            burst: limit.burst_size(),
+            period: limit.period(),
+        }
+    }
 }
 
 impl fmt::Debug for MemoryStore {
@@ -175,17 +197,19 @@ impl MemoryStore {
             shard.next_sweep = now + SWEEP_EVERY_US;
             shard.map.retain(|_, entry| entry.idle_at > now);
         }
-        if !shard.map.contains_key(key) && shard.map.len() >= self.shard_capacity {
+        if let Some(entry) = shard.map.get_mut(key) {
+            return Ok(entry.check(limits, cost, now));
+        }
+        if shard.map.len() >= self.shard_capacity {
             shard.evict_one();
         }
-        let entry = match shard.map.get_mut(key) {
-            Some(entry) => entry,
-            None => shard.map.entry(key.into()).or_insert(Entry {
-                idle_at: 0.0,
-                slots: Vec::with_capacity(limits.len()),
-            }),
+        let mut entry = Entry {
+            idle_at: 0.0,
+            slots: Vec::with_capacity(limits.len()),
         };
-        Ok(entry.check(limits, cost, now, &self.hasher))
+        let decision = entry.check(limits, cost, now);
+        shard.map.insert(key.into(), entry);
+        Ok(decision)
     }
 }
 
@@ -223,19 +247,12 @@ impl Shard {
 }
 
 impl Entry {
-    #[inline(never)]
-    fn check(
-        &mut self,
-        limits: &[Limit],
-        cost: u32,
-        now: f64,
-        hasher: &foldhash::fast::RandomState,
-    ) -> Decision {
-        let mut statuses: Vec<LimitStatus> = Vec::with_capacity(limits.len());
-        let mut commits = Vec::with_capacity(limits.len());
+    fn check(&mut self, limits: &[Limit], cost: u32, now: f64) -> Decision {
+        let mut statuses = Statuses::with_capacity(limits.len());
+        let mut commits: SmallVec<[_; 4]> = SmallVec::new();
         let mut allowed = true;
         for limit in limits {
-            let id = fingerprint(limit, hasher);
+            let id = LimitId::of(limit);
             let index = match self.slots.iter().position(|s| s.limit == id) {
                 Some(index) => index,
                 None => {
@@ -270,16 +287,6 @@ impl Entry {
             source: Source::Memory,
         }
     }
-}
-
-/// Tells the limits of one key apart (algorithm, quota, period, burst).
-fn fingerprint(limit: &Limit, hasher: &foldhash::fast::RandomState) -> u64 {
-    let mut h = hasher.build_hasher();
-    limit.get_algorithm().hash(&mut h);
-    limit.quota().hash(&mut h);
-    limit.period().hash(&mut h);
-    limit.burst_size().hash(&mut h);
-    h.finish()
 }
 
 impl Store for MemoryStore {

@@ -68,4 +68,6 @@ pub use limit::{Algorithm, Limit, SLIDING_LOG_MAX};
 pub use memory::{ManualClock, MemoryStore};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use store::{BoxFuture, Decision, LimitStatus, RateLimitError, Source, Store, StoreStats};
+pub use store::{
+    BoxFuture, Decision, LimitStatus, RateLimitError, Source, Statuses, Store, StoreStats,
+};

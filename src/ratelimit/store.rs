@@ -6,6 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use super::Limit;
 
 /// A boxed future, the return type of [`Store::check`].
@@ -41,7 +43,7 @@ pub struct Decision {
     /// Whether the request was admitted (and its cost consumed).
     pub allowed: bool,
     /// One entry per limit.
-    pub limits: Vec<LimitStatus>,
+    pub limits: Statuses,
     /// Who decided.
     pub source: Source,
 }
@@ -67,6 +69,50 @@ impl Decision {
                 .collect(),
             source,
         }
+    }
+}
+
+/// The [`LimitStatus`] of each limit of a check, in order: a slice (`d.limits[0]`,
+/// `d.limits.iter()`), stored inline for up to two limits so a check allocates nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Statuses(SmallVec<[LimitStatus; 2]>);
+
+impl std::ops::Deref for Statuses {
+    type Target = [LimitStatus];
+
+    fn deref(&self) -> &[LimitStatus] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Statuses {
+    fn deref_mut(&mut self) -> &mut [LimitStatus] {
+        &mut self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Statuses {
+    type Item = &'a LimitStatus;
+    type IntoIter = std::slice::Iter<'a, LimitStatus>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<LimitStatus> for Statuses {
+    fn from_iter<I: IntoIterator<Item = LimitStatus>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl Statuses {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self(SmallVec::with_capacity(n))
+    }
+
+    pub(crate) fn push(&mut self, status: LimitStatus) {
+        self.0.push(status);
     }
 }
 

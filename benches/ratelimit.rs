@@ -1,0 +1,433 @@
+//! Rate-limit checks: the memory store beside governor, the Redis store beside
+//! `redis-benchmark` running the same script and beside a multiplexed `ConnectionManager`, and the
+//! whole layer through axum (Redis store vs memory store).
+//!
+//! ```sh
+//! cargo bench --bench ratelimit --features redis     # spawns its own redis-server
+//! BENCH_ONLY=memory|redis|http cargo bench --bench ratelimit --features redis
+//! ```
+//!
+//! Part 1 (memory, one thread): ns per check for one hot key and for 1,000,000 distinct keys,
+//! against governor 0.10 (direct and keyed) with the same quota, and the resident memory per key.
+//! Part 2 (Redis, 50 concurrent callers, 100,000 random keys, GCRA script): checks/s and
+//! p50/p99 for `RedisStore` (bb8 pool of multiplexed connections) and for the same script through
+//! one `redis::aio::ConnectionManager`, interleaved over rounds, then `redis-benchmark` sending
+//! the same `EVALSHA` at the same concurrency; then p50/p99 at a paced 10,000 checks/s.
+//! Part 3 (HTTP): requests/s through axum + the layer, Redis store vs memory store.
+
+mod common;
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use common::{env, load, median, runtime, serve};
+use rustforge_prod::ratelimit::{
+    Key, Limit, MemoryStore, RateLimitLayer, RateLimiter, RedisStore, Store,
+};
+use rustforge_prod::redis::{RedisConfig, RedisHandle};
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn ns_per(iterations: u64, f: impl FnMut(u64)) -> f64 {
+    let mut f = f;
+    let start = Instant::now();
+    for i in 0..iterations {
+        f(i);
+    }
+    start.elapsed().as_nanos() as f64 / iterations as f64
+}
+
+fn memory() {
+    println!("== memory store, one thread (ns per check; medians of 5 rounds) ==");
+    let n = env("BENCH_CHECKS", 5_000_000);
+    let per_sec = 1_000_000;
+    let limits = [Limit::per_second(per_sec)];
+    let quota = governor::Quota::per_second(NonZeroU32::new(per_sec).unwrap());
+    let ours = MemoryStore::new();
+    let direct = governor::RateLimiter::direct(quota);
+    let keyed = governor::RateLimiter::keyed(quota);
+    let hot = "ip:203.0.113.7".to_owned();
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        a.push(ns_per(n, |_| {
+            black_box(ours.check_now(black_box(&hot), &limits, 1).unwrap().allowed);
+        }));
+        b.push(ns_per(n, |_| {
+            black_box(direct.check().is_ok());
+        }));
+        c.push(ns_per(n, |_| {
+            black_box(keyed.check_key(black_box(&hot)).is_ok());
+        }));
+    }
+    let (ours_1, direct_1, keyed_1) = (median(&mut a), median(&mut b), median(&mut c));
+    println!(
+        "one key:     rustforge {ours_1:6.1} ns | governor direct {direct_1:6.1} ns | governor keyed {keyed_1:6.1} ns"
+    );
+    println!(
+        "             ratio rustforge/governor-direct {:.2}, rustforge/governor-keyed {:.2}",
+        ours_1 / direct_1,
+        ours_1 / keyed_1
+    );
+
+    if env("BENCH_SKIP_MANY", 0) == 1 {
+        return;
+    }
+    let keys: Vec<String> = (0..1_000_000u32)
+        .map(|i| format!("ip:10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    // A slow quota, so every key stays live (not idle) for the whole run.
+    let limits = [Limit::per_hour(100)];
+    let quota = governor::Quota::per_hour(NonZeroU32::new(100).unwrap());
+    let before = resident_bytes();
+    // Room for all of them: the default bound (1,000,000) would already evict a few.
+    let ours = MemoryStore::new().max_keys(2_000_000);
+    let insert = ns_per(keys.len() as u64, |i| {
+        black_box(ours.check_now(&keys[i as usize], &limits, 1).unwrap());
+    });
+    let lookup = ns_per(keys.len() as u64, |i| {
+        black_box(ours.check_now(&keys[i as usize], &limits, 1).unwrap());
+    });
+    let ours_bytes = resident_bytes().saturating_sub(before) as f64 / keys.len() as f64;
+    assert_eq!(ours.len(), keys.len());
+    drop(ours);
+    let before = resident_bytes();
+    let keyed = governor::RateLimiter::keyed(quota);
+    let g_insert = ns_per(keys.len() as u64, |i| {
+        black_box(keyed.check_key(&keys[i as usize]).is_ok());
+    });
+    let g_lookup = ns_per(keys.len() as u64, |i| {
+        black_box(keyed.check_key(&keys[i as usize]).is_ok());
+    });
+    let g_bytes = resident_bytes().saturating_sub(before) as f64 / keys.len() as f64;
+    println!(
+        "1M keys:     rustforge insert {insert:6.1} ns, check {lookup:6.1} ns, {ours_bytes:5.0} B/key | \
+         governor keyed insert {g_insert:6.1} ns, check {g_lookup:6.1} ns, {g_bytes:5.0} B/key"
+    );
+    println!(
+        "             ratio rustforge/governor (check) {:.2}; rustforge is bounded (1,000,000 keys by default, idle keys dropped), governor keeps every key until retain_recent()",
+        lookup / g_lookup
+    );
+}
+
+/// A throwaway `redis-server` on a free port (or `REDIS_URL`'s port when set).
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            let port = url
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .parse()
+                .unwrap();
+            return Self { port, child: None };
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed: apt-get install redis-server");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self {
+            port,
+            child: Some(child),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Run {
+    rate: f64,
+    p50_us: u32,
+    p99_us: u32,
+}
+
+fn summarize(mut latencies: Vec<u32>, elapsed: Duration) -> Run {
+    latencies.sort_unstable();
+    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    Run {
+        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+    }
+}
+
+/// `callers` tasks, each running `check` back to back (or every `pace`) for `secs`.
+async fn drive<F, Fut>(callers: usize, secs: u64, pace: Option<Duration>, check: F) -> Run
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|c| {
+            let check = check.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                // Callers are staggered over the period, so arrivals are even, not bursts of 50.
+                let mut ticker = pace.map(|p| {
+                    let offset = p * c as u32 / callers as u32;
+                    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, p);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
+                let mut i = c as u64 * 7919;
+                while Instant::now() < deadline {
+                    if let Some(t) = &mut ticker {
+                        t.tick().await;
+                    }
+                    let sent = Instant::now();
+                    check(i % 100_000).await;
+                    latencies.push(sent.elapsed().as_micros() as u32);
+                    i += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    summarize(all, start.elapsed())
+}
+
+const ARGS: [&str; 7] = ["0", "n", "1", "gcra", "100", "60000000", "100"];
+
+fn redis_part() {
+    let redis = Redis::start();
+    let rt = runtime();
+    let (rounds, secs, callers) = (env("BENCH_ROUNDS", 4), env("BENCH_SECS", 3), 50);
+    println!(
+        "\n== Redis store: {callers} concurrent callers, 100,000 random keys, GCRA, {rounds} interleaved rounds × {secs} s =="
+    );
+    let _runtime = rt.enter(); // the pool starts its reaper task on the current runtime
+    let handle = RedisHandle::connect(&RedisConfig::new(redis.url()).prefix("bench")).unwrap();
+    let store = Arc::new(
+        RedisStore::new(handle)
+            .timeout(Duration::from_secs(1))
+            .deny_cache(0),
+    );
+    let limits: Arc<[Limit]> = Arc::new([Limit::per_minute(100)]);
+    let script = redis::Script::new(include_str!("../src/ratelimit/check.lua"));
+    let manager = rt.block_on(async {
+        let client = redis::Client::open(redis.url()).unwrap();
+        redis::aio::ConnectionManager::new(client).await.unwrap()
+    });
+    let (mut ours, mut mux) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (s, l) = (store.clone(), limits.clone());
+        ours.push(rt.block_on(drive(callers, secs, None, move |k| {
+            let (s, l) = (s.clone(), l.clone());
+            async move {
+                let key = format!("k{k}");
+                black_box(s.check(&key, &l, 1).await.unwrap());
+            }
+        })));
+        let (m, sc) = (manager.clone(), script.clone());
+        mux.push(rt.block_on(drive(callers, secs, None, move |k| {
+            let (mut m, sc) = (m.clone(), sc.clone());
+            async move {
+                let mut call = sc.key(format!("{{bench:rl:mux:k{k}}}:g"));
+                for a in ARGS {
+                    call.arg(a);
+                }
+                let reply: Vec<i64> = call.invoke_async(&mut m).await.unwrap();
+                black_box(reply);
+            }
+        })));
+    }
+    let med =
+        |runs: &[Run], f: fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+    let (o_rate, m_rate) = (med(&ours, |r| r.rate), med(&mux, |r| r.rate));
+    println!(
+        "RedisStore (bb8 pool)      {o_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs",
+        med(&ours, |r| f64::from(r.p50_us)),
+        med(&ours, |r| f64::from(r.p99_us))
+    );
+    println!(
+        "ConnectionManager (mux)    {m_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs",
+        med(&mux, |r| f64::from(r.p50_us)),
+        med(&mux, |r| f64::from(r.p99_us))
+    );
+    println!("ratio RedisStore/ConnectionManager {:.2}", o_rate / m_rate);
+
+    // redis-benchmark: the same script, same arguments, same concurrency.
+    let sha = script.get_hash().to_owned();
+    let cli = |args: &[&str]| {
+        Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli is needed: apt-get install redis-tools")
+    };
+    cli(&["SCRIPT", "LOAD", include_str!("../src/ratelimit/check.lua")]);
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "-c",
+            &callers.to_string(),
+            "-n",
+            "200000",
+        ])
+        .args([
+            "-r",
+            "100000",
+            "--csv",
+            "EVALSHA",
+            &sha,
+            "1",
+            "{bench:rl:rb:__rand_int__}:g",
+        ])
+        .args(ARGS)
+        .output()
+        .expect("redis-benchmark is needed: apt-get install redis-tools");
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<f64> = csv
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|f| f.trim_matches('"').parse().ok())
+        .collect();
+    if let [rps, _avg, _min, p50, _p95, p99, ..] = row[..] {
+        println!(
+            "redis-benchmark EVALSHA    {rps:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs",
+            p50 * 1000.0,
+            p99 * 1000.0
+        );
+        println!(
+            "ratio RedisStore/redis-benchmark {:.2} (target ≥ 0.80)",
+            o_rate / rps
+        );
+    } else {
+        println!("redis-benchmark gave no result: {csv}");
+    }
+
+    // Latency at the Phase 4 target rate: 10,000 checks/s spread over 50 callers.
+    let s = store.clone();
+    let l = limits.clone();
+    let paced = rt.block_on(drive(
+        callers,
+        secs * 2,
+        Some(Duration::from_millis(5)),
+        move |k| {
+            let (s, l) = (s.clone(), l.clone());
+            async move {
+                let key = format!("p{k}");
+                black_box(s.check(&key, &l, 1).await.unwrap());
+            }
+        },
+    ));
+    println!(
+        "RedisStore paced           {:8.0} checks/s  p50 {:5} µs  p99 {:5} µs (target: ≥ 10,000/s, p99 < 1 ms)",
+        paced.rate, paced.p50_us, paced.p99_us
+    );
+    assert_eq!(store.stats().errors, 0, "{:?}", store.stats());
+}
+
+fn http_part() {
+    let redis = Redis::start();
+    let rt = runtime();
+    let (rounds, secs, conns) = (env("BENCH_ROUNDS", 4), env("BENCH_SECS", 3), 32);
+    println!("\n== through axum: {conns} connections, {rounds} interleaved rounds × {secs} s ==");
+    let limiter = || RateLimiter::new("api", [Limit::per_second(1_000_000)]).key(Key::global());
+    let app = |store: Arc<dyn Store>| {
+        let layer = RateLimitLayer::builder(store)
+            .limiter(limiter())
+            .build()
+            .unwrap();
+        Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(layer)
+    };
+    let (bare, mem, red) = rt.block_on(async {
+        let handle =
+            RedisHandle::connect(&RedisConfig::new(redis.url()).prefix("bench-http")).unwrap();
+        let redis_store: Arc<dyn Store> =
+            Arc::new(RedisStore::new(handle).timeout(Duration::from_secs(1)));
+        (
+            serve(Router::new().route("/", get(|| async { "ok" }))).await,
+            serve(app(Arc::new(MemoryStore::new()))).await,
+            serve(app(redis_store)).await,
+        )
+    });
+    let (mut b, mut m, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (addr, out) in [(bare, &mut b), (mem, &mut m), (red, &mut r)] {
+            let sample = rt.block_on(load(addr, "/", None, conns, secs));
+            assert_eq!(sample.failed, 0);
+            out.push(sample.rps());
+        }
+    }
+    let (b, m, r) = (median(&mut b), median(&mut m), median(&mut r));
+    println!(
+        "bare axum {b:8.0} req/s | memory limiter {m:8.0} req/s ({:.2} of bare) | Redis limiter {r:8.0} req/s ({:.2} of bare)",
+        m / b,
+        r / b
+    );
+    println!("ratio Redis/memory {:.2}", r / m);
+}
+
+fn main() {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "memory" {
+        memory();
+    }
+    if only.is_empty() || only == "redis" {
+        redis_part();
+    }
+    if only.is_empty() || only == "http" {
+        http_part();
+    }
+}
