@@ -411,16 +411,23 @@ impl RedisHandle {
     /// connection carries any number of concurrent commands, so holding the slot for the length
     /// of a command would cap in-flight commands at the pool size and queue the rest behind it.
     async fn connection(&self) -> Result<Connection, RedisError> {
-        let pooled = self.inner.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => RedisError::Unavailable(e.to_string()),
-            bb8::RunError::TimedOut => {
-                RedisError::Unavailable("no connection within the connect timeout".into())
+        loop {
+            let pooled = self.inner.pool.get().await.map_err(|e| match e {
+                bb8::RunError::User(e) => RedisError::Unavailable(e.to_string()),
+                bb8::RunError::TimedOut => {
+                    RedisError::Unavailable("no connection within the connect timeout".into())
+                }
+            })?;
+            // A clone failed after the slot was released: the pool still holds the dead
+            // connection. Dropping it here makes the pool discard it (`has_broken`).
+            if pooled.broken.load(Ordering::Relaxed) {
+                continue;
             }
-        })?;
-        Ok(Connection {
-            kind: pooled.kind.clone(),
-            broken: pooled.broken.clone(),
-        })
+            return Ok(Connection {
+                kind: pooled.kind.clone(),
+                broken: pooled.broken.clone(),
+            });
+        }
     }
 
     /// Maps the result and marks the connection broken after a connection-level failure, so the
