@@ -87,6 +87,8 @@ impl FromStr for Algorithm {
 pub struct Limit {
     quota: u32,
     period: Duration,
+    /// `period` in whole microseconds, kept so checks do no division to get it.
+    period_us: u64,
     burst: Option<u32>,
     algorithm: Algorithm,
     name: Option<String>,
@@ -98,6 +100,7 @@ impl Limit {
         Self {
             quota,
             period,
+            period_us: period.as_micros().min(u128::from(u64::MAX)) as u64,
             burst: None,
             algorithm: Algorithm::Gcra,
             name: None,
@@ -170,7 +173,7 @@ impl Limit {
 
     /// The period in microseconds (the unit of both stores).
     pub(crate) fn period_us(&self) -> f64 {
-        self.period.as_secs_f64() * 1e6
+        self.period_us as f64
     }
 
     /// A short id that tells limits apart in store keys: `gcra-10-1000ms-b20`.
