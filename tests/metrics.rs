@@ -348,7 +348,13 @@ async fn the_endpoint_can_require_a_token_and_move() {
 
 #[tokio::test]
 async fn promtool_accepts_the_output() {
-    let prod = ProductionLayer::builder().build().await.unwrap();
+    // With a rate limit, so the rate limiter's instruments are linted too.
+    let prod = ProductionLayer::builder()
+        .from_vars([("RUSTFORGE_RATE_LIMIT", "100/min")])
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
     let server = app(&prod, Arc::new(Notify::new())).await;
     client().get(server.url("/users/1")).send().await.unwrap();
     client().get(server.url("/fail")).send().await.unwrap();
@@ -389,7 +395,12 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
         "../examples/deploy/monitoring/grafana-dashboard.json"
     ))
     .unwrap();
-    let prod = ProductionLayer::builder().build().await.unwrap();
+    let prod = ProductionLayer::builder()
+        .from_vars([("RUSTFORGE_RATE_LIMIT", "100/min")])
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
     let server = app(&prod, Arc::new(Notify::new())).await;
     client().get(server.url("/users/1")).send().await.unwrap();
     client().get(server.url("/health")).send().await.unwrap();
@@ -400,8 +411,9 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
             let expr = target["expr"].as_str().unwrap();
             for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                 // Metrics of modules that have not landed yet are allowed to be absent.
-                let ours =
-                    word.starts_with("http_server_") || word.starts_with("rustforge_health_");
+                let ours = word.starts_with("http_server_")
+                    || word.starts_with("rustforge_health_")
+                    || word.starts_with("rustforge_ratelimit_");
                 if ours {
                     assert!(
                         samples.iter().any(|s| s.name == word),
@@ -413,5 +425,5 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
             }
         }
     }
-    assert!(checked >= 6, "only {checked} metric references checked");
+    assert!(checked >= 7, "only {checked} metric references checked");
 }
