@@ -90,6 +90,8 @@ struct Shard {
 
 struct Entry {
     idle_at: f64,
+    /// One slot per limit. A `Vec`, not inline: map buckets stay small, and the table's
+    /// power-of-two slack costs less (measured 215 vs 251 bytes per key at 1M keys).
     slots: Vec<Slot>,
 }
 
@@ -251,22 +253,42 @@ impl Shard {
 }
 
 impl Entry {
+    fn slot(&mut self, limit: &Limit) -> usize {
+        let id = LimitId::of(limit);
+        match self.slots.iter().position(|s| s.limit == id) {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot {
+                    limit: id,
+                    state: None,
+                });
+                self.slots.len() - 1
+            }
+        }
+    }
+
     fn check(&mut self, limits: &[Limit], cost: u32, now: f64) -> Decision {
+        if let [limit] = limits {
+            // One limit (the usual case): no two-phase bookkeeping.
+            let index = self.slot(limit);
+            let state = &mut self.slots[index].state;
+            let step = algorithm::check(limit, state, now, cost);
+            let allowed = step.commit.is_some();
+            if let Some(commit) = step.commit {
+                commit.apply(state);
+            }
+            self.idle_at = state.as_ref().map_or(now, |s| s.idle_at(limit).max(now));
+            return Decision {
+                allowed,
+                limits: std::iter::once(step.status).collect(),
+                source: Source::Memory,
+            };
+        }
         let mut statuses = Statuses::with_capacity(limits.len());
         let mut commits: SmallVec<[_; 4]> = SmallVec::new();
         let mut allowed = true;
         for limit in limits {
-            let id = LimitId::of(limit);
-            let index = match self.slots.iter().position(|s| s.limit == id) {
-                Some(index) => index,
-                None => {
-                    self.slots.push(Slot {
-                        limit: id,
-                        state: None,
-                    });
-                    self.slots.len() - 1
-                }
-            };
+            let index = self.slot(limit);
             let step = algorithm::check(limit, &mut self.slots[index].state, now, cost);
             allowed &= step.commit.is_some();
             statuses.push(step.status);
