@@ -346,15 +346,19 @@ async fn the_endpoint_can_require_a_token_and_move() {
     assert_eq!(res.status(), 200);
 }
 
-#[tokio::test]
-async fn promtool_accepts_the_output() {
-    // With a rate limit, so the rate limiter's instruments are linted too.
-    let prod = ProductionLayer::builder()
+/// The default layer plus a global rate limit, so the rate limiter's instruments exist too.
+async fn with_rate_limit() -> ProductionLayer {
+    ProductionLayer::builder()
         .from_vars([("RUSTFORGE_RATE_LIMIT", "100/min")])
         .unwrap()
         .build()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_output() {
+    let prod = with_rate_limit().await;
     let server = app(&prod, Arc::new(Notify::new())).await;
     client().get(server.url("/users/1")).send().await.unwrap();
     client().get(server.url("/fail")).send().await.unwrap();
@@ -395,12 +399,7 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
         "../examples/deploy/monitoring/grafana-dashboard.json"
     ))
     .unwrap();
-    let prod = ProductionLayer::builder()
-        .from_vars([("RUSTFORGE_RATE_LIMIT", "100/min")])
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let prod = with_rate_limit().await;
     let server = app(&prod, Arc::new(Notify::new())).await;
     client().get(server.url("/users/1")).send().await.unwrap();
     client().get(server.url("/health")).send().await.unwrap();

@@ -77,7 +77,7 @@ impl RateLimiter {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.routes = prefixes.into_iter().map(Into::into).collect();
+        self.routes = strings(prefixes);
         self
     }
 
@@ -141,6 +141,10 @@ impl RateLimiter {
     fn applies_to(&self, path: &str) -> bool {
         self.routes.is_empty() || self.routes.iter().any(|r| path_matches(r, path))
     }
+}
+
+fn strings<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
 }
 
 /// `prefix` matches itself and paths below it.
@@ -217,7 +221,7 @@ impl RateLimitLayerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.exempt = paths.into_iter().map(Into::into).collect();
+        self.exempt = strings(paths);
         self
     }
 
