@@ -46,7 +46,7 @@ impl FromStr for ProxyHeader {
 /// Finds the client address of a request.
 ///
 /// The peer address of the TCP connection is the client — unless the peer is one of the
-/// configured trusted proxies. Then the forwarding header is read **from the right**, skipping
+/// configured trusted proxies. Then the forwarding header is read **from the right**, passing over
 /// trusted hops, and the rightmost untrusted address is the client (entries further left were
 /// written by the client and prove nothing). IPv6 clients are keyed by their /64 network by
 /// default, since one host usually holds the whole /64.
