@@ -274,11 +274,7 @@ impl Config {
             #[cfg(not(feature = "redis"))]
             let has_redis = false;
             if self.rate_limit.store == Some(crate::ratelimit::StoreKind::Redis) && !has_redis {
-                return Err(ConfigError::new(
-                    "rate_limit.store",
-                    "redis",
-                    "the Redis store needs Redis: set REDIS_URL (and the `redis` feature)",
-                ));
+                return Err(crate::ratelimit::redis_store_without_redis());
             }
         }
         Ok(())

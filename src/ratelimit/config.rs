@@ -242,6 +242,15 @@ impl RateLimitConfig {
     }
 }
 
+/// `RUSTFORGE_RATE_LIMIT_STORE=redis` with no Redis configured (or compiled in).
+pub(crate) fn redis_store_without_redis() -> ConfigError {
+    ConfigError::new(
+        "rate_limit.store",
+        "redis",
+        "the Redis store needs Redis: set REDIS_URL (and the `redis` feature)",
+    )
+}
+
 /// The shared Redis handle, when the crate is built with Redis.
 #[cfg(feature = "redis")]
 pub(crate) type RedisRef<'a> = Option<&'a crate::redis::RedisHandle>;
@@ -274,13 +283,7 @@ pub(crate) fn build_layer(
         (StoreKind::Redis, Some(redis)) => {
             Arc::new(super::RedisStore::from_config(redis.clone(), rl))
         }
-        (StoreKind::Redis, _) => {
-            return Err(ConfigError::new(
-                "rate_limit.store",
-                "redis",
-                "the Redis store needs Redis: set REDIS_URL (and the `redis` feature)",
-            ));
-        }
+        (StoreKind::Redis, _) => return Err(redis_store_without_redis()),
         (StoreKind::Memory, _) => Arc::new(MemoryStore::new().max_keys(rl.max_keys)),
     };
     #[allow(unused_mut)]

@@ -15,6 +15,7 @@ use tower::{Layer, Service};
 
 use super::headers::{self, HeaderDialect, PolicyState};
 use super::key::{ClientIp, Key};
+use super::limit::valid_name;
 use super::store::{BoxFuture, Decision, RateLimitError, Store};
 use super::{Limit, MemoryStore};
 use crate::error::ConfigError;
@@ -93,13 +94,7 @@ impl RateLimiter {
 
     fn validate(mut self) -> Result<Self, ConfigError> {
         let bad = |reason: &str| ConfigError::new("rate_limit.limiters", &self.name, reason);
-        if self.name.is_empty()
-            || self.name.len() > 64
-            || !self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        {
+        if !valid_name(&self.name) {
             return Err(bad(
                 "a limiter name is 1-64 characters of A-Z a-z 0-9 - _ . :",
             ));

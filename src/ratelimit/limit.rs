@@ -231,11 +231,7 @@ impl Limit {
             ));
         }
         if let Some(name) = &self.name
-            && (name.is_empty()
-                || name.len() > 64
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+            && !valid_name(name)
         {
             return Err(bad(
                 "a policy name is 1-64 characters of A-Z a-z 0-9 - _ . :",
@@ -243,6 +239,16 @@ impl Limit {
         }
         Ok(())
     }
+}
+
+/// Policy and limiter names: they appear as Structured Field strings in the `RateLimit` headers
+/// and in store keys, so only 1-64 characters of A-Z a-z 0-9 - _ . :
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// `100/min`, `10/s`, `5000/day`, `20/30s` (any [humantime](https://docs.rs/humantime) period).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::Limit;
 use super::algorithm::{self, State};
-use super::store::{BoxFuture, Decision, RateLimitError, Source, Statuses, Store};
+use super::store::{BoxFuture, Decision, RateLimitError, Source, Statuses, Store, check_cost};
 
 const SHARDS: usize = 64;
 /// How often each shard drops its idle keys.
@@ -225,17 +225,6 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
     shard
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A cost above a limit's burst could never be admitted.
-pub(crate) fn check_cost(limits: &[Limit], cost: u32) -> Result<(), RateLimitError> {
-    match limits.iter().find(|l| cost > l.burst_size()) {
-        Some(limit) => Err(RateLimitError::Cost {
-            cost,
-            limit: limit.to_string(),
-        }),
-        None => Ok(()),
-    }
 }
 
 impl Shard {

@@ -59,8 +59,8 @@ mod memory;
 mod redis;
 mod store;
 
-pub(crate) use config::build_layer;
 pub use config::{FailurePolicy, RateLimitConfig, StoreKind};
+pub(crate) use config::{build_layer, redis_store_without_redis};
 pub use headers::HeaderDialect;
 pub use key::{ClientIp, Key, ProxyHeader};
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder, RateLimitService, RateLimiter, Rejection};

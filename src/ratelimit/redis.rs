@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::FailurePolicy;
 use super::breaker::{Breaker, Permit};
 use super::deny_cache::DenyCache;
-use super::memory::{MemoryStore, check_cost};
-use super::store::{BoxFuture, Decision, RateLimitError, Source, Store, StoreStats};
+use super::memory::MemoryStore;
+use super::store::{BoxFuture, Decision, RateLimitError, Source, Store, StoreStats, check_cost};
 use super::{Limit, LimitStatus};
 use crate::redis::{RedisHandle, Script};
 

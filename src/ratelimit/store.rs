@@ -36,6 +36,17 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     }
 }
 
+/// A cost above a limit's burst could never be admitted.
+pub(crate) fn check_cost(limits: &[Limit], cost: u32) -> Result<(), RateLimitError> {
+    match limits.iter().find(|l| cost > l.burst_size()) {
+        Some(limit) => Err(RateLimitError::Cost {
+            cost,
+            limit: limit.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The answer for one request: admitted or not, and the state of each limit, in the order the
 /// limits were given.
 #[derive(Clone, Debug, PartialEq, Eq)]
