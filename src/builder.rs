@@ -21,6 +21,8 @@ use crate::ratelimit::{RateLimitConfig, RateLimitLayer, RateLimiter};
 #[cfg(feature = "redis")]
 use crate::redis::{RedisConfig, RedisHandle};
 use crate::shutdown::Shutdown;
+#[cfg(feature = "storage")]
+use crate::storage::{Storage, StorageConfig};
 
 /// Everything the crate adds to an axum app: the middleware [`layer`](Self::layer), the
 /// [`routes`](Self::routes), handles to the enabled modules and the shutdown signal.
@@ -58,6 +60,8 @@ struct Inner {
     metrics: Metrics,
     #[cfg(feature = "ratelimit")]
     rate_limit: Option<RateLimitLayer>,
+    #[cfg(feature = "storage")]
+    storage: Option<Storage>,
     shutdown: Shutdown,
 }
 
@@ -75,8 +79,8 @@ impl ProductionLayer {
     }
 
     /// The crate's routes, to [`Router::merge`] into the app: the health routes (`/health/live`,
-    /// `/health/ready`, `/health`) when the `health` feature is on; metrics, broadcasting and
-    /// storage add theirs as they land.
+    /// `/health/ready`, `/health`) when the `health` feature is on, `/metrics`, and the storage
+    /// signed-URL route (`/storage/{disk}/{*path}`) when storage is configured.
     pub fn routes<S>(&self) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
@@ -96,7 +100,18 @@ impl ProductionLayer {
                     .routes(&config.path, config.token.clone()),
             );
         }
+        #[cfg(feature = "storage")]
+        if let Some(storage) = &self.inner.storage {
+            router = router.merge(storage.routes());
+        }
         router
+    }
+
+    /// The storage disks, when storage is configured ([`ProductionLayerBuilder::storage`] or a
+    /// `RUSTFORGE_STORAGE_*` variable).
+    #[cfg(feature = "storage")]
+    pub fn storage(&self) -> Option<&Storage> {
+        self.inner.storage.as_ref()
     }
 
     /// The metrics handle: meters for the application's own instruments, rendering.
@@ -280,6 +295,14 @@ impl ProductionLayerBuilder {
         self
     }
 
+    /// Configures storage disks ([`ProductionLayer::storage`]); the default disk gets a health
+    /// check and, with metrics on, operation and byte counters.
+    #[cfg(feature = "storage")]
+    pub fn storage(mut self, storage: StorageConfig) -> Self {
+        self.config.storage = Some(storage);
+        self.forget_env("storage.")
+    }
+
     /// Adds a health check (after the built-in ones).
     #[cfg(feature = "health")]
     pub fn health_check(mut self, check: impl HealthCheck) -> Self {
@@ -354,6 +377,22 @@ impl ProductionLayerBuilder {
             Some(layer) => stack.with_rate_limit(layer.clone()),
             None => stack,
         };
+        #[cfg(feature = "storage")]
+        let storage = match &config.storage {
+            Some(storage_config) => {
+                #[cfg(feature = "metrics")]
+                let observer = config
+                    .metrics
+                    .enabled
+                    .then(|| crate::metrics::storage_observer(&metrics));
+                #[cfg(not(feature = "metrics"))]
+                let observer = None;
+                let storage = Storage::with_observer(storage_config, observer)
+                    .map_err(|e| config.name_source(e))?;
+                Some(storage)
+            }
+            None => None,
+        };
         #[cfg(feature = "health")]
         let health = {
             use crate::health::{DiskCheck, MemoryCheck};
@@ -372,6 +411,11 @@ impl ProductionLayerBuilder {
                 let memory =
                     MemoryCheck::default().thresholds(h.memory_warn_percent, h.memory_fail_percent);
                 health.add_check(Arc::new(memory));
+            }
+            #[cfg(feature = "storage")]
+            if let Some(storage) = &storage {
+                let check = crate::storage::StorageCheck::new(storage.default_disk().clone());
+                health.add_check(Arc::new(check));
             }
             for check in self.checks {
                 health.add_check(check);
@@ -396,6 +440,8 @@ impl ProductionLayerBuilder {
                 metrics,
                 #[cfg(feature = "ratelimit")]
                 rate_limit,
+                #[cfg(feature = "storage")]
+                storage,
                 shutdown,
             }),
         })
@@ -407,7 +453,8 @@ impl ProductionLayerBuilder {
         feature = "redis",
         feature = "health",
         feature = "metrics",
-        feature = "ratelimit"
+        feature = "ratelimit",
+        feature = "storage"
     ))]
     fn forget_env(mut self, prefix: &str) -> Self {
         self.config

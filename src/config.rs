@@ -55,6 +55,12 @@
 //! | `RUSTFORGE_RATE_LIMIT_IPV6_PREFIX` | IPv6 clients share a limit per network of this size | `64` |
 //! | `RUSTFORGE_TRUSTED_PROXIES` | proxies whose forwarding header is believed (CIDRs) | `10.0.0.0/8,::1` |
 //! | `RUSTFORGE_PROXY_HEADER` | the header they set: `x-forwarded-for`, `forwarded`, `x-real-ip` | `x-forwarded-for` |
+//! | `RUSTFORGE_STORAGE_DISK` | the default storage disk: `local`, `memory`, `s3` or a configured name | `s3` |
+//! | `RUSTFORGE_STORAGE_ROOT` | directory of the `local` disk | `./storage` |
+//! | `RUSTFORGE_STORAGE_PUBLIC_URL` | public base URL of the default disk | `https://cdn.example.com` |
+//! | `RUSTFORGE_STORAGE_SIGNING_KEY` | key of the local disks' signed URLs (≥ 32 bytes; shared by all servers) | a long random string |
+//! | `RUSTFORGE_APP_URL` | absolute base of those signed URLs | `https://app.example.com` |
+//! | `AWS_BUCKET`, `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` | the `s3` disk (object_store's own variables) | `my-bucket` |
 //! | `REDIS_URL` | `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port` | `redis://127.0.0.1:6379` |
 //! | `RUSTFORGE_REDIS_PREFIX` | prefix of every Redis key the crate writes | `myapp` |
 //! | `RUSTFORGE_REDIS_POOL_SIZE` | connections in the Redis pool | `8` |
@@ -83,6 +89,8 @@ use crate::middleware::HttpConfig;
 use crate::ratelimit::RateLimitConfig;
 #[cfg(feature = "redis")]
 use crate::redis::RedisConfig;
+#[cfg(feature = "storage")]
+use crate::storage::StorageConfig;
 
 /// Every setting of the crate. `Default` is the production default of each module.
 ///
@@ -109,6 +117,10 @@ pub struct Config {
     /// The shared Redis handle; `None` when Redis is not used.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisConfig>,
+    /// Storage disks; `None` (the default) builds no storage. Set by
+    /// [`storage`](crate::ProductionLayerBuilder::storage) or any `RUSTFORGE_STORAGE_*` variable.
+    #[cfg(feature = "storage")]
+    pub storage: Option<StorageConfig>,
     /// Time between the shutdown signal (readiness turns 503) and the server closing its
     /// listener, so load balancers drain the instance first (default 0 s; 5–10 s behind a load
     /// balancer).
@@ -172,6 +184,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUSTFORGE_HEALTH_DISK_FAIL", "health.disk_fail_percent"),
     ("RUSTFORGE_HEALTH_MEMORY_WARN", "health.memory_warn_percent"),
     ("RUSTFORGE_HEALTH_MEMORY_FAIL", "health.memory_fail_percent"),
+    ("RUSTFORGE_STORAGE_DISK", "storage.default_disk"),
+    ("RUSTFORGE_STORAGE_ROOT", "storage.root"),
+    ("RUSTFORGE_STORAGE_PUBLIC_URL", "storage.public_url"),
+    ("RUSTFORGE_STORAGE_SIGNING_KEY", "storage.signing_key"),
+    ("RUSTFORGE_APP_URL", "storage.app_url"),
 ];
 
 impl Config {
@@ -239,6 +256,11 @@ impl Config {
             "metrics" => self.metrics.apply_var(var, value)?,
             #[cfg(feature = "ratelimit")]
             "rate_limit" => self.rate_limit.apply_var(var, value)?,
+            #[cfg(feature = "storage")]
+            "storage" => self
+                .storage
+                .get_or_insert_with(StorageConfig::default)
+                .apply_var(var, value)?,
             #[cfg(feature = "redis")]
             "redis" => self
                 .redis
@@ -265,6 +287,10 @@ impl Config {
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
             redis.validate()?;
+        }
+        #[cfg(feature = "storage")]
+        if let Some(storage) = &self.storage {
+            storage.validate()?;
         }
         #[cfg(feature = "ratelimit")]
         {

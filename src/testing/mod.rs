@@ -10,3 +10,6 @@
 
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;
+
+#[cfg(feature = "storage")]
+pub mod storage;
