@@ -36,7 +36,7 @@
 //! | `broadcast` | `broadcast` | in-process hub | Redis (`redis`) | planned (empty module) |
 //! | [`health`] | `health` | disk, memory, closure checks | Redis, PostgreSQL checks | ready |
 //! | [`metrics`] | `metrics` | Prometheus `/metrics` | OTLP (planned) | ready (tracing planned) |
-//! | `storage` | `storage` | local disk, memory | S3 (`s3`) | planned (empty module) |
+//! | [`storage`] | `storage` | local disk, memory | S3, S3-compatible (`s3`) | ready |
 //!
 //! `default` enables every module with its memory backend; `full` adds `redis` and `s3`;
 //! `test-util` exposes the shared conformance suites.

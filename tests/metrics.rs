@@ -347,9 +347,13 @@ async fn the_endpoint_can_require_a_token_and_move() {
 }
 
 /// The default layer plus a global rate limit, so the rate limiter's instruments exist too.
+/// Rate limiting and an in-memory storage disk on: their instruments appear too.
 async fn with_rate_limit() -> ProductionLayer {
     ProductionLayer::builder()
-        .from_vars([("RUSTFORGE_RATE_LIMIT", "100/min")])
+        .from_vars([
+            ("RUSTFORGE_RATE_LIMIT", "100/min"),
+            ("RUSTFORGE_STORAGE_DISK", "memory"),
+        ])
         .unwrap()
         .build()
         .await
@@ -363,6 +367,9 @@ async fn promtool_accepts_the_output() {
     client().get(server.url("/users/1")).send().await.unwrap();
     client().get(server.url("/fail")).send().await.unwrap();
     client().get(server.url("/health")).send().await.unwrap();
+    let storage = prod.storage().unwrap();
+    storage.put("a.txt", "x").await.unwrap();
+    assert!(storage.get("missing.txt").await.is_err());
     prod.metrics()
         .meter("shop")
         .u64_counter("shop.orders")
