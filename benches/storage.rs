@@ -133,12 +133,7 @@ fn main() {
         compare("local", &local, direct, rounds, size).await;
 
         let server = s3::S3Server::start("bench").await;
-        let s3 = Storage::new(
-            &StorageConfig::default()
-                .disk("s3", server.disk())
-                .default_disk("s3"),
-        )
-        .unwrap();
+        let s3 = server.storage();
         let direct: Arc<dyn ObjectStore> = Arc::new(
             object_store::aws::AmazonS3Builder::new()
                 .with_endpoint(server.endpoint())

@@ -414,7 +414,7 @@ impl ProductionLayerBuilder {
             }
             #[cfg(feature = "storage")]
             if let Some(storage) = &storage {
-                let check = crate::storage::StorageCheck::new(storage.default_disk().clone());
+                let check = crate::storage::health_check(storage.default_disk().clone());
                 health.add_check(Arc::new(check));
             }
             for check in self.checks {

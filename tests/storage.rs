@@ -28,15 +28,6 @@ fn local(root: &std::path::Path) -> Storage {
     .unwrap()
 }
 
-fn s3(server: &S3Server) -> Storage {
-    Storage::new(
-        &StorageConfig::default()
-            .disk("s3", server.disk())
-            .default_disk("s3"),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn conformance_local_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,7 +42,7 @@ async fn conformance_memory_disk() {
 #[tokio::test]
 async fn conformance_s3_disk() {
     let server = S3Server::start("conformance").await;
-    disk_conformance(&s3(&server), "conf").await;
+    disk_conformance(&server.storage(), "conf").await;
 }
 
 /// Flips the last hex digit of the signature parameter `name` in `url`.
@@ -66,7 +57,7 @@ fn tamper(url: &str, name: &str) -> String {
 #[tokio::test]
 async fn s3_presigned_urls_work_with_a_plain_client_and_refuse_tampering_and_expiry() {
     let server = S3Server::start("presign").await;
-    let storage = s3(&server);
+    let storage = server.storage();
     storage
         .put("docs/report.txt", "quarterly numbers")
         .await
@@ -206,7 +197,7 @@ async fn traversal_is_refused_on_every_disk_and_nothing_lands_outside_the_root()
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let s3_server = S3Server::start("traversal").await;
-    let storages = [local(&root), Storage::memory(), s3(&s3_server)];
+    let storages = [local(&root), Storage::memory(), s3_server.storage()];
     let attempts = [
         "../escape.txt",
         "../../escape.txt",

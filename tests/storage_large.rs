@@ -137,11 +137,6 @@ async fn streaming_200_mib_stays_within_64_mib_and_round_trips() {
     round_trip(&local, "local", 0x9E37_79B9_7F4A_7C15).await;
 
     let server = S3Server::start("large").await;
-    let s3 = Storage::new(
-        &StorageConfig::default()
-            .disk("s3", server.disk())
-            .default_disk("s3"),
-    )
-    .unwrap();
+    let s3 = server.storage();
     round_trip(&s3, "s3", 0xD1B5_4A32_D192_ED03).await;
 }

@@ -324,13 +324,7 @@ impl StorageConfig {
                     return Err(ConfigError::new("storage.root", "", "the root is empty"));
                 }
                 #[cfg(not(feature = "s3"))]
-                DiskConfig::S3(_) => {
-                    return Err(ConfigError::new(
-                        "storage.disks",
-                        name,
-                        "S3 disks need the `s3` feature of rustforge-prod",
-                    ));
-                }
+                DiskConfig::S3(_) => return Err(s3_needs_the_feature(name)),
                 _ => {}
             }
         }
@@ -378,6 +372,16 @@ impl StorageConfig {
         }
         Ok(())
     }
+}
+
+/// An S3 disk in a build without the `s3` feature.
+#[cfg(not(feature = "s3"))]
+pub(crate) fn s3_needs_the_feature(disk: &str) -> ConfigError {
+    ConfigError::new(
+        "storage.disks",
+        disk,
+        "S3 disks need the `s3` feature of rustforge-prod",
+    )
 }
 
 fn check_url(setting: &str, url: &str) -> Result<(), ConfigError> {

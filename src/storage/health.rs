@@ -1,66 +1,38 @@
-//! [`StorageCheck`]: the storage module's health check.
+//! The storage module's health check, a [`LatencyCheck`] of one metadata request.
 
-use std::time::Instant;
-
-use crate::health::{BoxFuture, CheckResult, ComponentType, HealthCheck};
+use crate::health::{BoxFuture, LatencyCheck};
 
 use super::disk::Disk;
 use super::error::StorageError;
 
-/// Checks that a disk answers: one metadata request for a probe path that need not exist
-/// (`.rustforge-health`). "Not found" is healthy — the backend answered and the credentials
-/// work; an error or a timeout is not. Nothing is written.
+/// Checks that `disk` answers, named `storage-<disk>`: one metadata request for a probe path
+/// that need not exist (`.rustforge-health`). "Not found" is healthy — the backend answered and
+/// the credentials work; an error or a timeout is not. Nothing is written. `ProductionLayer`
+/// registers it for the default disk.
 ///
 /// ```
-/// use rustforge_prod::storage::{Storage, StorageCheck};
 /// use rustforge_prod::health::HealthCheck;
+/// use rustforge_prod::storage::{Storage, health_check};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let storage = Storage::memory();
-/// let check = StorageCheck::new(storage.default_disk().clone());
+/// let check = health_check(storage.default_disk().clone());
 /// assert_eq!(check.name(), "storage-memory");
 /// assert_eq!(check.check().await.status.as_str(), "pass");
 /// # }
 /// ```
-#[derive(Debug)]
-pub struct StorageCheck {
+pub fn health_check(
     disk: Disk,
-    name: String,
-}
-
-impl StorageCheck {
-    /// A check of `disk`, named `storage-<disk>`.
-    pub fn new(disk: Disk) -> Self {
-        let name = format!("storage-{}", disk.name());
-        Self { disk, name }
-    }
-}
-
-impl HealthCheck for StorageCheck {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn measurement(&self) -> &str {
-        "responseTime"
-    }
-
-    fn component_type(&self) -> ComponentType {
-        ComponentType::Datastore
-    }
-
-    fn check(&self) -> BoxFuture<'_, CheckResult> {
+) -> LatencyCheck<impl Fn() -> BoxFuture<'static, Result<(), StorageError>> + Send + Sync + 'static>
+{
+    LatencyCheck::new(format!("storage-{}", disk.name()), move || {
+        let disk = disk.clone();
         Box::pin(async move {
-            let started = Instant::now();
-            let result = self.disk.metadata(".rustforge-health").await;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            match result {
-                Ok(_) | Err(StorageError::NotFound { .. }) => {
-                    CheckResult::healthy().observed(ms, "ms")
-                }
-                Err(err) => CheckResult::unhealthy(err.to_string()).observed(ms, "ms"),
+            match disk.metadata(".rustforge-health").await {
+                Ok(_) | Err(StorageError::NotFound { .. }) => Ok(()),
+                Err(err) => Err(err),
             }
-        })
-    }
+        }) as BoxFuture<'static, Result<(), StorageError>>
+    })
 }

@@ -55,7 +55,7 @@ pub use config::{DiskConfig, S3Config, StorageConfig};
 pub use disk::{ByteStream, Disk, Driver, Listing, Metadata, PresignedRequest, WriteOptions};
 pub use error::{Operation, StorageError};
 #[cfg(feature = "health")]
-pub use health::StorageCheck;
+pub use health::health_check;
 #[cfg(feature = "metrics")]
 pub(crate) use observe::{Direction, Outcome, StorageObserver};
 pub use storage::Storage;

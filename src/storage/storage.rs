@@ -189,13 +189,7 @@ fn build_disk(
             return Ok(disk);
         }
         #[cfg(not(feature = "s3"))]
-        DiskConfig::S3(_) => {
-            return Err(ConfigError::new(
-                "storage.disks",
-                name,
-                "S3 disks need the `s3` feature of rustforge-prod",
-            ));
-        }
+        DiskConfig::S3(_) => return Err(super::config::s3_needs_the_feature(name)),
     };
     Ok(disk(
         (name, Driver::Memory, store),

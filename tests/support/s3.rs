@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use rustforge_prod::storage::{DiskConfig, S3Config};
+use rustforge_prod::storage::{DiskConfig, S3Config, Storage, StorageConfig};
 use tokio::task::JoinHandle;
 
 pub const ACCESS_KEY: &str = "test";
@@ -78,6 +78,16 @@ impl S3Server {
     /// The disk config of [`config`](Self::config).
     pub fn disk(&self) -> DiskConfig {
         DiskConfig::S3(self.config())
+    }
+
+    /// A `Storage` whose default disk, `s3`, is this server.
+    pub fn storage(&self) -> Storage {
+        Storage::new(
+            &StorageConfig::default()
+                .disk("s3", self.disk())
+                .default_disk("s3"),
+        )
+        .expect("an S3 disk on the test server")
     }
 }
 
