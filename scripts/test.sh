@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
-# installs what is missing (redis-server, Chromium, promtool, cargo-hack; starts PostgreSQL), then runs fmt, clippy (all
+# installs what is missing (redis-server, Chromium, promtool, Node.js and the npm test clients, cargo-hack; starts PostgreSQL), then runs fmt, clippy (all
 # features and none), a check of every feature and every pair of features, every test with all features, the
 # doctests and the docs build. Any failure stops the run with a non-zero exit.
 set -euo pipefail
@@ -26,6 +26,7 @@ have redis-server || packages+=(redis-server)
 have redis-cli || packages+=(redis-tools)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 have promtool || packages+=(prometheus)
+have node || packages+=(nodejs npm)
 if [ ${#packages[@]} -gt 0 ]; then install_debian_packages "${packages[@]}"; fi
 # PostgreSQL for the database health check: use a running server (DATABASE_URL, or the local one
 # with trust auth); otherwise install and start one with a password.
@@ -37,6 +38,12 @@ if [ -z "${DATABASE_URL:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/nul
   for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
   su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
   export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+fi
+
+# pusher-js and the pusher server SDK for tests/broadcast_js.rs, pinned by tests/js/package-lock.json.
+if [ ! -d tests/js/node_modules ]; then
+  step "installing the JavaScript test clients (npm ci in tests/js)"
+  npm ci --prefix tests/js --no-audit --no-fund --silent
 fi
 
 if ! cargo hack --version >/dev/null 2>&1; then

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use axum::Router;
 
+#[cfg(feature = "broadcast")]
+use crate::broadcast::{Authorizer, BroadcastConfig, Broadcaster};
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
 #[cfg(feature = "health")]
@@ -62,6 +64,8 @@ struct Inner {
     rate_limit: Option<RateLimitLayer>,
     #[cfg(feature = "storage")]
     storage: Option<Storage>,
+    #[cfg(feature = "broadcast")]
+    broadcaster: Option<Broadcaster>,
     shutdown: Shutdown,
 }
 
@@ -104,7 +108,18 @@ impl ProductionLayer {
         if let Some(storage) = &self.inner.storage {
             router = router.merge(storage.routes());
         }
+        #[cfg(feature = "broadcast")]
+        if let Some(broadcaster) = &self.inner.broadcaster {
+            router = router.merge(broadcaster.routes());
+        }
         router
+    }
+
+    /// The broadcaster, when an app is configured ([`ProductionLayerBuilder::broadcast`] or
+    /// `PUSHER_APP_ID`/`PUSHER_APP_KEY`/`PUSHER_APP_SECRET`).
+    #[cfg(feature = "broadcast")]
+    pub fn broadcaster(&self) -> Option<&Broadcaster> {
+        self.inner.broadcaster.as_ref()
     }
 
     /// The storage disks, when storage is configured ([`ProductionLayerBuilder::storage`] or a
@@ -171,6 +186,8 @@ pub struct ProductionLayerBuilder {
     checks: Vec<Arc<dyn HealthCheck>>,
     #[cfg(feature = "ratelimit")]
     limiters: Vec<RateLimiter>,
+    #[cfg(feature = "broadcast")]
+    authorizer: Option<Arc<dyn Authorizer>>,
 }
 
 impl std::fmt::Debug for ProductionLayerBuilder {
@@ -303,6 +320,20 @@ impl ProductionLayerBuilder {
         self.forget_env("storage.")
     }
 
+    /// Sets broadcasting (apps, limits, paths); on as soon as an app is configured.
+    #[cfg(feature = "broadcast")]
+    pub fn broadcast(mut self, broadcast: BroadcastConfig) -> Self {
+        self.config.broadcast = broadcast;
+        self.forget_env("broadcast.")
+    }
+
+    /// Decides who may join private and presence channels, and who a user is.
+    #[cfg(feature = "broadcast")]
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
     /// Adds a health check (after the built-in ones).
     #[cfg(feature = "health")]
     pub fn health_check(mut self, check: impl HealthCheck) -> Self {
@@ -393,6 +424,24 @@ impl ProductionLayerBuilder {
             }
             None => None,
         };
+        #[cfg(feature = "broadcast")]
+        let broadcaster = if config.broadcast.enabled() {
+            let broadcaster = Broadcaster::new(config.broadcast.clone(), self.authorizer)
+                .map_err(|e| config.name_source(e))?;
+            #[cfg(feature = "metrics")]
+            if config.metrics.enabled {
+                crate::metrics::observe_broadcast(&metrics, &broadcaster);
+            }
+            // Shutdown closes every socket with 4200: clients reconnect to another server.
+            let (closing, signal) = (broadcaster.clone(), shutdown.triggered());
+            tokio::spawn(async move {
+                signal.await;
+                closing.close_all();
+            });
+            Some(broadcaster)
+        } else {
+            None
+        };
         #[cfg(feature = "health")]
         let health = {
             use crate::health::{DiskCheck, MemoryCheck};
@@ -442,6 +491,8 @@ impl ProductionLayerBuilder {
                 rate_limit,
                 #[cfg(feature = "storage")]
                 storage,
+                #[cfg(feature = "broadcast")]
+                broadcaster,
                 shutdown,
             }),
         })
@@ -454,7 +505,8 @@ impl ProductionLayerBuilder {
         feature = "health",
         feature = "metrics",
         feature = "ratelimit",
-        feature = "storage"
+        feature = "storage",
+        feature = "broadcast"
     ))]
     fn forget_env(mut self, prefix: &str) -> Self {
         self.config

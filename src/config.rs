@@ -61,6 +61,9 @@
 //! | `RUSTFORGE_STORAGE_SIGNING_KEY` | key of the local disks' signed URLs (≥ 32 bytes; shared by all servers) | a long random string |
 //! | `RUSTFORGE_APP_URL` | absolute base of those signed URLs | `https://app.example.com` |
 //! | `AWS_BUCKET`, `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` | the `s3` disk (object_store's own variables) | `my-bucket` |
+//! | `PUSHER_APP_ID`, `PUSHER_APP_KEY`, `PUSHER_APP_SECRET` | turn broadcasting on for one app (Laravel's `.env` names) | `1`, `app-key`, a long secret |
+//! | `RUSTFORGE_BROADCAST_CLIENT_EVENTS` | whether clients may send `client-` events | `true` |
+//! | `RUSTFORGE_BROADCAST_STORE` | `memory` (the Redis backend is not implemented yet) | `memory` |
 //! | `REDIS_URL` | `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port` | `redis://127.0.0.1:6379` |
 //! | `RUSTFORGE_REDIS_PREFIX` | prefix of every Redis key the crate writes | `myapp` |
 //! | `RUSTFORGE_REDIS_POOL_SIZE` | connections in the Redis pool | `8` |
@@ -77,6 +80,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "broadcast")]
+use crate::broadcast::BroadcastConfig;
 use crate::error::ConfigError;
 #[cfg(feature = "health")]
 use crate::health::HealthConfig;
@@ -117,6 +122,9 @@ pub struct Config {
     /// The shared Redis handle; `None` when Redis is not used.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisConfig>,
+    /// Broadcasting (Pusher protocol); off until an app is configured.
+    #[cfg(feature = "broadcast")]
+    pub broadcast: BroadcastConfig,
     /// Storage disks; `None` (the default) builds no storage. Set by
     /// [`storage`](crate::ProductionLayerBuilder::storage) or any `RUSTFORGE_STORAGE_*` variable.
     #[cfg(feature = "storage")]
@@ -189,6 +197,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUSTFORGE_STORAGE_PUBLIC_URL", "storage.public_url"),
     ("RUSTFORGE_STORAGE_SIGNING_KEY", "storage.signing_key"),
     ("RUSTFORGE_APP_URL", "storage.app_url"),
+    ("PUSHER_APP_ID", "broadcast.apps.id"),
+    ("PUSHER_APP_KEY", "broadcast.apps.key"),
+    ("PUSHER_APP_SECRET", "broadcast.apps.secret"),
+    (
+        "RUSTFORGE_BROADCAST_CLIENT_EVENTS",
+        "broadcast.apps.client_events",
+    ),
+    ("RUSTFORGE_BROADCAST_STORE", "broadcast.store"),
 ];
 
 impl Config {
@@ -256,6 +272,8 @@ impl Config {
             "metrics" => self.metrics.apply_var(var, value)?,
             #[cfg(feature = "ratelimit")]
             "rate_limit" => self.rate_limit.apply_var(var, value)?,
+            #[cfg(feature = "broadcast")]
+            "broadcast" => self.broadcast.apply_var(var, value)?,
             #[cfg(feature = "storage")]
             "storage" => self
                 .storage
@@ -292,6 +310,8 @@ impl Config {
         if let Some(storage) = &self.storage {
             storage.validate()?;
         }
+        #[cfg(feature = "broadcast")]
+        self.broadcast.validate()?;
         #[cfg(feature = "ratelimit")]
         {
             self.rate_limit.validate()?;
@@ -306,11 +326,21 @@ impl Config {
         Ok(())
     }
 
-    /// Names the environment variable in `err` when its config key was set from the environment.
+    /// Names the environment variable in `err` when its config key was set from the environment,
+    /// or when a sibling key was (a `PUSHER_APP_SECRET` missing next to `PUSHER_APP_ID`).
     pub(crate) fn name_source(&self, err: ConfigError) -> ConfigError {
-        match self.env_sources.get(err.setting()) {
-            Some(var) => err.renamed(*var),
-            None => err,
+        if let Some(var) = self.env_sources.get(err.setting()) {
+            return err.renamed(*var);
+        }
+        let parent = err.setting().rsplit_once('.').map(|(p, _)| p);
+        let sibling_from_env = parent.is_some_and(|parent| {
+            self.env_sources
+                .keys()
+                .any(|key| key.rsplit_once('.').map(|(p, _)| p) == Some(parent))
+        });
+        match ENV_VARS.iter().find(|(_, key)| *key == err.setting()) {
+            Some((var, _)) if sibling_from_env => err.renamed(*var),
+            _ => err,
         }
     }
 }

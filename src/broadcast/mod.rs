@@ -1,9 +1,52 @@
-//! Broadcasting: a Pusher-protocol WebSocket server with memory and Redis backends.
+//! Broadcasting: a Pusher-protocol (v7) WebSocket server inside the app, so pusher-js, Laravel
+//! Echo and every Pusher server SDK work against it unchanged.
 //!
-//! **Not implemented yet** — this module is planned in issue #6 and exports nothing today.
-//! Enabling the `broadcast` feature compiles this empty module only; nothing here pretends to work.
+//! - `GET /app/{key}` — the WebSocket endpoint (public, `private-`, `presence-`,
+//!   `private-encrypted-`, `cache-` channels; client events; `pusher:signin`);
+//! - `POST /broadcasting/auth`, `POST /broadcasting/user-auth` — the auth endpoints the client
+//!   calls, answered by your [`Authorizer`];
+//! - `/apps/{id}/events`, `/batch_events`, `/channels`, `/channels/{name}`,
+//!   `/channels/{name}/users`, `/users/{id}/terminate_connections` — the signed HTTP API;
+//! - [`Broadcaster`] — the same from Rust.
 //!
 //! ```
-//! // The feature exists so that dependants can already name it in Cargo.toml.
-//! assert!(cfg!(feature = "broadcast"));
+//! use rustforge_prod::broadcast::{Access, AppConfig, BroadcastConfig, Broadcaster, User, authorizer_fn};
+//! use std::sync::Arc;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Who may join what (Laravel's routes/channels.php).
+//! let authorizer = authorizer_fn(|request| async move {
+//!     match request.headers.get("x-user-id").and_then(|v| v.to_str().ok()) {
+//!         Some(id) => Access::Member(User::new(id, serde_json::json!({ "name": id }))),
+//!         None => Access::Deny,
+//!     }
+//! });
+//! let broadcaster = Broadcaster::new(
+//!     BroadcastConfig::default().app(AppConfig::new("1", "app-key", "app-secret")),
+//!     Some(Arc::new(authorizer)),
+//! )?;
+//! let app: axum::Router = axum::Router::new().merge(broadcaster.routes());
+//!
+//! broadcaster.publish(["orders"], "order.shipped", &serde_json::json!({ "id": 42 })).await?;
+//! assert!(!broadcaster.channel_info("orders").await?.occupied);
+//! # let _ = app; Ok(()) }
 //! ```
+//!
+//! Backends: the in-process hub (one server). The Redis backend for many servers behind a load
+//! balancer is not implemented yet; `RUSTFORGE_BROADCAST_STORE=redis` is refused at build time.
+//! The guide is `docs/broadcasting.md`.
+
+mod authorizer;
+mod broadcaster;
+mod config;
+mod connection;
+mod hub;
+pub mod protocol;
+mod routes;
+pub mod signature;
+
+pub use authorizer::{Access, AuthRequest, Authorizer, BoxFuture, User, authorizer_fn};
+pub use broadcaster::{BroadcastError, Broadcaster, Event, MAX_CHANNELS_PER_EVENT};
+pub use config::{AppConfig, BroadcastConfig, BroadcastStore};
+pub use hub::{ChannelInfo, Presence};

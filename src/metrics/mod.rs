@@ -272,3 +272,70 @@ pub(crate) fn storage_observer(
             .build(),
     })
 }
+
+/// The broadcaster's instruments, per app: `rustforge.broadcast.connections` (gauge),
+/// `rustforge.broadcast.messages` (frames in from clients / out to clients),
+/// `rustforge.broadcast.slow_consumers` (closed with 4100) and
+/// `rustforge.broadcast.refused_connections` (over a connection limit).
+#[cfg(feature = "broadcast")]
+pub(crate) fn observe_broadcast(metrics: &Metrics, broadcaster: &crate::broadcast::Broadcaster) {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use opentelemetry::KeyValue;
+
+    let meter = metrics.meter(SCOPE);
+    let b = broadcaster.clone();
+    meter
+        .u64_observable_gauge("rustforge.broadcast.connections")
+        .with_description("Open WebSocket connections, per app.")
+        .with_callback(move |o| {
+            for hub in b.hubs() {
+                let app = [KeyValue::new("app", hub.app.id.clone())];
+                o.observe(hub.stats.connections.load(Relaxed), &app);
+            }
+        })
+        .build();
+    let b = broadcaster.clone();
+    meter
+        .u64_observable_counter("rustforge.broadcast.messages")
+        .with_description(
+            "Protocol frames received from clients (in) and queued to clients (out), per app.",
+        )
+        .with_callback(move |o| {
+            for hub in b.hubs() {
+                for (direction, n) in [
+                    ("in", hub.stats.messages_in.load(Relaxed)),
+                    ("out", hub.stats.messages_out.load(Relaxed)),
+                ] {
+                    let attributes = [
+                        KeyValue::new("app", hub.app.id.clone()),
+                        KeyValue::new("direction", direction),
+                    ];
+                    o.observe(n, &attributes);
+                }
+            }
+        })
+        .build();
+    let b = broadcaster.clone();
+    meter
+        .u64_observable_counter("rustforge.broadcast.slow_consumers")
+        .with_description("Connections closed (4100) because their send queue was full.")
+        .with_callback(move |o| {
+            for hub in b.hubs() {
+                let app = [KeyValue::new("app", hub.app.id.clone())];
+                o.observe(hub.stats.slow_consumers.load(Relaxed), &app);
+            }
+        })
+        .build();
+    let b = broadcaster.clone();
+    meter
+        .u64_observable_counter("rustforge.broadcast.refused_connections")
+        .with_description("Connections refused (4100) over the per-app or per-IP limit.")
+        .with_callback(move |o| {
+            for hub in b.hubs() {
+                let app = [KeyValue::new("app", hub.app.id.clone())];
+                o.observe(hub.stats.refused_connections.load(Relaxed), &app);
+            }
+        })
+        .build();
+}

@@ -1,12 +1,15 @@
 //! Real servers for the integration tests: Redis (single node and a 3-master cluster), the app
-//! under test on a loopback port, captured JSON logs, and (with the storage issue) an in-process
-//! S3-protocol server. Nothing here mocks the crate's own backends.
+//! under test on a loopback port, captured JSON logs, an in-process S3-protocol server and a
+//! Pusher-protocol WebSocket client. Nothing here mocks the crate's own backends.
 #![allow(dead_code)]
 
 pub mod apps;
 pub mod http;
 pub mod logs;
+#[cfg(feature = "broadcast")]
+pub mod pusher;
 pub mod redis;
+#[cfg(feature = "storage")]
 pub mod s3;
 
 /// A free TCP port on 127.0.0.1 (bound, read, released; callers retry on the rare race).

@@ -1,0 +1,326 @@
+//! [`Broadcaster`]: the Rust API — publish, channel info, presence members, terminating a user.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+
+use super::authorizer::Authorizer;
+use super::config::BroadcastConfig;
+use super::hub::{AppHub, ChannelInfo, Presence};
+use super::protocol::{Channel, ChannelKind, MAX_NAME_LEN, codes, frame};
+use crate::error::ConfigError;
+
+/// The most channels one publish may name (the Pusher HTTP API's limit).
+pub const MAX_CHANNELS_PER_EVENT: usize = 100;
+
+/// A refused publish or query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BroadcastError {
+    /// A channel name is invalid.
+    #[error("invalid channel {channel:?}: {reason}")]
+    InvalidChannel {
+        /// The channel.
+        channel: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// No channel, or more than 100.
+    #[error("an event goes to 1 to 100 channels, not {0}")]
+    ChannelCount(usize),
+    /// An encrypted channel was named with others (each has its own key).
+    #[error("an event to an encrypted channel must name only that channel")]
+    EncryptedWithOthers,
+    /// The event name is empty or longer than 200 characters.
+    #[error("invalid event name {0:?} (1 to 200 characters)")]
+    InvalidEventName(String),
+    /// `data` is larger than [`BroadcastConfig::max_event_size`].
+    #[error("event data of {size} bytes is over the {max}-byte limit")]
+    EventTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// No app with this id.
+    #[error("no broadcasting app with id {0:?}")]
+    UnknownApp(String),
+    /// Presence members were asked of a channel that is not a presence channel.
+    #[error("{0:?} is not a presence channel")]
+    NotPresence(String),
+}
+
+/// One event of [`Broadcaster::publish_batch`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Event {
+    /// The channels.
+    pub channels: Vec<String>,
+    /// The event name.
+    pub name: String,
+    /// The payload, a JSON string forwarded byte for byte.
+    pub data: String,
+    /// A `socket_id` that does not receive it (the sender's own connection).
+    pub except: Option<String>,
+}
+
+impl Event {
+    /// An event of `data` (any JSON text) to `channels`.
+    pub fn new<I, C>(channels: I, name: impl Into<String>, data: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<String>,
+    {
+        Self {
+            channels: channels.into_iter().map(Into::into).collect(),
+            name: name.into(),
+            data: data.into(),
+            except: None,
+        }
+    }
+
+    /// Leaves out the connection `socket_id` (Laravel's `->toOthers()`).
+    pub fn except(mut self, socket_id: impl Into<String>) -> Self {
+        self.except = Some(socket_id.into());
+        self
+    }
+}
+
+/// The broadcasting handle: publishes to channels and reads their state. Cheap to clone; get it
+/// from [`ProductionLayer::broadcaster`](crate::ProductionLayer::broadcaster) or build one with
+/// [`Broadcaster::new`]. Methods act on the first configured app; [`app`](Self::app) selects
+/// another.
+#[derive(Clone)]
+pub struct Broadcaster {
+    pub(crate) inner: Arc<Inner>,
+    app: usize,
+}
+
+pub(crate) struct Inner {
+    pub config: Arc<BroadcastConfig>,
+    pub apps: Vec<Arc<AppHub>>,
+    pub authorizer: Option<Arc<dyn Authorizer>>,
+}
+
+impl fmt::Debug for Broadcaster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broadcaster")
+            .field("app", &self.hub().app.id)
+            .field("apps", &self.inner.apps.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broadcaster {
+    /// Builds the in-process hub of every app of `config` (at least one). `authorizer` decides
+    /// private and presence channels at the auth endpoints; without one they refuse (403).
+    pub fn new(
+        config: BroadcastConfig,
+        authorizer: Option<Arc<dyn Authorizer>>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if config.apps.is_empty() {
+            return Err(ConfigError::new(
+                "broadcast.apps",
+                "",
+                "configure at least one app (PUSHER_APP_ID, PUSHER_APP_KEY, PUSHER_APP_SECRET)",
+            ));
+        }
+        let apps = config
+            .apps
+            .iter()
+            .map(|app| Arc::new(AppHub::new(app.clone(), &config)))
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config: Arc::new(config),
+                apps,
+                authorizer,
+            }),
+            app: 0,
+        })
+    }
+
+    /// The same handle acting on the app `id`.
+    pub fn app(&self, id: &str) -> Result<Self, BroadcastError> {
+        let app = self
+            .inner
+            .apps
+            .iter()
+            .position(|hub| hub.app.id == id)
+            .ok_or_else(|| BroadcastError::UnknownApp(id.to_owned()))?;
+        Ok(Self {
+            inner: self.inner.clone(),
+            app,
+        })
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<AppHub> {
+        &self.inner.apps[self.app]
+    }
+
+    /// Publishes `data` (serialized to JSON) as `event` to `channels`; returns the number of
+    /// connections it was queued for.
+    ///
+    /// ```
+    /// use rustforge_prod::broadcast::{AppConfig, BroadcastConfig, Broadcaster};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let broadcaster = Broadcaster::new(
+    ///     BroadcastConfig::default().app(AppConfig::new("1", "app-key", "app-secret")),
+    ///     None,
+    /// )?;
+    /// let delivered = broadcaster
+    ///     .publish(["orders"], "order.shipped", &serde_json::json!({ "id": 42 }))
+    ///     .await?;
+    /// assert_eq!(delivered, 0); // nobody is subscribed yet
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish<I, C>(
+        &self,
+        channels: I,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> Result<usize, BroadcastError>
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<String>,
+    {
+        self.publish_event(Event::new(channels, event, data.to_string()))
+            .await
+    }
+
+    /// Publishes one [`Event`] whose `data` is forwarded verbatim.
+    pub async fn publish_event(&self, event: Event) -> Result<usize, BroadcastError> {
+        let (channels, cache) = self.validate(&event)?;
+        // One frame per channel: the `channel` field differs.
+        let mut delivered = 0;
+        for (channel, cache) in channels.into_iter().zip(cache) {
+            let text: Utf8Bytes = frame(&event.name, Some(channel), Some(&event.data)).into();
+            delivered += self
+                .hub()
+                .publish(channel, &text, event.except.as_deref(), cache);
+        }
+        Ok(delivered)
+    }
+
+    /// Publishes several events (validated first: none is sent when one is invalid).
+    pub async fn publish_batch(&self, events: Vec<Event>) -> Result<usize, BroadcastError> {
+        for event in &events {
+            self.validate(event)?;
+        }
+        let mut delivered = 0;
+        for event in events {
+            delivered += self.publish_event(event).await?;
+        }
+        Ok(delivered)
+    }
+
+    fn validate<'e>(
+        &self,
+        event: &'e Event,
+    ) -> Result<(Vec<&'e String>, Vec<bool>), BroadcastError> {
+        if event.name.is_empty() || event.name.len() > MAX_NAME_LEN {
+            return Err(BroadcastError::InvalidEventName(event.name.clone()));
+        }
+        let max = self.inner.config.max_event_size;
+        if event.data.len() > max {
+            return Err(BroadcastError::EventTooLarge {
+                size: event.data.len(),
+                max,
+            });
+        }
+        let n = event.channels.len();
+        if n == 0 || n > MAX_CHANNELS_PER_EVENT {
+            return Err(BroadcastError::ChannelCount(n));
+        }
+        let mut cache = Vec::with_capacity(n);
+        for name in &event.channels {
+            let channel =
+                Channel::parse(name).map_err(|reason| BroadcastError::InvalidChannel {
+                    channel: name.clone(),
+                    reason,
+                })?;
+            if channel.kind == ChannelKind::Encrypted && n > 1 {
+                return Err(BroadcastError::EncryptedWithOthers);
+            }
+            cache.push(channel.cache);
+        }
+        Ok((event.channels.iter().collect(), cache))
+    }
+
+    /// Whether the channel is occupied, its subscription count and (presence) user count.
+    pub async fn channel_info(&self, channel: &str) -> Result<ChannelInfo, BroadcastError> {
+        let parsed = parse(channel)?;
+        Ok(self
+            .hub()
+            .channel_info(channel, parsed.kind == ChannelKind::Presence))
+    }
+
+    /// Occupied channels whose name starts with `prefix` (`""`: all), sorted, with their info.
+    pub async fn channels(&self, prefix: &str) -> Vec<(String, ChannelInfo)> {
+        self.hub().channels(prefix)
+    }
+
+    /// The members of a presence channel (unique users and their `user_info`).
+    pub async fn presence(&self, channel: &str) -> Result<Presence, BroadcastError> {
+        if parse(channel)?.kind != ChannelKind::Presence {
+            return Err(BroadcastError::NotPresence(channel.to_owned()));
+        }
+        Ok(self.hub().presence(channel))
+    }
+
+    /// Closes every connection of the signed-in user `user_id` (code 4009: pusher-js does not
+    /// reconnect); returns how many were closed.
+    pub async fn terminate_user_connections(&self, user_id: &str) -> usize {
+        self.hub().terminate_user(user_id)
+    }
+
+    /// Closes every connection of every app with 4200 (pusher-js reconnects at once, to another
+    /// server behind the load balancer). Called on graceful shutdown.
+    pub fn close_all(&self) {
+        for hub in &self.inner.apps {
+            hub.close_all(codes::RECONNECT);
+        }
+    }
+
+    /// The WebSocket endpoint `/app/{key}`, the auth endpoints and the HTTP API
+    /// (`/apps/{id}/…`), for `Router::merge`. Already part of
+    /// [`ProductionLayer::routes`](crate::ProductionLayer::routes) when broadcasting is on.
+    pub fn routes<S>(&self) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        super::routes::routes(self.clone())
+    }
+
+    pub(crate) fn hub_by_key(&self, key: &str) -> Option<&Arc<AppHub>> {
+        self.inner.apps.iter().find(|hub| hub.app.key == key)
+    }
+
+    pub(crate) fn hub_by_id(&self, id: &str) -> Option<&Arc<AppHub>> {
+        self.inner.apps.iter().find(|hub| hub.app.id == id)
+    }
+
+    pub(crate) fn config(&self) -> &Arc<BroadcastConfig> {
+        &self.inner.config
+    }
+
+    pub(crate) fn authorizer(&self) -> Option<&Arc<dyn Authorizer>> {
+        self.inner.authorizer.as_ref()
+    }
+
+    /// The app's hubs, for the metrics module.
+    pub(crate) fn hubs(&self) -> &[Arc<AppHub>] {
+        &self.inner.apps
+    }
+}
+
+fn parse(channel: &str) -> Result<Channel<'_>, BroadcastError> {
+    Channel::parse(channel).map_err(|reason| BroadcastError::InvalidChannel {
+        channel: channel.to_owned(),
+        reason,
+    })
+}

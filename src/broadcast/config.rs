@@ -1,0 +1,310 @@
+//! [`BroadcastConfig`]: apps, limits and paths, from code, a file or the environment.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::parse;
+use crate::error::ConfigError;
+
+/// One Pusher app: the id, key and secret clients and server SDKs use.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AppConfig {
+    /// `app_id` of the HTTP API (`PUSHER_APP_ID`).
+    pub id: String,
+    /// Public key in the WebSocket URL (`PUSHER_APP_KEY`).
+    pub key: String,
+    /// Secret that signs everything (`PUSHER_APP_SECRET`); never serialized or printed.
+    #[serde(skip_serializing)]
+    pub secret: String,
+    /// Whether clients may send `client-` events (`RUSTFORGE_BROADCAST_CLIENT_EVENTS`, default
+    /// `true`, as Laravel Echo's `whisper` expects).
+    #[serde(default = "yes")]
+    pub client_events: bool,
+    /// Master key (base64 of 32 bytes) for `private-encrypted-` channels; without it those
+    /// channels cannot be authorised.
+    #[serde(default, skip_serializing)]
+    pub encryption_master_key: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &"[redacted]")
+            .field("client_events", &self.client_events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppConfig {
+    /// An app with client events on.
+    pub fn new(id: impl Into<String>, key: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            key: key.into(),
+            secret: secret.into(),
+            client_events: true,
+            encryption_master_key: None,
+        }
+    }
+
+    /// Turns client events off.
+    pub fn without_client_events(mut self) -> Self {
+        self.client_events = false;
+        self
+    }
+
+    /// Sets the encrypted-channel master key (base64 of 32 bytes).
+    pub fn encryption_master_key(mut self, base64: impl Into<String>) -> Self {
+        self.encryption_master_key = Some(base64.into());
+        self
+    }
+
+    pub(crate) fn master_key(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let key = self.encryption_master_key.as_deref()?;
+        base64::engine::general_purpose::STANDARD.decode(key).ok()
+    }
+}
+
+/// Broadcasting settings. With no app, broadcasting is off.
+///
+/// ```
+/// use rustforge_prod::Config;
+///
+/// let config = Config::from_vars([
+///     ("PUSHER_APP_ID", "1"),
+///     ("PUSHER_APP_KEY", "app-key"),
+///     ("PUSHER_APP_SECRET", "app-secret"),
+///     ("RUSTFORGE_BROADCAST_CLIENT_EVENTS", "false"),
+/// ])?;
+/// let app = &config.broadcast.apps[0];
+/// assert_eq!(app.key, "app-key");
+/// assert!(!app.client_events);
+/// # Ok::<(), rustforge_prod::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BroadcastConfig {
+    /// The apps; the first is the default of the Rust API and the auth endpoints.
+    pub apps: Vec<AppConfig>,
+    /// Where channels and presence live: `memory` (this process). The Redis backend for many
+    /// servers is not implemented yet; `redis` is refused at build time.
+    pub store: BroadcastStore,
+    /// Seconds of silence after which clients ping (`activity_timeout` of the handshake).
+    #[serde(with = "humantime_serde")]
+    pub activity_timeout: Duration,
+    /// Time a client has to answer the server's ping before it is closed with 4201.
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+    /// Largest frame a client may send, in bytes (larger: `pusher:error`, frame dropped).
+    pub max_message_size: usize,
+    /// Largest event `data` accepted by the HTTP API and the Rust API, in bytes.
+    pub max_event_size: usize,
+    /// Frames queued per connection; a client that falls this far behind is closed with 4100.
+    pub send_queue: usize,
+    /// Client events per second per connection (4301 above it).
+    pub client_event_rate: u32,
+    /// Connections per app (4100 above it; `0`: no limit).
+    pub max_connections: usize,
+    /// Connections per client IP (4100 above it; `0`: no limit).
+    pub max_connections_per_ip: usize,
+    /// Members per presence channel.
+    pub max_presence_members: usize,
+    /// Largest presence `user_info`, in bytes.
+    pub max_user_info_size: usize,
+    /// Accepted clock difference of HTTP API `auth_timestamp`s (`None`: not checked).
+    #[serde(with = "humantime_serde")]
+    pub timestamp_window: Option<Duration>,
+    /// Path of the channel auth endpoint (Laravel Echo's default).
+    pub auth_path: String,
+    /// Path of the user auth endpoint (Laravel Echo's default).
+    pub user_auth_path: String,
+}
+
+/// Where broadcasting state lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum BroadcastStore {
+    /// This process only.
+    #[default]
+    Memory,
+    /// Redis, shared by every app server (not implemented yet: refused at build time).
+    Redis,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        Self {
+            apps: Vec::new(),
+            store: BroadcastStore::Memory,
+            activity_timeout: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(30),
+            max_message_size: 10 * 1024,
+            max_event_size: 10 * 1024,
+            send_queue: 256,
+            client_event_rate: 10,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            max_presence_members: 100,
+            max_user_info_size: 2 * 1024,
+            timestamp_window: Some(Duration::from_secs(600)),
+            auth_path: "/broadcasting/auth".into(),
+            user_auth_path: "/broadcasting/user-auth".into(),
+        }
+    }
+}
+
+impl BroadcastConfig {
+    /// Adds an app.
+    pub fn app(mut self, app: AppConfig) -> Self {
+        self.apps.push(app);
+        self
+    }
+
+    /// Whether broadcasting is on (an app is configured).
+    pub fn enabled(&self) -> bool {
+        !self.apps.is_empty()
+    }
+
+    /// Checks the apps (unique, non-empty ids, keys and secrets) and the limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, app) in self.apps.iter().enumerate() {
+            for (setting, value) in [
+                ("broadcast.apps.id", &app.id),
+                ("broadcast.apps.key", &app.key),
+                ("broadcast.apps.secret", &app.secret),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(ConfigError::new(setting, "", "must not be empty"));
+                }
+            }
+            if !app
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                || !app
+                    .key
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+            {
+                return Err(ConfigError::new(
+                    "broadcast.apps.key",
+                    &app.key,
+                    "ids are letters, digits, '-' or '_'; keys are printable, without '/' or ':'",
+                ));
+            }
+            if self.apps[..i]
+                .iter()
+                .any(|a| a.id == app.id || a.key == app.key)
+            {
+                return Err(ConfigError::new(
+                    "broadcast.apps.id",
+                    &app.id,
+                    "two apps share an id or a key",
+                ));
+            }
+            if app.encryption_master_key.is_some() && app.master_key().is_none_or(|k| k.len() != 32)
+            {
+                return Err(ConfigError::new(
+                    "broadcast.apps.encryption_master_key",
+                    "[redacted]",
+                    "expected base64 of exactly 32 bytes",
+                ));
+            }
+        }
+        if self.store == BroadcastStore::Redis {
+            return Err(ConfigError::new(
+                "broadcast.store",
+                "redis",
+                "the Redis broadcasting backend is not implemented yet; use memory (one server)",
+            ));
+        }
+        let positive = [
+            ("broadcast.max_message_size", self.max_message_size),
+            ("broadcast.max_event_size", self.max_event_size),
+            ("broadcast.send_queue", self.send_queue),
+            (
+                "broadcast.client_event_rate",
+                self.client_event_rate as usize,
+            ),
+            ("broadcast.max_presence_members", self.max_presence_members),
+            ("broadcast.max_user_info_size", self.max_user_info_size),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::new(setting, "0", "must be greater than zero"));
+            }
+        }
+        if self.activity_timeout < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "broadcast.activity_timeout",
+                humantime::format_duration(self.activity_timeout).to_string(),
+                "must be at least 1s (the handshake counts whole seconds)",
+            ));
+        }
+        for (setting, path) in [
+            ("broadcast.auth_path", &self.auth_path),
+            ("broadcast.user_auth_path", &self.user_auth_path),
+        ] {
+            if !path.starts_with('/') || path.contains(['{', '}', '*']) {
+                return Err(ConfigError::new(
+                    setting,
+                    path,
+                    "expected a path like /broadcasting/auth",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `PUSHER_*` variables describe one app, completed here as they arrive.
+    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
+        let value = value.trim();
+        let app = |apps: &mut Vec<AppConfig>| -> usize {
+            if apps.is_empty() {
+                apps.push(AppConfig::new("", "", ""));
+            }
+            0
+        };
+        match var {
+            "PUSHER_APP_ID" => {
+                let i = app(&mut self.apps);
+                self.apps[i].id = value.to_owned();
+            }
+            "PUSHER_APP_KEY" => {
+                let i = app(&mut self.apps);
+                self.apps[i].key = value.to_owned();
+            }
+            "PUSHER_APP_SECRET" => {
+                let i = app(&mut self.apps);
+                self.apps[i].secret = value.to_owned();
+            }
+            "RUSTFORGE_BROADCAST_CLIENT_EVENTS" => {
+                let enabled = parse::bool(var, value)?;
+                let i = app(&mut self.apps);
+                self.apps[i].client_events = enabled;
+            }
+            "RUSTFORGE_BROADCAST_STORE" => {
+                self.store = match value.to_ascii_lowercase().as_str() {
+                    "memory" => BroadcastStore::Memory,
+                    "redis" => BroadcastStore::Redis,
+                    _ => return Err(ConfigError::new(var, value, "expected memory or redis")),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,370 @@
+//! One WebSocket connection speaking the Pusher protocol: handshake, keep-alive, subscriptions,
+//! sign-in and client events. A writer task drains the connection's bounded queue; the reader
+//! loop below answers the client. Bad input gets the protocol's `pusher:error` (or
+//! `pusher:subscription_error`) and the connection stays up.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+
+use super::config::BroadcastConfig;
+use super::hub::{AppHub, Conn, SubscribeError};
+use super::protocol::{
+    Channel, ChannelData, ChannelKind, ClientFrame, MAX_NAME_LEN, SigninData, SubscribeData,
+    client_event_frame, codes, error_frame, frame, subscription_error_frame,
+};
+use super::signature::verify_auth;
+
+/// A `^\d+\.\d+$` socket id, random in both halves (unique across servers in practice).
+fn new_socket_id() -> String {
+    let r = uuid::Uuid::new_v4().as_u128();
+    format!(
+        "{}.{}",
+        (r >> 64) as u64 % 1_000_000_000,
+        r as u64 % 1_000_000_000
+    )
+}
+
+/// The reason sent with a close code.
+fn reason(code: u16) -> &'static str {
+    match code {
+        codes::OVER_CAPACITY => "Over capacity: reconnect later",
+        codes::RECONNECT => "Server closing: reconnect",
+        codes::PONG_TIMEOUT => "Pong reply not received",
+        codes::UNAUTHORIZED => "Connection unauthorized",
+        _ => "",
+    }
+}
+
+/// Serves one upgraded socket until either side closes it.
+pub(crate) async fn serve(
+    socket: WebSocket,
+    hub: Arc<AppHub>,
+    config: Arc<BroadcastConfig>,
+    ip: IpAddr,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let socket_id: Arc<str> = new_socket_id().into();
+    let (conn, mut queue) = Conn::new(socket_id.clone(), config.send_queue);
+    if !hub.connect(conn.clone(), ip) {
+        let code = codes::OVER_CAPACITY;
+        let _ = sink
+            .send(Message::Text(error_frame(code, reason(code)).into()))
+            .await;
+        let close = CloseFrame {
+            code,
+            reason: reason(code).into(),
+        };
+        let _ = sink.send(Message::Close(Some(close))).await;
+        return;
+    }
+    let closer = conn.closer().clone();
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                () = closer.closed() => break,
+                next = queue.recv() => {
+                    let Some(text) = next else { break };
+                    tokio::select! {
+                        sent = sink.send(Message::Text(text)) => if sent.is_err() { break },
+                        () = closer.closed() => break,
+                    }
+                }
+            }
+        }
+        // Say why, then close with the same code; a client that stopped reading gets a second.
+        if let Some(code) = closer.code() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                if code >= 4000 {
+                    sink.send(Message::Text(error_frame(code, reason(code)).into()))
+                        .await?;
+                }
+                let close = CloseFrame {
+                    code,
+                    reason: reason(code).into(),
+                };
+                sink.send(Message::Close(Some(close))).await
+            })
+            .await;
+        }
+    });
+
+    let mut session = Session {
+        hub: &hub,
+        config: &config,
+        conn: &conn,
+        tokens: f64::from(config.client_event_rate),
+        refilled: Instant::now(),
+        out: Vec::new(),
+    };
+    let established = serde_json::json!({
+        "socket_id": &*socket_id,
+        "activity_timeout": config.activity_timeout.as_secs(),
+    });
+    session.reply(frame(
+        "pusher:connection_established",
+        None,
+        Some(&established.to_string()),
+    ));
+    let mut pinged = false;
+    loop {
+        if !session.flush().await {
+            break;
+        }
+        let wait = if pinged {
+            config.pong_timeout
+        } else {
+            config.activity_timeout
+        };
+        let message = tokio::select! {
+            () = conn.closer().closed() => break,
+            message = tokio::time::timeout(wait, stream.next()) => message,
+        };
+        match message {
+            Err(_) if pinged => {
+                conn.close(codes::PONG_TIMEOUT);
+                break;
+            }
+            Err(_) => {
+                session.reply(frame("pusher:ping", None, Some("{}")));
+                pinged = true;
+            }
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(message))) => {
+                pinged = false;
+                match message {
+                    Message::Text(text) => session.handle(&text),
+                    Message::Binary(_) => session.error(
+                        codes::RECONNECT,
+                        "Binary frames are not part of the protocol",
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    hub.disconnect(&socket_id);
+    conn.close(1000);
+    let _ = writer.await;
+}
+
+struct Session<'a> {
+    hub: &'a AppHub,
+    config: &'a BroadcastConfig,
+    conn: &'a Conn,
+    tokens: f64,
+    refilled: Instant,
+    /// Replies to the client's own frames, sent (waiting for queue space) before the next read.
+    out: Vec<Utf8Bytes>,
+}
+
+impl Session<'_> {
+    fn reply(&mut self, text: String) {
+        self.out.push(text.into());
+    }
+
+    /// Sends the queued replies. Unlike fan-out, a reply waits for room in the queue, so a client
+    /// that floods requests is slowed to the pace it reads at; one that stops reading for a
+    /// pong timeout is closed with 4100. `false` when the connection is closing.
+    async fn flush(&mut self) -> bool {
+        for text in self.out.drain(..) {
+            let wait = self.config.pong_timeout;
+            match tokio::time::timeout(wait, self.conn.send_waiting(text, &self.hub.stats)).await {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(_) => {
+                    self.conn.close(codes::OVER_CAPACITY);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn error(&mut self, code: u16, message: &str) {
+        self.reply(error_frame(code, message));
+    }
+
+    fn socket_id(&self) -> &str {
+        &self.conn.socket_id
+    }
+
+    fn handle(&mut self, text: &Utf8Bytes) {
+        self.hub.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        if text.len() > self.config.max_message_size {
+            return self.error(codes::CLIENT_EVENT_REJECTED, "Message too large");
+        }
+        let Ok(message) = serde_json::from_str::<ClientFrame>(text.as_str()) else {
+            return self.error(codes::RECONNECT, "Invalid message format");
+        };
+        let data = message.data.as_deref().map_or("{}", |d| d.get());
+        match message.event.as_str() {
+            "pusher:ping" => self.reply(r#"{"event":"pusher:pong","data":{}}"#.to_owned()),
+            "pusher:pong" => {}
+            "pusher:subscribe" => self.subscribe(data),
+            "pusher:unsubscribe" => {
+                if let Ok(d) = serde_json::from_str::<SubscribeData>(data) {
+                    self.hub.unsubscribe(self.socket_id(), &d.channel);
+                }
+            }
+            "pusher:signin" => self.sign_in(data),
+            event if event.starts_with("pusher:") => {}
+            event if event.starts_with("client-") => {
+                self.client_event(event, message.channel.as_deref(), data)
+            }
+            _ => self.error(codes::CLIENT_EVENT_REJECTED, "Unknown event"),
+        }
+    }
+
+    fn subscribe(&mut self, data: &str) {
+        let Ok(request) = serde_json::from_str::<SubscribeData>(data) else {
+            return self.error(codes::RECONNECT, "Invalid subscribe message");
+        };
+        let name = request.channel.as_str();
+        let refuse = |this: &mut Self, error: &str, status| {
+            this.reply(subscription_error_frame(name, error, status))
+        };
+        let channel = match Channel::parse(name) {
+            Ok(channel) => channel,
+            Err(reason) => return refuse(self, reason, 400),
+        };
+        let (hub, conn) = (self.hub, self.conn);
+        let app = &hub.app;
+        let auth = request.auth.as_deref().unwrap_or_default();
+        let socket: &str = &conn.socket_id;
+        let mut member = None;
+        match channel.kind {
+            ChannelKind::Public => {}
+            ChannelKind::User => {
+                let user = name.strip_prefix(super::protocol::USER_CHANNEL_PREFIX);
+                if self.hub.user_of(socket).as_deref() != user {
+                    return refuse(self, "Sign in as this user first", 403);
+                }
+            }
+            ChannelKind::Private | ChannelKind::Encrypted => {
+                if !verify_auth(&app.key, &app.secret, &[socket, ":", name], auth) {
+                    return refuse(self, "Invalid signature", 401);
+                }
+            }
+            ChannelKind::Presence => {
+                let Some(channel_data) = request.channel_data.as_deref() else {
+                    return refuse(self, "channel_data is required on presence channels", 400);
+                };
+                let signed = [socket, ":", name, ":", channel_data];
+                if !verify_auth(&app.key, &app.secret, &signed, auth) {
+                    return refuse(self, "Invalid signature", 401);
+                }
+                let Ok(parsed) = serde_json::from_str::<ChannelData>(channel_data) else {
+                    return refuse(self, "channel_data is not valid JSON", 400);
+                };
+                let Some(user_id) = parsed.user_id() else {
+                    return refuse(self, "channel_data needs a user_id", 400);
+                };
+                let info = parsed.user_info.unwrap_or(Value::Null);
+                if info.to_string().len() > self.config.max_user_info_size {
+                    return refuse(self, "user_info is too large", 413);
+                }
+                member = Some((user_id, info));
+            }
+        }
+        let presence = member.is_some();
+        match self.hub.subscribe(socket, name, member, channel.cache) {
+            Ok((members, cached)) => {
+                let data = match members.filter(|_| presence) {
+                    Some(p) => {
+                        let count = p.ids.len();
+                        serde_json::json!({"presence": {"ids": p.ids, "hash": p.hash, "count": count}})
+                            .to_string()
+                    }
+                    None => "{}".to_owned(),
+                };
+                self.reply(frame(
+                    "pusher_internal:subscription_succeeded",
+                    Some(name),
+                    Some(&data),
+                ));
+                if channel.cache {
+                    match cached {
+                        Some(event) => self.out.push(event),
+                        None => self.reply(frame("pusher:cache_miss", Some(name), None)),
+                    }
+                }
+            }
+            Err(SubscribeError::PresenceFull) => refuse(self, "The presence channel is full", 403),
+            Err(SubscribeError::NotConnected) => {}
+        }
+    }
+
+    fn sign_in(&mut self, data: &str) {
+        let (hub, conn) = (self.hub, self.conn);
+        let app = &hub.app;
+        let fail = |this: &Self| {
+            this.conn.close(codes::UNAUTHORIZED);
+        };
+        let Ok(request) = serde_json::from_str::<SigninData>(data) else {
+            return fail(self);
+        };
+        let socket: &str = &conn.socket_id;
+        let signed = [socket, "::user::", request.user_data.as_str()];
+        if !verify_auth(&app.key, &app.secret, &signed, &request.auth) {
+            return fail(self);
+        }
+        let id = serde_json::from_str::<Value>(&request.user_data)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+            .filter(|id| !id.is_empty());
+        let Some(id) = id else {
+            return fail(self);
+        };
+        self.hub.sign_in(socket, &id);
+        let reply = serde_json::json!({"event": "pusher:signin_success", "data": {"user_data": request.user_data}});
+        self.reply(reply.to_string());
+    }
+
+    fn client_event(&mut self, event: &str, channel: Option<&str>, data: &str) {
+        let reject =
+            |this: &mut Self, message: &str| this.error(codes::CLIENT_EVENT_REJECTED, message);
+        if !self.hub.app.client_events {
+            return reject(self, "Client events are disabled for this app");
+        }
+        if event.len() > MAX_NAME_LEN {
+            return reject(self, "Event name too long");
+        }
+        let Some(name) = channel else {
+            return reject(self, "Client events need a channel");
+        };
+        match Channel::parse(name) {
+            Ok(c) if c.allows_client_events() => {}
+            _ => {
+                return reject(
+                    self,
+                    "Client events are only allowed on private and presence channels",
+                );
+            }
+        }
+        let Some(user_id) = self.hub.subscription(self.socket_id(), name) else {
+            return reject(
+                self,
+                "Subscribe to the channel before sending client events",
+            );
+        };
+        // Token bucket: `client_event_rate` per second, bursts of as many.
+        let rate = f64::from(self.config.client_event_rate);
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate).min(rate);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return reject(self, "Client event rate limit exceeded");
+        }
+        self.tokens -= 1.0;
+        let text: Utf8Bytes = client_event_frame(event, name, data, user_id.as_deref()).into();
+        self.hub.publish(name, &text, Some(self.socket_id()), false);
+    }
+}

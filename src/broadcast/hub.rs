@@ -1,0 +1,516 @@
+//! The in-process hub of one app: connections, channel subscriber sets, presence members with
+//! per-user connection counts, signed-in users and cache-channel events.
+//!
+//! One mutex per app guards the maps; nothing awaits while holding it. Delivery is a `try_send`
+//! into each connection's bounded queue, so a publish never waits for a slow client: a full
+//! queue closes that client with 4100 instead.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+
+use super::config::{AppConfig, BroadcastConfig};
+use super::protocol::{codes, frame};
+
+/// How long a cache channel keeps its last event.
+const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// A connection as the hub sees it: its id, its send queue and its close switch.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    pub socket_id: Arc<str>,
+    tx: mpsc::Sender<Utf8Bytes>,
+    closer: Arc<Closer>,
+}
+
+/// Closes a connection once, with a code the client understands.
+pub(crate) struct Closer {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl Closer {
+    /// The close code, once closed.
+    pub(crate) fn code(&self) -> Option<u16> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// Resolves once [`Conn::close`] was called.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.code().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(socket_id: Arc<str>, queue: usize) -> (Self, mpsc::Receiver<Utf8Bytes>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let closer = Arc::new(Closer {
+            code: AtomicU16::new(0),
+            notify: Notify::new(),
+        });
+        (
+            Self {
+                socket_id,
+                tx,
+                closer,
+            },
+            rx,
+        )
+    }
+
+    pub(crate) fn closer(&self) -> &Arc<Closer> {
+        &self.closer
+    }
+
+    /// Queues a frame. A full queue means the client stopped reading: it is closed with 4100
+    /// (pusher-js backs off and reconnects) and the frame is dropped.
+    pub(crate) fn send(&self, frame: Utf8Bytes, stats: &Stats) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => {
+                stats.messages_out.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.close(codes::OVER_CAPACITY) {
+                    stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a reply to the client's own request, waiting for room; `false` once closing.
+    pub(crate) async fn send_waiting(&self, frame: Utf8Bytes, stats: &Stats) -> bool {
+        tokio::select! {
+            sent = self.tx.send(frame) => {
+                stats.messages_out.fetch_add(1, Ordering::Relaxed);
+                sent.is_ok()
+            }
+            () = self.closer.closed() => false,
+        }
+    }
+
+    /// Asks the connection to close with `code`; `false` when it was already closing.
+    pub(crate) fn close(&self, code: u16) -> bool {
+        let first = self
+            .closer
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        self.closer.notify.notify_waiters();
+        first
+    }
+}
+
+/// Counters of one app, read by the metrics module.
+#[derive(Default, Debug)]
+pub(crate) struct Stats {
+    pub connections: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub refused_connections: AtomicU64,
+}
+
+struct Subscriber {
+    conn: Conn,
+    user_id: Option<String>,
+}
+
+struct Member {
+    connections: u32,
+    info: Value,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    subscribers: HashMap<Arc<str>, Subscriber>,
+    members: HashMap<String, Member>,
+}
+
+struct ConnState {
+    conn: Conn,
+    ip: IpAddr,
+    channels: HashSet<String>,
+    user: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<Arc<str>, ConnState>,
+    channels: HashMap<String, ChannelState>,
+    users: HashMap<String, HashSet<Arc<str>>>,
+    per_ip: HashMap<IpAddr, usize>,
+    cache: HashMap<String, (Utf8Bytes, Instant)>,
+}
+
+/// What a presence channel holds: unique users and their info.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Presence {
+    /// User ids, sorted.
+    pub ids: Vec<String>,
+    /// user id → `user_info`.
+    pub hash: serde_json::Map<String, Value>,
+}
+
+/// `occupied`, `subscription_count` and (presence) `user_count` of a channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelInfo {
+    /// Whether anyone is subscribed.
+    pub occupied: bool,
+    /// Subscribed connections.
+    pub subscription_count: usize,
+    /// Unique users (presence channels only).
+    pub user_count: Option<usize>,
+}
+
+/// Why a subscription was refused by the hub's limits.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SubscribeError {
+    PresenceFull,
+    NotConnected,
+}
+
+/// The hub of one app.
+pub(crate) struct AppHub {
+    pub app: AppConfig,
+    pub stats: Stats,
+    max_connections: usize,
+    max_per_ip: usize,
+    max_members: usize,
+    state: Mutex<State>,
+}
+
+impl AppHub {
+    pub(crate) fn new(app: AppConfig, config: &BroadcastConfig) -> Self {
+        Self {
+            app,
+            stats: Stats::default(),
+            max_connections: config.max_connections,
+            max_per_ip: config.max_connections_per_ip,
+            max_members: config.max_presence_members,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing every connection; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new connection, unless the app or the IP is at its limit.
+    pub(crate) fn connect(&self, conn: Conn, ip: IpAddr) -> bool {
+        let mut state = self.state();
+        let per_ip = state.per_ip.get(&ip).copied().unwrap_or(0);
+        if (self.max_connections > 0 && state.conns.len() >= self.max_connections)
+            || (self.max_per_ip > 0 && per_ip >= self.max_per_ip)
+        {
+            self.stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        *state.per_ip.entry(ip).or_default() += 1;
+        let state_entry = ConnState {
+            conn: conn.clone(),
+            ip,
+            channels: HashSet::new(),
+            user: None,
+        };
+        state.conns.insert(conn.socket_id.clone(), state_entry);
+        self.stats
+            .connections
+            .store(state.conns.len() as u64, Ordering::Relaxed);
+        true
+    }
+
+    /// Removes a connection: it leaves every channel (presence members are removed for others
+    /// on the user's last connection).
+    pub(crate) fn disconnect(&self, socket_id: &str) {
+        let mut state = self.state();
+        let Some(conn) = state.conns.remove(socket_id) else {
+            return;
+        };
+        if let Some(count) = state.per_ip.get_mut(&conn.ip) {
+            *count -= 1;
+            if *count == 0 {
+                state.per_ip.remove(&conn.ip);
+            }
+        }
+        if let Some(user) = &conn.user
+            && let Some(sockets) = state.users.get_mut(user)
+        {
+            sockets.remove(socket_id);
+            if sockets.is_empty() {
+                state.users.remove(user);
+            }
+        }
+        for channel in &conn.channels {
+            self.leave(&mut state, channel, socket_id);
+        }
+        self.stats
+            .connections
+            .store(state.conns.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Subscribes; for presence, `member` is the verified `(user_id, user_info)`. Returns the
+    /// presence snapshot (presence channels) and the cached event (cache channels).
+    pub(crate) fn subscribe(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        member: Option<(String, Value)>,
+        cache: bool,
+    ) -> Result<(Option<Presence>, Option<Utf8Bytes>), SubscribeError> {
+        let mut state = self.state();
+        let Some(conn) = state.conns.get(socket_id).map(|c| c.conn.clone()) else {
+            return Err(SubscribeError::NotConnected);
+        };
+        let entry = state.channels.entry(channel.to_owned()).or_default();
+        let already = entry.subscribers.get(socket_id).map(|s| s.user_id.clone());
+        let mut added = None;
+        if let Some((user_id, info)) = &member {
+            match already {
+                // A repeated subscribe is idempotent: never count the socket twice.
+                Some(Some(_)) => {}
+                _ => {
+                    let known = entry.members.contains_key(user_id);
+                    if !known && entry.members.len() >= self.max_members {
+                        return Err(SubscribeError::PresenceFull);
+                    }
+                    let m = entry.members.entry(user_id.clone()).or_insert(Member {
+                        connections: 0,
+                        info: info.clone(),
+                    });
+                    m.connections += 1;
+                    if m.connections == 1 {
+                        added = Some((user_id.clone(), m.info.clone()));
+                    }
+                }
+            }
+        }
+        entry.subscribers.insert(
+            conn.socket_id.clone(),
+            Subscriber {
+                conn: conn.clone(),
+                user_id: member
+                    .as_ref()
+                    .map(|(id, _)| id.clone())
+                    .or(already.flatten()),
+            },
+        );
+        let presence = member.is_some().then(|| presence_of(entry));
+        if let Some((user_id, info)) = added {
+            let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
+            let frame: Utf8Bytes =
+                frame("pusher_internal:member_added", Some(channel), Some(&data)).into();
+            for (id, s) in &entry.subscribers {
+                if **id != *socket_id {
+                    s.conn.send(frame.clone(), &self.stats);
+                }
+            }
+        }
+        if let Some(c) = state.conns.get_mut(socket_id) {
+            c.channels.insert(channel.to_owned());
+        }
+        let cached = if cache {
+            state.cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            state.cache.get(channel).map(|(frame, _)| frame.clone())
+        } else {
+            None
+        };
+        Ok((presence, cached))
+    }
+
+    /// Unsubscribes (no reply is sent, as the protocol says).
+    pub(crate) fn unsubscribe(&self, socket_id: &str, channel: &str) {
+        let mut state = self.state();
+        if let Some(c) = state.conns.get_mut(socket_id) {
+            c.channels.remove(channel);
+        }
+        self.leave(&mut state, channel, socket_id);
+    }
+
+    fn leave(&self, state: &mut State, channel: &str, socket_id: &str) {
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return;
+        };
+        let Some(subscriber) = entry.subscribers.remove(socket_id) else {
+            return;
+        };
+        if let Some(user_id) = subscriber.user_id
+            && let Some(member) = entry.members.get_mut(&user_id)
+        {
+            member.connections -= 1;
+            if member.connections == 0 {
+                entry.members.remove(&user_id);
+                let data = serde_json::json!({"user_id": user_id}).to_string();
+                let frame: Utf8Bytes =
+                    frame("pusher_internal:member_removed", Some(channel), Some(&data)).into();
+                for s in entry.subscribers.values() {
+                    s.conn.send(frame.clone(), &self.stats);
+                }
+            }
+        }
+        if entry.subscribers.is_empty() {
+            state.channels.remove(channel);
+        }
+    }
+
+    /// Whether the connection is subscribed to `channel`, and its presence user id there.
+    pub(crate) fn subscription(&self, socket_id: &str, channel: &str) -> Option<Option<String>> {
+        let state = self.state();
+        let entry = state.channels.get(channel)?;
+        entry.subscribers.get(socket_id).map(|s| s.user_id.clone())
+    }
+
+    /// Sends `frame` to every subscriber of `channel` except `except`; returns how many
+    /// connections it was queued for. A cache channel keeps it for later subscribers.
+    pub(crate) fn publish(
+        &self,
+        channel: &str,
+        frame: &Utf8Bytes,
+        except: Option<&str>,
+        cache: bool,
+    ) -> usize {
+        let mut state = self.state();
+        if cache {
+            state
+                .cache
+                .insert(channel.to_owned(), (frame.clone(), Instant::now()));
+        }
+        let Some(entry) = state.channels.get(channel) else {
+            return 0;
+        };
+        entry
+            .subscribers
+            .iter()
+            .filter(|(id, s)| except != Some(&***id) && s.conn.send(frame.clone(), &self.stats))
+            .count()
+    }
+
+    /// Marks the connection as signed in as `user_id`.
+    pub(crate) fn sign_in(&self, socket_id: &str, user_id: &str) {
+        let mut state = self.state();
+        let previous = match state.conns.get_mut(socket_id) {
+            Some(c) => c.user.replace(user_id.to_owned()),
+            None => return,
+        };
+        if let Some(previous) = previous
+            && let Some(sockets) = state.users.get_mut(&previous)
+        {
+            sockets.remove(socket_id);
+        }
+        let socket: Arc<str> = socket_id.into();
+        state
+            .users
+            .entry(user_id.to_owned())
+            .or_default()
+            .insert(socket);
+    }
+
+    /// The signed-in user of a connection.
+    pub(crate) fn user_of(&self, socket_id: &str) -> Option<String> {
+        self.state()
+            .conns
+            .get(socket_id)
+            .and_then(|c| c.user.clone())
+    }
+
+    /// Closes every connection of a signed-in user with 4009 (pusher-js does not reconnect).
+    pub(crate) fn terminate_user(&self, user_id: &str) -> usize {
+        let state = self.state();
+        let Some(sockets) = state.users.get(user_id) else {
+            return 0;
+        };
+        sockets
+            .iter()
+            .filter_map(|id| state.conns.get(id))
+            .filter(|c| c.conn.close(codes::UNAUTHORIZED))
+            .count()
+    }
+
+    /// Closes every connection with `code` (4200 at shutdown: clients reconnect elsewhere).
+    pub(crate) fn close_all(&self, code: u16) {
+        for c in self.state().conns.values() {
+            c.conn.close(code);
+        }
+    }
+
+    /// Occupation and counts of one channel.
+    pub(crate) fn channel_info(&self, channel: &str, presence: bool) -> ChannelInfo {
+        let state = self.state();
+        match state.channels.get(channel) {
+            Some(entry) => ChannelInfo {
+                occupied: true,
+                subscription_count: entry.subscribers.len(),
+                user_count: presence.then_some(entry.members.len()),
+            },
+            None => ChannelInfo {
+                user_count: presence.then_some(0),
+                ..ChannelInfo::default()
+            },
+        }
+    }
+
+    /// Occupied channels whose name starts with `prefix`, with their info.
+    pub(crate) fn channels(&self, prefix: &str) -> Vec<(String, ChannelInfo)> {
+        let state = self.state();
+        let mut list: Vec<_> = state
+            .channels
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, entry)| {
+                let presence = name.starts_with("presence-");
+                let info = ChannelInfo {
+                    occupied: true,
+                    subscription_count: entry.subscribers.len(),
+                    user_count: presence.then_some(entry.members.len()),
+                };
+                (name.clone(), info)
+            })
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    /// The members of a presence channel.
+    pub(crate) fn presence(&self, channel: &str) -> Presence {
+        let state = self.state();
+        match state.channels.get(channel) {
+            Some(entry) => presence_of(entry),
+            None => Presence {
+                ids: Vec::new(),
+                hash: serde_json::Map::new(),
+            },
+        }
+    }
+}
+
+fn presence_of(entry: &ChannelState) -> Presence {
+    let mut ids: Vec<String> = entry.members.keys().cloned().collect();
+    ids.sort();
+    let hash = ids
+        .iter()
+        .map(|id| (id.clone(), entry.members[id].info.clone()))
+        .collect();
+    Presence { ids, hash }
+}

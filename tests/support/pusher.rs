@@ -1,0 +1,261 @@
+//! A Pusher-protocol test client over a real WebSocket (tokio-tungstenite), a signer for the
+//! HTTP API, and the app the broadcasting tests serve.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use rustforge_prod::broadcast::signature::{body_md5, sign};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub const APP_ID: &str = "1";
+pub const KEY: &str = "app-key";
+pub const SECRET: &str = "app-secret-for-tests";
+
+/// One connected client.
+pub struct Client {
+    pub socket: Socket,
+    pub socket_id: String,
+}
+
+/// What a read returned: a parsed frame, or the close code.
+#[derive(Debug)]
+pub enum Received {
+    Frame(Value),
+    Closed(Option<u16>),
+}
+
+impl Client {
+    /// Connects to `ws://addr/app/{key}?protocol=7` and reads the handshake.
+    pub async fn connect(addr: std::net::SocketAddr) -> Self {
+        Self::connect_key(addr, KEY).await.expect("handshake")
+    }
+
+    /// Connects with `key`; `Err` holds what came instead of `connection_established`.
+    pub async fn connect_key(addr: std::net::SocketAddr, key: &str) -> Result<Self, Received> {
+        let url = format!("ws://{addr}/app/{key}?protocol=7&client=js&version=8.6.0&flash=false");
+        let mut client = Self::open(&url).await;
+        match client.next().await {
+            Received::Frame(f) if f["event"] == "pusher:connection_established" => {
+                let data: Value = serde_json::from_str(f["data"].as_str().unwrap()).unwrap();
+                client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+                Ok(client)
+            }
+            other => Err(other),
+        }
+    }
+
+    /// Opens a WebSocket to `url` without reading anything.
+    pub async fn open(url: &str) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        Self {
+            socket,
+            socket_id: String::new(),
+        }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.unwrap();
+    }
+
+    /// The next frame or close; fails the test after 10 s (a hang).
+    pub async fn next(&mut self) -> Received {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+                .await
+                .expect("no frame within 10 s");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    return Received::Frame(serde_json::from_str(&text).unwrap());
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Received::Closed(frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Received::Closed(None),
+            }
+        }
+    }
+
+    /// The next frame, which must not be a close.
+    pub async fn frame(&mut self) -> Value {
+        match self.next().await {
+            Received::Frame(f) => f,
+            closed => panic!("expected a frame, got {closed:?}"),
+        }
+    }
+
+    /// Reads until a close arrives; returns its code (frames before it are skipped).
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            if let Received::Closed(code) = self.next().await {
+                return code;
+            }
+        }
+    }
+
+    pub async fn subscribe(
+        &mut self,
+        channel: &str,
+        auth: Option<String>,
+        channel_data: Option<&str>,
+    ) -> Value {
+        let mut data = serde_json::json!({ "channel": channel, "auth": auth.unwrap_or_default() });
+        if let Some(cd) = channel_data {
+            data["channel_data"] = Value::String(cd.to_owned());
+        }
+        self.send(serde_json::json!({ "event": "pusher:subscribe", "data": data }))
+            .await;
+        self.frame().await
+    }
+
+    /// Pings and expects the pong as the next frame: proves the connection still works and
+    /// that nothing else was queued before it.
+    pub async fn assert_alive(&mut self) {
+        self.send(serde_json::json!({ "event": "pusher:ping", "data": {} }))
+            .await;
+        let pong = self.frame().await;
+        assert_eq!(pong["event"], "pusher:pong", "{pong}");
+    }
+}
+
+/// `data` of a frame, parsed from its JSON string.
+pub fn data(frame: &Value) -> Value {
+    match &frame["data"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+        other => other.clone(),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The signed query string of an HTTP API request (auth_version 1.0), as the SDKs build it.
+pub fn signed_query(
+    method: &str,
+    path: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+    key: &str,
+    secret: &str,
+    timestamp: u64,
+) -> String {
+    let mut params: Vec<(String, String)> = vec![
+        ("auth_key".into(), key.into()),
+        ("auth_timestamp".into(), timestamp.to_string()),
+        ("auth_version".into(), "1.0".into()),
+    ];
+    if !body.is_empty() {
+        params.push(("body_md5".into(), body_md5(body)));
+    }
+    params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    params.sort();
+    let joined: Vec<_> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let joined = joined.join("&");
+    let signature = sign(secret, &[method, "\n", path, "\n", &joined]);
+    format!("{joined}&auth_signature={signature}")
+}
+
+/// Sends a signed API request to `base` (e.g. `http://127.0.0.1:PORT`).
+pub async fn api(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    api_as(base, method, path, body, extra, KEY, SECRET, now()).await
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn api_as(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+    key: &str,
+    secret: &str,
+    timestamp: u64,
+) -> (u16, Value) {
+    let query = signed_query(method, path, body.as_bytes(), extra, key, secret, timestamp);
+    let url = format!("{base}{path}?{query}");
+    let client = super::http::client();
+    let request = match method {
+        "POST" => client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_owned()),
+        _ => client.get(url),
+    };
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The settings of the test app: one app with client events.
+pub fn config() -> rustforge_prod::broadcast::BroadcastConfig {
+    use rustforge_prod::broadcast::{AppConfig, BroadcastConfig};
+    BroadcastConfig::default().app(AppConfig::new(APP_ID, KEY, SECRET))
+}
+
+/// Serves the crate's routes with `config` and an authorizer that admits the user named by the
+/// `X-User-Id` header (presence `user_info` `{"name": id}`), plus `POST /test/close-all`, which
+/// closes every socket with 4200 as a shutdown would.
+pub async fn serve(
+    config: rustforge_prod::broadcast::BroadcastConfig,
+) -> (super::http::TestServer, rustforge_prod::ProductionLayer) {
+    use rustforge_prod::broadcast::{Access, User, authorizer_fn};
+
+    let prod = rustforge_prod::ProductionLayer::builder()
+        .broadcast(config)
+        .authorizer(authorizer_fn(|request| async move {
+            let user = request
+                .headers
+                .get("x-user-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            match user {
+                Some(id) => {
+                    let info = serde_json::json!({ "name": id });
+                    Access::Member(User::new(id, info))
+                }
+                None => Access::Deny,
+            }
+        }))
+        .build()
+        .await
+        .expect("broadcasting app");
+    let broadcaster = prod.broadcaster().expect("broadcasting on").clone();
+    let app = axum::Router::new()
+        .route(
+            "/test/close-all",
+            axum::routing::post(move || async move {
+                broadcaster.close_all();
+                "closed"
+            }),
+        )
+        .merge(prod.routes())
+        .layer(prod.layer());
+    (super::http::TestServer::start(app).await, prod)
+}
