@@ -9,6 +9,11 @@
 //!
 //! Every variable is listed in the README and in `rustforge_prod::config`. A bad value stops the
 //! program at start with a message naming the variable.
+//!
+//! With `PUSHER_APP_ID`, `PUSHER_APP_KEY` and `PUSHER_APP_SECRET` set it also serves the Pusher
+//! WebSocket endpoint `/app/{key}`, the auth endpoints and the HTTP API. Its authorizer admits
+//! any user to any private or presence channel, taking the user id from an `X-User-Id` header —
+//! an example, not a production policy.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -18,6 +23,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use rustforge_prod::broadcast::{Access, User, authorizer_fn};
 use rustforge_prod::{ProductionLayer, init_logging};
 use serde_json::{Value, json};
 
@@ -33,7 +39,23 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let prod = ProductionLayer::builder().from_env()?.build().await?;
+    let prod = ProductionLayer::builder()
+        .from_env()?
+        .authorizer(authorizer_fn(|request| async move {
+            // Example policy: whoever names a user id is that user.
+            let user = request
+                .headers
+                .get("x-user-id")
+                .and_then(|v| v.to_str().ok());
+            match user {
+                Some(id) if !id.is_empty() => {
+                    Access::Member(User::new(id, json!({ "name": format!("User {id}") })))
+                }
+                _ => Access::Deny,
+            }
+        }))
+        .build()
+        .await?;
     let _logs = init_logging(&prod.config().log)?;
 
     let app = Router::new()

@@ -40,11 +40,14 @@ if [ -z "${DATABASE_URL:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/nul
   export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
 fi
 
-# pusher-js and the pusher server SDK for tests/broadcast_js.rs, pinned by tests/js/package-lock.json.
-if [ ! -d tests/js/node_modules ]; then
-  step "installing the JavaScript test clients (npm ci in tests/js)"
-  npm ci --prefix tests/js --no-audit --no-fund --silent
-fi
+# npm packages, pinned by their lock files: pusher-js and the pusher server SDK for
+# tests/broadcast_js.rs (tests/js), the pusher-js browser build the chat example serves.
+for dir in tests/js examples/chat; do
+  if [ ! -d "$dir/node_modules" ]; then
+    step "installing JavaScript packages (npm ci in $dir)"
+    npm ci --prefix "$dir" --no-audit --no-fund --silent
+  fi
+done
 
 if ! cargo hack --version >/dev/null 2>&1; then
   step "installing cargo-hack"

@@ -147,6 +147,9 @@ async fn full_stack_is_configured_by_the_environment() {
             ("RUSTFORGE_REQUEST_TIMEOUT", "5s"),
             ("RUSTFORGE_SHUTDOWN_DRAIN", "3s"),
             ("RUSTFORGE_RATE_LIMIT", "6/hour"),
+            ("PUSHER_APP_ID", "1"),
+            ("PUSHER_APP_KEY", "e2e-key"),
+            ("PUSHER_APP_SECRET", "e2e-secret"),
         ],
     );
     let res = get(
@@ -177,8 +180,27 @@ async fn full_stack_is_configured_by_the_environment() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    // RUSTFORGE_RATE_LIMIT=6/hour per client IP: the three requests above and three more pass.
-    for _ in 0..3 {
+    // Broadcasting is on: the example's authorizer signs channels for the X-User-Id user.
+    let res = client()
+        .post(app.url("/broadcasting/auth"))
+        .header("x-user-id", "7")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("socket_id=1.2&channel_name=presence-room")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body["auth"].as_str().unwrap().starts_with("e2e-key:"),
+        "{body}"
+    );
+    assert_eq!(
+        body["channel_data"],
+        r#"{"user_id":"7","user_info":{"name":"User 7"}}"#
+    );
+    // RUSTFORGE_RATE_LIMIT=6/hour per client IP: the four requests above and two more pass.
+    for _ in 0..2 {
         let res = client().get(app.url("/")).send().await.unwrap();
         assert_eq!(res.status(), 200);
     }
@@ -230,4 +252,47 @@ fn full_stack_refuses_a_bad_variable_and_names_it() {
         stderr.contains("RUSTFORGE_REQUEST_TIMEOUT") && stderr.contains("whenever"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn chat_serves_its_page_and_pusher_js_and_publishes_to_others() {
+    let app = Running::start("chat", &[]);
+    let page = client()
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"<script src="/pusher.min.js">"#), "{page}");
+    assert!(page.contains("chat-key"), "the page carries the app key");
+    let js = client()
+        .get(app.url("/pusher.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.headers()["content-type"], "text/javascript");
+    assert!(js.text().await.unwrap().contains("Pusher"));
+
+    let addr = format!("127.0.0.1:{}", app.port).parse().unwrap();
+    let mut listener = support::pusher::Client::connect_key(addr, "chat-key")
+        .await
+        .expect("handshake");
+    let ok = listener.subscribe("chat", None, None).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    let res = client()
+        .post(app.url("/messages"))
+        .json(&serde_json::json!({"from": "ann", "text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let message = listener.frame().await;
+    assert_eq!(message["event"], "message");
+    assert_eq!(
+        support::pusher::data(&message),
+        serde_json::json!({"from": "ann", "text": "hi"})
+    );
+    app.terminate();
 }

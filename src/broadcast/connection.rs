@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -64,6 +64,7 @@ pub(crate) async fn serve(
         return;
     }
     let closer = conn.closer().clone();
+    let grace = config.pong_timeout;
     let writer = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -71,16 +72,29 @@ pub(crate) async fn serve(
                 () = closer.closed() => break,
                 next = queue.recv() => {
                     let Some(text) = next else { break };
+                    // Everything already queued goes out with one flush (one write syscall
+                    // for a burst instead of one per frame).
+                    let burst = async {
+                        sink.feed(Message::Text(text)).await?;
+                        for _ in 0..64 {
+                            match queue.try_recv() {
+                                Ok(more) => sink.feed(Message::Text(more)).await?,
+                                Err(_) => break,
+                            }
+                        }
+                        sink.flush().await
+                    };
                     tokio::select! {
-                        sent = sink.send(Message::Text(text)) => if sent.is_err() { break },
+                        sent = burst => if sent.is_err() { break },
                         () = closer.closed() => break,
                     }
                 }
             }
         }
-        // Say why, then close with the same code; a client that stopped reading gets a second.
+        // Say why, then close with the same code. A client that stopped reading gets the pong
+        // timeout to take what was already written and the close; then the socket is dropped.
         if let Some(code) = closer.code() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = tokio::time::timeout(grace, async {
                 if code >= 4000 {
                     sink.send(Message::Text(error_frame(code, reason(code)).into()))
                         .await?;
