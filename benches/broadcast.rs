@@ -21,7 +21,9 @@ use common::env;
 use futures_util::{SinkExt, StreamExt};
 use rustforge_prod::broadcast::signature::{body_md5, sign};
 use rustforge_prod::broadcast::{AppConfig, BroadcastConfig, Broadcaster};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
 const KEY: &str = "bench-key";
@@ -61,6 +63,19 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// User + system CPU time of a process so far, in milliseconds (`/proc/{pid}/stat`, 100 Hz ticks).
+fn cpu_ms(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks * 10
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -81,6 +96,27 @@ async fn publish(port: u16, sent_us: u64, seq: usize) {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// Every delivery's latency, by event and arrival order; the last arrival of an event wakes main.
+struct Table {
+    latencies: Vec<AtomicU64>,
+    /// Slots handed out per event.
+    received: Vec<AtomicUsize>,
+    /// Slots written per event: main reads a row only once all are.
+    stored: Vec<AtomicUsize>,
+    done: Notify,
+    conns: usize,
+}
+
+impl Table {
+    fn record(&self, seq: usize, latency: u64) {
+        let n = self.received[seq].fetch_add(1, Ordering::SeqCst);
+        self.latencies[seq * self.conns + n].store(latency, Ordering::SeqCst);
+        if self.stored[seq].fetch_add(1, Ordering::SeqCst) + 1 == self.conns {
+            self.done.notify_one();
+        }
+    }
 }
 
 fn main() {
@@ -107,7 +143,15 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let base_rss = rss_kib(pid);
-        let (tx, mut rx) = mpsc::unbounded_channel::<(usize, u64)>();
+        // Latencies land in a shared table, not a channel: a channel would wake the main task
+        // once per delivery and double the client-side cost being measured.
+        let table = Arc::new(Table {
+            latencies: (0..conns * events).map(|_| AtomicU64::new(0)).collect(),
+            received: (0..events).map(|_| AtomicUsize::new(0)).collect(),
+            stored: (0..events).map(|_| AtomicUsize::new(0)).collect(),
+            done: Notify::new(),
+            conns,
+        });
         let (ready, mut subscribed) = mpsc::unbounded_channel::<()>();
         let started = Instant::now();
         let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
@@ -115,7 +159,7 @@ fn main() {
         for wave in (0..conns).step_by(250) {
             let mut handles = Vec::new();
             for _ in wave..(wave + 250).min(conns) {
-                let (url, tx, ready) = (url.clone(), tx.clone(), ready.clone());
+                let (url, table, ready) = (url.clone(), table.clone(), ready.clone());
                 handles.push(tokio::spawn(async move {
                     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
                     ws.next().await.unwrap().unwrap(); // connection_established
@@ -136,13 +180,8 @@ fn main() {
                                 .parse()
                                 .unwrap()
                         };
-                        let (sent, seq) = (field("sent"), field("seq"));
-                        if tx
-                            .send((seq as usize, received.saturating_sub(sent)))
-                            .is_err()
-                        {
-                            break;
-                        }
+                        let (sent, seq) = (field("sent"), field("seq") as usize);
+                        table.record(seq, received.saturating_sub(sent));
                     }
                 }));
             }
@@ -154,20 +193,22 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let per_conn = (rss_kib(pid).saturating_sub(base_rss)) as f64 * 1024.0 / conns as f64;
 
+        let (server_cpu, client_cpu) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
         let mut latencies = Vec::with_capacity(conns * events);
         let mut fanout = Vec::with_capacity(events);
         for seq in 0..events {
+            let done = table.done.notified();
             publish(port, now_us(), seq).await;
-            let mut last = 0;
-            for _ in 0..conns {
-                let (got_seq, latency) = rx.recv().await.unwrap();
-                assert_eq!(got_seq, seq);
-                latencies.push(latency);
-                last = last.max(latency);
-            }
-            fanout.push(last);
+            done.await;
+            let row = &table.latencies[seq * conns..(seq + 1) * conns];
+            let row: Vec<u64> = row.iter().map(|l| l.load(Ordering::SeqCst)).collect();
+            fanout.push(*row.iter().max().unwrap());
+            latencies.extend(row);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let deliveries = (conns * events) as f64;
+        let server_us = (cpu_ms(&pid.to_string()) - server_cpu) as f64 * 1000.0 / deliveries;
+        let client_us = (cpu_ms("self") - client_cpu) as f64 * 1000.0 / deliveries;
         latencies.sort_unstable();
         fanout.sort_unstable();
         println!(
@@ -182,6 +223,7 @@ fn main() {
             *latencies.last().unwrap() as f64 / 1000.0,
             latencies.len()
         );
+        println!("CPU per delivery        server {server_us:.1} µs  clients {client_us:.1} µs");
         println!(
             "fan-out to all          p50 {:.1} ms  max {:.1} ms  (target < 100 ms at 10,000)",
             percentile(&fanout, 0.50) as f64 / 1000.0,
