@@ -60,6 +60,9 @@ struct Inner {
     health: Health,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
+    /// Where the separate metrics listener is bound, when `metrics.port` is set.
+    #[cfg(feature = "metrics")]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[cfg(feature = "ratelimit")]
     rate_limit: Option<RateLimitLayer>,
     #[cfg(feature = "storage")]
@@ -96,7 +99,7 @@ impl ProductionLayer {
             router = router.merge(self.inner.health.routes());
         }
         #[cfg(feature = "metrics")]
-        if self.inner.config.metrics.enabled {
+        if self.inner.config.metrics.enabled && self.inner.metrics_addr.is_none() {
             let config = &self.inner.config.metrics;
             router = router.merge(
                 self.inner
@@ -127,6 +130,12 @@ impl ProductionLayer {
     #[cfg(feature = "storage")]
     pub fn storage(&self) -> Option<&Storage> {
         self.inner.storage.as_ref()
+    }
+
+    /// The address of the separate metrics listener ([`MetricsConfig::port`]), once bound.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.metrics_addr
     }
 
     /// The metrics handle: meters for the application's own instruments, rendering.
@@ -375,6 +384,20 @@ impl ProductionLayerBuilder {
             stack
         };
         let shutdown = Shutdown::new();
+        #[cfg(feature = "metrics")]
+        let metrics_addr = match config.metrics.port {
+            Some(port) if config.metrics.enabled => {
+                let routes = metrics.routes(&config.metrics.path, config.metrics.token.clone());
+                Some(serve_metrics(port, routes, &shutdown).await.map_err(|e| {
+                    config.name_source(ConfigError::new(
+                        "metrics.port",
+                        port.to_string(),
+                        format!("cannot listen on it: {e}"),
+                    ))
+                })?)
+            }
+            _ => None,
+        };
         #[cfg(feature = "redis")]
         let redis = match &config.redis {
             Some(redis_config) => {
@@ -487,6 +510,8 @@ impl ProductionLayerBuilder {
                 health,
                 #[cfg(feature = "metrics")]
                 metrics,
+                #[cfg(feature = "metrics")]
+                metrics_addr,
                 #[cfg(feature = "ratelimit")]
                 rate_limit,
                 #[cfg(feature = "storage")]
@@ -514,4 +539,25 @@ impl ProductionLayerBuilder {
             .retain(|key, _| !key.starts_with(prefix));
         self
     }
+}
+
+/// Serves the metrics routes on `0.0.0.0:port` until shutdown; returns the bound address.
+#[cfg(feature = "metrics")]
+async fn serve_metrics(
+    port: u16,
+    routes: Router,
+    shutdown: &Shutdown,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let addr = listener.local_addr()?;
+    let stop = shutdown.triggered();
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, routes)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::warn!(error = %err, "the metrics listener stopped");
+        }
+    });
+    Ok(addr)
 }

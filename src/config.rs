@@ -36,6 +36,7 @@
 //! | `RUSTFORGE_METRICS` | HTTP metrics and `/metrics` on/off | `true` |
 //! | `RUSTFORGE_METRICS_PATH` | path of the Prometheus endpoint | `/metrics` |
 //! | `RUSTFORGE_METRICS_TOKEN` | bearer token the scraper must send | a long random string |
+//! | `RUSTFORGE_METRICS_PORT` | serve `/metrics` on this port instead of the app's router | `9464` |
 //! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the metrics resource (`target_info`) | `orders-api` |
 //! | `RUSTFORGE_HEALTH_TOKEN` | bearer token that shows health details | a long random string |
 //! | `RUSTFORGE_HEALTH_TIMEOUT` | timeout of each health check | `1s` |
@@ -183,6 +184,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUSTFORGE_METRICS", "metrics.enabled"),
     ("RUSTFORGE_METRICS_PATH", "metrics.path"),
     ("RUSTFORGE_METRICS_TOKEN", "metrics.token"),
+    ("RUSTFORGE_METRICS_PORT", "metrics.port"),
     ("RUSTFORGE_HEALTH_TOKEN", "health.token"),
     ("RUSTFORGE_HEALTH_TIMEOUT", "health.timeout"),
     ("RUSTFORGE_HEALTH_CACHE_TTL", "health.cache_ttl"),

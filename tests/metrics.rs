@@ -433,3 +433,49 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
     }
     assert!(checked >= 7, "only {checked} metric references checked");
 }
+
+#[tokio::test]
+async fn the_endpoint_can_have_its_own_port() {
+    let prod = ProductionLayer::builder()
+        .from_vars([("RUSTFORGE_METRICS_PORT", "0")])
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let addr = prod.metrics_addr().expect("a separate metrics listener");
+    let server = app(&prod, Arc::new(Notify::new())).await;
+    client().get(server.url("/users/1")).send().await.unwrap();
+    // The app's router no longer serves /metrics; the separate port does.
+    let res = client().get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let res = client()
+        .get(format!("http://127.0.0.1:{}/metrics", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(text.contains(r#"http_route="/users/{id}""#), "{text}");
+    // Shutdown stops it.
+    prod.shutdown().trigger();
+    let mut refused = false;
+    for _ in 0..100 {
+        let url = format!("http://127.0.0.1:{}/metrics", addr.port());
+        if client().get(url).send().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the metrics listener closed after shutdown");
+    // A port that is taken is a ConfigError naming the variable.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let err = ProductionLayer::builder()
+        .from_vars([("RUSTFORGE_METRICS_PORT", port.as_str())])
+        .unwrap()
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("RUSTFORGE_METRICS_PORT"), "{err}");
+}

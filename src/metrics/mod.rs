@@ -53,6 +53,10 @@ pub struct MetricsConfig {
     pub token: Option<String>,
     /// `service.name` of the resource; `OTEL_SERVICE_NAME` when unset.
     pub service_name: Option<String>,
+    /// Serve the endpoint on its own port (on all interfaces) instead of the app's router, so
+    /// it can stay off the public load balancer (`RUSTFORGE_METRICS_PORT`; `0` picks a free
+    /// port, see [`ProductionLayer::metrics_addr`](crate::ProductionLayer::metrics_addr)).
+    pub port: Option<u16>,
 }
 
 impl Default for MetricsConfig {
@@ -62,6 +66,7 @@ impl Default for MetricsConfig {
             path: "/metrics".into(),
             token: None,
             service_name: None,
+            port: None,
         }
     }
 }
@@ -73,6 +78,7 @@ impl std::fmt::Debug for MetricsConfig {
             .field("path", &self.path)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("service_name", &self.service_name)
+            .field("port", &self.port)
             .finish()
     }
 }
@@ -98,6 +104,7 @@ impl MetricsConfig {
             "RUSTFORGE_METRICS" => self.enabled = parse::bool(var, value)?,
             "RUSTFORGE_METRICS_PATH" => self.path = value.trim().to_owned(),
             "RUSTFORGE_METRICS_TOKEN" => self.token = Some(value.to_owned()),
+            "RUSTFORGE_METRICS_PORT" => self.port = Some(parse::from_str(var, value)?),
             _ => {}
         }
         Ok(())
