@@ -187,6 +187,13 @@ async fn presence_counts_users_not_connections_and_refuses_forged_channel_data()
         3
     );
 
+    // A repeated subscribe with other (validly signed) channel_data keeps the first member.
+    let other = r#"{"user_id":"mallory"}"#;
+    let signed = auth(&bob2, "presence-room", Some(other));
+    bob2.subscribe("presence-room", signed, Some(other)).await;
+    let ids = broadcaster.presence("presence-room").await.unwrap().ids;
+    assert_eq!(ids, ["ann", "bob"]);
+
     // Closing one of Bob's tabs removes nobody; closing the last one removes Bob.
     drop(bob2);
     ann.assert_alive().await;

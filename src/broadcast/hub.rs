@@ -311,10 +311,11 @@ impl AppHub {
             conn.socket_id.clone(),
             Subscriber {
                 conn: conn.clone(),
-                user_id: member
-                    .as_ref()
-                    .map(|(id, _)| id.clone())
-                    .or(already.flatten()),
+                // A repeated subscribe keeps the member it was counted as: switching ids here
+                // would leave the first one behind as a ghost.
+                user_id: already
+                    .flatten()
+                    .or_else(|| member.as_ref().map(|(id, _)| id.clone())),
             },
         );
         let presence = member.is_some().then(|| presence_of(entry));
@@ -393,6 +394,9 @@ impl AppHub {
     ) -> usize {
         let mut state = self.state();
         if cache {
+            if state.cache.len() >= 1024 {
+                state.cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            }
             state
                 .cache
                 .insert(channel.to_owned(), (frame.clone(), Instant::now()));
