@@ -300,10 +300,6 @@ impl Broadcaster {
         self.inner.apps.iter().find(|hub| hub.app.key == key)
     }
 
-    pub(crate) fn hub_by_id(&self, id: &str) -> Option<&Arc<AppHub>> {
-        self.inner.apps.iter().find(|hub| hub.app.id == id)
-    }
-
     pub(crate) fn config(&self) -> &Arc<BroadcastConfig> {
         &self.inner.config
     }

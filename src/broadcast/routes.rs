@@ -8,16 +8,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{ConnectInfo, Form, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::authorizer::{Access, AuthRequest};
+use std::sync::Arc;
+
+use super::authorizer::{Access, AuthRequest, Authorizer};
 use super::broadcaster::{BroadcastError, Broadcaster, Event};
-use super::hub::AppHub;
 use super::protocol::{Channel, ChannelKind, codes, error_frame};
 use super::signature::{ApiRequest, channel_auth, shared_secret, user_auth, verify_api_request};
 
@@ -120,10 +121,12 @@ fn valid_socket_id(socket_id: &str) -> bool {
     })
 }
 
+/// The request for the authorizer, and the authorizer (403 without one).
 fn auth_request(
+    broadcaster: &Broadcaster,
     headers: HeaderMap,
     params: HashMap<String, String>,
-) -> Result<AuthRequest, ApiError> {
+) -> Result<(AuthRequest, Arc<dyn Authorizer>), ApiError> {
     let socket_id = params.get("socket_id").cloned().unwrap_or_default();
     if !valid_socket_id(&socket_id) {
         return Err(ApiError(
@@ -131,12 +134,19 @@ fn auth_request(
             "invalid socket_id".into(),
         ));
     }
-    Ok(AuthRequest {
+    let Some(authorizer) = broadcaster.authorizer().cloned() else {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "no authorizer is configured".into(),
+        ));
+    };
+    let request = AuthRequest {
         socket_id,
         channel: params.get("channel_name").cloned().unwrap_or_default(),
         headers,
         params,
-    })
+    };
+    Ok((request, authorizer))
 }
 
 async fn channel_auth_endpoint(
@@ -144,8 +154,8 @@ async fn channel_auth_endpoint(
     headers: HeaderMap,
     Form(params): Form<HashMap<String, String>>,
 ) -> Response {
-    let request = match auth_request(headers, params) {
-        Ok(request) => request,
+    let (request, authorizer) = match auth_request(&broadcaster, headers, params) {
+        Ok(call) => call,
         Err(error) => return error.into_response(),
     };
     let channel_name = request.channel.clone();
@@ -158,9 +168,6 @@ async fn channel_auth_endpoint(
                 "channel_name is not a private, presence or encrypted channel",
             );
         }
-    };
-    let Some(authorizer) = broadcaster.authorizer() else {
-        return json_error(StatusCode::FORBIDDEN, "no authorizer is configured");
     };
     let app = &broadcaster.hub().app;
     let access = authorizer.authorize(request).await;
@@ -206,14 +213,11 @@ async fn user_auth_endpoint(
     headers: HeaderMap,
     Form(params): Form<HashMap<String, String>>,
 ) -> Response {
-    let request = match auth_request(headers, params) {
-        Ok(request) => request,
+    let (request, authorizer) = match auth_request(&broadcaster, headers, params) {
+        Ok(call) => call,
         Err(error) => return error.into_response(),
     };
     let socket_id = request.socket_id.clone();
-    let Some(authorizer) = broadcaster.authorizer() else {
-        return json_error(StatusCode::FORBIDDEN, "no authorizer is configured");
-    };
     let Some(user) = authorizer
         .authenticate(request)
         .await
@@ -227,42 +231,53 @@ async fn user_auth_endpoint(
     axum::Json(json!({ "auth": auth, "user_data": user_data })).into_response()
 }
 
-/// Finds the app and checks the request signature; the error is the response to send.
-fn authenticate<'b>(
-    broadcaster: &'b Broadcaster,
-    app_id: &str,
-    method: &Method,
-    uri: &Uri,
-    body: &[u8],
-) -> Result<&'b std::sync::Arc<AppHub>, ApiError> {
-    let Some(hub) = broadcaster.hub_by_id(app_id) else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("unknown app {app_id}"),
-        ));
-    };
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-    // Signed paths start at `/apps/`, whatever prefix the router is mounted under.
-    let path = uri.path();
-    let path = path.find("/apps/").map_or(path, |i| &path[i..]);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let window = broadcaster.config().timestamp_window.map(|w| w.as_secs());
-    let app = &hub.app;
-    let request = ApiRequest {
-        method: method.as_str(),
-        path,
-        query: &query,
-        body,
-    };
-    verify_api_request(&app.key, &app.secret, &request, now, window)
-        .map_err(|e| ApiError(StatusCode::UNAUTHORIZED, e.message()))?;
-    Ok(hub)
+/// A request to the HTTP API whose signature checked out: the handle of its app and the body.
+struct Signed {
+    broadcaster: Broadcaster,
+    body: Bytes,
+}
+
+impl FromRequest<Broadcaster> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, broadcaster: &Broadcaster) -> Result<Self, ApiError> {
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        // Signed paths start at `/apps/`, whatever prefix the router is mounted under.
+        let path = uri.path();
+        let path = path.find("/apps/").map_or(path, |i| &path[i..]);
+        let app_id = path["/apps/".len().min(path.len())..]
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let app = broadcaster
+            .app(app_id)
+            .map_err(|_| ApiError(StatusCode::NOT_FOUND, format!("unknown app {app_id}")))?;
+        let body = Bytes::from_request(request, broadcaster)
+            .await
+            .map_err(|e| ApiError(e.status(), e.body_text()))?;
+        let query: Vec<(String, String)> =
+            form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let window = broadcaster.config().timestamp_window.map(|w| w.as_secs());
+        let keys = &app.hub().app;
+        let signed = ApiRequest {
+            method: method.as_str(),
+            path,
+            query: &query,
+            body: &body,
+        };
+        verify_api_request(&keys.key, &keys.secret, &signed, now, window)
+            .map_err(|e| ApiError(StatusCode::UNAUTHORIZED, e.message()))?;
+        Ok(Self {
+            broadcaster: app,
+            body,
+        })
+    }
 }
 
 fn publish_error(err: BroadcastError) -> Response {
@@ -349,16 +364,7 @@ async fn channel_attributes(
     json!({ "channels": out })
 }
 
-async fn api_events(
-    State(broadcaster): State<Broadcaster>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    if let Err(error) = authenticate(&broadcaster, &app_id, &method, &uri, &body) {
-        return error.into_response();
-    }
+async fn api_events(Signed { broadcaster, body }: Signed) -> Response {
     let Ok(request) = serde_json::from_slice::<ApiEvent>(&body) else {
         return json_error(
             StatusCode::BAD_REQUEST,
@@ -368,10 +374,6 @@ async fn api_events(
     let (event, info) = match request.into_event() {
         Ok(event) => event,
         Err(error) => return error.into_response(),
-    };
-    let broadcaster = match broadcaster.app(&app_id) {
-        Ok(b) => b,
-        Err(err) => return publish_error(err),
     };
     let channels = event.channels.clone();
     if let Err(err) = broadcaster.publish_event(event).await {
@@ -385,16 +387,7 @@ struct Batch {
     batch: Vec<ApiEvent>,
 }
 
-async fn api_batch_events(
-    State(broadcaster): State<Broadcaster>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    if let Err(error) = authenticate(&broadcaster, &app_id, &method, &uri, &body) {
-        return error.into_response();
-    }
+async fn api_batch_events(Signed { broadcaster, body }: Signed) -> Response {
     let Ok(request) = serde_json::from_slice::<Batch>(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "expected {\"batch\": [...]}");
     };
@@ -408,10 +401,6 @@ async fn api_batch_events(
             Err(error) => return error.into_response(),
         }
     }
-    let broadcaster = match broadcaster.app(&app_id) {
-        Ok(b) => b,
-        Err(err) => return publish_error(err),
-    };
     let wants_info = events.iter().any(|(_, info)| info.is_some());
     let described: Vec<_> = events
         .iter()
@@ -446,15 +435,9 @@ struct ChannelsQuery {
 }
 
 async fn api_channels(
-    State(broadcaster): State<Broadcaster>,
-    Path(app_id): Path<String>,
     Query(query): Query<ChannelsQuery>,
-    method: Method,
-    uri: Uri,
+    Signed { broadcaster, .. }: Signed,
 ) -> Response {
-    if let Err(error) = authenticate(&broadcaster, &app_id, &method, &uri, &[]) {
-        return error.into_response();
-    }
     let prefix = query.filter_by_prefix.unwrap_or_default();
     let wants_users = query
         .info
@@ -466,9 +449,6 @@ async fn api_channels(
             "user_count needs filter_by_prefix=presence-",
         );
     }
-    let Ok(broadcaster) = broadcaster.app(&app_id) else {
-        return json_error(StatusCode::NOT_FOUND, "unknown app");
-    };
     let mut channels = serde_json::Map::new();
     for (name, info) in broadcaster.channels(&prefix).await {
         let mut entry = serde_json::Map::new();
@@ -486,18 +466,10 @@ struct ChannelQuery {
 }
 
 async fn api_channel(
-    State(broadcaster): State<Broadcaster>,
-    Path((app_id, channel)): Path<(String, String)>,
+    Path((_, channel)): Path<(String, String)>,
     Query(query): Query<ChannelQuery>,
-    method: Method,
-    uri: Uri,
+    Signed { broadcaster, .. }: Signed,
 ) -> Response {
-    if let Err(error) = authenticate(&broadcaster, &app_id, &method, &uri, &[]) {
-        return error.into_response();
-    }
-    let Ok(broadcaster) = broadcaster.app(&app_id) else {
-        return json_error(StatusCode::NOT_FOUND, "unknown app");
-    };
     let info = match broadcaster.channel_info(&channel).await {
         Ok(info) => info,
         Err(err) => return publish_error(err),
@@ -527,17 +499,9 @@ async fn api_channel(
 }
 
 async fn api_users(
-    State(broadcaster): State<Broadcaster>,
-    Path((app_id, channel)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
+    Path((_, channel)): Path<(String, String)>,
+    Signed { broadcaster, .. }: Signed,
 ) -> Response {
-    if let Err(error) = authenticate(&broadcaster, &app_id, &method, &uri, &[]) {
-        return error.into_response();
-    }
-    let Ok(broadcaster) = broadcaster.app(&app_id) else {
-        return json_error(StatusCode::NOT_FOUND, "unknown app");
-    };
     match broadcaster.presence(&channel).await {
         Ok(presence) => {
             let users: Vec<_> = presence
@@ -552,18 +516,9 @@ async fn api_users(
 }
 
 async fn api_terminate(
-    State(broadcaster): State<Broadcaster>,
-    Path((app_id, user_id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
+    Path((_, user_id)): Path<(String, String)>,
+    Signed { broadcaster, .. }: Signed,
 ) -> Response {
-    if let Err(error) = authenticate(&broadcaster, &app_id, &method, &uri, &body) {
-        return error.into_response();
-    }
-    let Ok(broadcaster) = broadcaster.app(&app_id) else {
-        return json_error(StatusCode::NOT_FOUND, "unknown app");
-    };
     broadcaster.terminate_user_connections(&user_id).await;
     axum::Json(json!({})).into_response()
 }

@@ -121,6 +121,19 @@ impl Client {
         self.frame().await
     }
 
+    /// Subscribes with a valid signature of the test app for this socket (private, encrypted or
+    /// presence with `channel_data`).
+    pub async fn subscribe_signed(&mut self, channel: &str, channel_data: Option<&str>) -> Value {
+        let auth = rustforge_prod::broadcast::signature::channel_auth(
+            KEY,
+            SECRET,
+            &self.socket_id,
+            channel,
+            channel_data,
+        );
+        self.subscribe(channel, Some(auth), channel_data).await
+    }
+
     /// Pings and expects the pong as the next frame: proves the connection still works and
     /// that nothing else was queued before it.
     pub async fn assert_alive(&mut self) {
