@@ -156,3 +156,64 @@ async fn an_incoming_traceparent_continues_in_every_log_line() {
         32
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn handlers_pass_the_trace_on_to_the_services_they_call() {
+    use axum::routing::get as route_get;
+    use axum::{Extension, Router};
+    use rustforge_prod::logging::TraceContext;
+    use rustforge_prod::middleware::HttpStack;
+    use support::http::TestServer;
+
+    let (logs, _guard) = LogCapture::install();
+    // The downstream service echoes the trace headers it received.
+    let downstream = TestServer::start(Router::new().route(
+        "/",
+        route_get(|headers: http::HeaderMap| async move {
+            let h = |name: &str| {
+                headers
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default()
+            };
+            format!("{}|{}", h("traceparent"), h("tracestate"))
+        }),
+    ))
+    .await;
+    let url = downstream.url("/");
+    let upstream = Router::new()
+        .route(
+            "/call",
+            route_get(move |Extension(trace): Extension<TraceContext>| {
+                let url = url.clone();
+                async move {
+                    let mut headers = http::HeaderMap::new();
+                    trace.inject(&mut headers);
+                    let res = client().get(url).headers(headers).send().await.unwrap();
+                    res.text().await.unwrap()
+                }
+            }),
+        )
+        .layer(HttpStack::new(&HttpConfig::default()).unwrap());
+    let upstream = TestServer::start(upstream).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = get(
+        upstream.url("/call"),
+        &[
+            (
+                "traceparent",
+                format!("00-{trace_id}-00f067aa0ba902b7-01").as_str(),
+            ),
+            ("tracestate", "vendor=opaque"),
+            ("x-request-id", "calls-out"),
+        ],
+    )
+    .await;
+    let echoed = res.text().await.unwrap();
+    let span_id = logs.for_request("calls-out")[0]["span_id"]
+        .as_str()
+        .expect("span_id")
+        .to_owned();
+    // The downstream call is a child of this request's span, in the same trace.
+    assert_eq!(echoed, format!("00-{trace_id}-{span_id}-01|vendor=opaque"));
+}

@@ -34,7 +34,7 @@ use tracing_subscriber::{EnvFilter, Registry};
 use crate::error::{ConfigError, Error};
 pub use json::{JsonFields, JsonFormat};
 #[cfg(feature = "metrics")]
-pub use otel::link_request_span;
+pub use otel::{TraceContext, link_request_span};
 pub use writer::{BatchWriter, FLUSH_AT, FLUSH_INTERVAL, MAX_BUFFERED, WriterGuard, non_blocking};
 
 /// The filter used when neither [`LogConfig::filter`] nor `RUST_LOG` is set.

@@ -188,6 +188,9 @@ where
                 .on_failure(())
                 .layer(s)
         });
+        // The W3C trace context, for the request span and for handlers to pass downstream.
+        #[cfg(feature = "metrics")]
+        let svc = MapRequest::new(svc, crate::logging::TraceContext::attach::<Body>);
         let svc = optional(svc, l.request_id.as_ref(), |h, s| {
             PropagateRequestIdLayer::new(h.clone()).layer(s)
         });

@@ -73,7 +73,10 @@ impl<B> MakeSpan<B> for MakeRequestSpan {
             span_id = tracing::field::Empty,
         );
         #[cfg(feature = "metrics")]
-        crate::logging::link_request_span(&span, request.headers());
+        match request.extensions().get::<crate::logging::TraceContext>() {
+            Some(context) => context.record(&span),
+            None => crate::logging::link_request_span(&span, request.headers()),
+        }
         span
     }
 }
