@@ -449,8 +449,20 @@ impl ProductionLayerBuilder {
         };
         #[cfg(feature = "broadcast")]
         let broadcaster = if config.broadcast.enabled() {
-            let broadcaster = Broadcaster::new(config.broadcast.clone(), self.authorizer)
-                .map_err(|e| config.name_source(e))?;
+            #[cfg(feature = "redis")]
+            let broadcaster = match &redis {
+                Some(handle) if crate::broadcast::uses_redis(&config.broadcast, true) => {
+                    Broadcaster::with_redis(
+                        config.broadcast.clone(),
+                        self.authorizer,
+                        handle.clone(),
+                    )
+                }
+                _ => Broadcaster::new(config.broadcast.clone(), self.authorizer),
+            };
+            #[cfg(not(feature = "redis"))]
+            let broadcaster = Broadcaster::new(config.broadcast.clone(), self.authorizer);
+            let broadcaster = broadcaster.map_err(|e| config.name_source(e))?;
             #[cfg(feature = "metrics")]
             if config.metrics.enabled {
                 crate::metrics::observe_broadcast(&metrics, &broadcaster);
@@ -459,7 +471,7 @@ impl ProductionLayerBuilder {
             let (closing, signal) = (broadcaster.clone(), shutdown.triggered());
             tokio::spawn(async move {
                 signal.await;
-                closing.close_all();
+                closing.shutdown().await;
             });
             Some(broadcaster)
         } else {

@@ -309,6 +309,8 @@ struct Inner {
     prefix: String,
     cluster: bool,
     command_timeout: Duration,
+    /// For dedicated pub/sub connections (single node only).
+    pubsub: Option<Client>,
 }
 
 impl fmt::Debug for RedisHandle {
@@ -328,6 +330,10 @@ impl RedisHandle {
         config.validate()?;
         let target = config.target()?;
         let cluster = matches!(target, Target::Cluster(_));
+        let pubsub = match &target {
+            Target::Single(client) => Some(client.clone()),
+            Target::Cluster(_) => None,
+        };
         let manager = Manager {
             target,
             connection: AsyncConnectionConfig::new()
@@ -348,8 +354,29 @@ impl RedisHandle {
                 prefix: config.prefix.clone(),
                 cluster,
                 command_timeout: config.command_timeout,
+                pubsub,
             }),
         })
+    }
+
+    /// A dedicated pub/sub connection (outside the pool: it only subscribes). Single-node
+    /// Redis only; a cluster needs sharded pub/sub, which this handle does not offer yet.
+    pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
+        let Some(client) = &self.inner.pubsub else {
+            return Err(RedisError::Unavailable(
+                "pub/sub on Redis Cluster is not supported yet".into(),
+            ));
+        };
+        let connect = client.get_async_pubsub();
+        match tokio::time::timeout(
+            self.inner.command_timeout.max(Duration::from_secs(1)),
+            connect,
+        )
+        .await
+        {
+            Ok(result) => result.map_err(|e| RedisError::from_redis(e, self.inner.command_timeout)),
+            Err(_) => Err(RedisError::Timeout(self.inner.command_timeout)),
+        }
     }
 
     /// The key prefix.

@@ -43,6 +43,9 @@ pub enum BroadcastError {
         /// The limit.
         max: usize,
     },
+    /// The Redis backend did not answer.
+    #[error("the broadcasting backend is unavailable: {0}")]
+    Unavailable(String),
     /// No app with this id.
     #[error("no broadcasting app with id {0:?}")]
     UnknownApp(String),
@@ -119,6 +122,30 @@ impl Broadcaster {
         config: BroadcastConfig,
         authorizer: Option<Arc<dyn Authorizer>>,
     ) -> Result<Self, ConfigError> {
+        Self::build(
+            config,
+            authorizer,
+            #[cfg(feature = "redis")]
+            None,
+        )
+    }
+
+    /// Like [`new`](Self::new), with the channels, presence and fan-out shared through Redis
+    /// by every server using the same Redis and key prefix (single-node Redis).
+    #[cfg(feature = "redis")]
+    pub fn with_redis(
+        config: BroadcastConfig,
+        authorizer: Option<Arc<dyn Authorizer>>,
+        redis: crate::redis::RedisHandle,
+    ) -> Result<Self, ConfigError> {
+        Self::build(config, authorizer, Some(redis))
+    }
+
+    fn build(
+        config: BroadcastConfig,
+        authorizer: Option<Arc<dyn Authorizer>>,
+        #[cfg(feature = "redis")] redis: Option<crate::redis::RedisHandle>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         if config.apps.is_empty() {
             return Err(ConfigError::new(
@@ -127,11 +154,25 @@ impl Broadcaster {
                 "configure at least one app (PUSHER_APP_ID, PUSHER_APP_KEY, PUSHER_APP_SECRET)",
             ));
         }
-        let apps = config
+        #[cfg(feature = "redis")]
+        let cluster =
+            redis.map(|redis| super::cluster::RedisBackend::start(redis, config.node_timeout));
+        let apps: Vec<Arc<AppHub>> = config
             .apps
             .iter()
-            .map(|app| Arc::new(AppHub::new(app.clone(), &config)))
+            .map(|app| {
+                Arc::new(AppHub::new(
+                    app.clone(),
+                    &config,
+                    #[cfg(feature = "redis")]
+                    cluster.clone(),
+                ))
+            })
             .collect();
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &cluster {
+            cluster.attach(&apps);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
@@ -198,10 +239,18 @@ impl Broadcaster {
         // One frame per channel: the `channel` field differs.
         let mut delivered = 0;
         for (channel, cache) in channels.into_iter().zip(cache) {
-            let text: Utf8Bytes = frame(&event.name, Some(channel), Some(&event.data)).into();
-            delivered += self
-                .hub()
-                .publish(channel, &text, event.except.as_deref(), cache);
+            let text = frame(&event.name, Some(channel), Some(&event.data));
+            #[cfg(feature = "redis")]
+            if let Some(cluster) = self.hub().cluster() {
+                let app = &self.hub().app.id;
+                cluster.publish(app, channel, &text, event.except.as_deref(), cache);
+            }
+            delivered += self.hub().publish(
+                channel,
+                &Utf8Bytes::from(text),
+                event.except.as_deref(),
+                cache,
+            );
         }
         Ok(delivered)
     }
@@ -253,15 +302,38 @@ impl Broadcaster {
 
     /// Whether the channel is occupied, its subscription count and (presence) user count.
     pub async fn channel_info(&self, channel: &str) -> Result<ChannelInfo, BroadcastError> {
-        let parsed = parse(channel)?;
-        Ok(self
-            .hub()
-            .channel_info(channel, parsed.kind == ChannelKind::Presence))
+        let presence = parse(channel)?.kind == ChannelKind::Presence;
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = self.hub().cluster() {
+            return cluster
+                .channel_info(&self.hub().app.id, channel, presence)
+                .await
+                .map_err(unavailable);
+        }
+        Ok(self.hub().channel_info(channel, presence))
     }
 
     /// Occupied channels whose name starts with `prefix` (`""`: all), sorted, with their info.
-    pub async fn channels(&self, prefix: &str) -> Vec<(String, ChannelInfo)> {
-        self.hub().channels(prefix)
+    pub async fn channels(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, ChannelInfo)>, BroadcastError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = self.hub().cluster() {
+            let names = cluster
+                .channels(&self.hub().app.id, prefix)
+                .await
+                .map_err(unavailable)?;
+            let mut list = Vec::with_capacity(names.len());
+            for name in names {
+                let info = self.channel_info(&name).await?;
+                if info.occupied {
+                    list.push((name, info));
+                }
+            }
+            return Ok(list);
+        }
+        Ok(self.hub().channels(prefix))
     }
 
     /// The members of a presence channel (unique users and their `user_info`).
@@ -269,12 +341,23 @@ impl Broadcaster {
         if parse(channel)?.kind != ChannelKind::Presence {
             return Err(BroadcastError::NotPresence(channel.to_owned()));
         }
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = self.hub().cluster() {
+            return cluster
+                .presence(&self.hub().app.id, channel)
+                .await
+                .map_err(unavailable);
+        }
         Ok(self.hub().presence(channel))
     }
 
     /// Closes every connection of the signed-in user `user_id` (code 4009: pusher-js does not
     /// reconnect); returns how many were closed.
     pub async fn terminate_user_connections(&self, user_id: &str) -> usize {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = self.hub().cluster() {
+            cluster.terminate_user(&self.hub().app.id, user_id);
+        }
         self.hub().terminate_user(user_id)
     }
 
@@ -283,6 +366,19 @@ impl Broadcaster {
     pub fn close_all(&self) {
         for hub in &self.inner.apps {
             hub.close_all(codes::RECONNECT);
+        }
+    }
+
+    /// Graceful shutdown: [`close_all`](Self::close_all), then (with Redis) removes this
+    /// server's presence members at once — the others send `member_removed` — instead of
+    /// leaving them to the node timeout.
+    pub async fn shutdown(&self) {
+        self.close_all();
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = self.hub().cluster()
+            && let Err(err) = cluster.reap(&cluster.node).await
+        {
+            tracing::warn!(error = %err, "broadcast: could not remove this server's presence from Redis");
         }
     }
 
@@ -309,6 +405,7 @@ impl Broadcaster {
     }
 
     /// The app's hubs, for the metrics module.
+    #[cfg(feature = "metrics")]
     pub(crate) fn hubs(&self) -> &[Arc<AppHub>] {
         &self.inner.apps
     }
@@ -319,4 +416,9 @@ fn parse(channel: &str) -> Result<Channel<'_>, BroadcastError> {
         channel: channel.to_owned(),
         reason,
     })
+}
+
+#[cfg(feature = "redis")]
+fn unavailable(err: crate::redis::RedisError) -> BroadcastError {
+    BroadcastError::Unavailable(err.to_string())
 }

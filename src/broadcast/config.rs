@@ -98,9 +98,13 @@ impl AppConfig {
 pub struct BroadcastConfig {
     /// The apps; the first is the default of the Rust API and the auth endpoints.
     pub apps: Vec<AppConfig>,
-    /// Where channels and presence live: `memory` (this process). The Redis backend for many
-    /// servers is not implemented yet; `redis` is refused at build time.
-    pub store: BroadcastStore,
+    /// Where channels and presence live (`RUSTFORGE_BROADCAST_STORE`): `None` picks Redis when
+    /// `REDIS_URL` is set, else memory (one server).
+    pub store: Option<BroadcastStore>,
+    /// With Redis: a server that has not heartbeated for this long is considered dead and its
+    /// presence members are removed by the others (`member_removed` within this bound).
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
     /// Seconds of silence after which clients ping (`activity_timeout` of the handshake).
     #[serde(with = "humantime_serde")]
     pub activity_timeout: Duration,
@@ -140,7 +144,7 @@ pub enum BroadcastStore {
     /// This process only.
     #[default]
     Memory,
-    /// Redis, shared by every app server (not implemented yet: refused at build time).
+    /// Redis, shared by every app server (single-node Redis; not Redis Cluster yet).
     Redis,
 }
 
@@ -148,7 +152,8 @@ impl Default for BroadcastConfig {
     fn default() -> Self {
         Self {
             apps: Vec::new(),
-            store: BroadcastStore::Memory,
+            store: None,
+            node_timeout: Duration::from_secs(30),
             activity_timeout: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             max_message_size: 10 * 1024,
@@ -224,11 +229,11 @@ impl BroadcastConfig {
                 ));
             }
         }
-        if self.store == BroadcastStore::Redis {
+        if self.node_timeout < Duration::from_secs(1) {
             return Err(ConfigError::new(
-                "broadcast.store",
-                "redis",
-                "the Redis broadcasting backend is not implemented yet; use memory (one server)",
+                "broadcast.node_timeout",
+                humantime::format_duration(self.node_timeout).to_string(),
+                "must be at least 1s",
             ));
         }
         let positive = [
@@ -298,8 +303,8 @@ impl BroadcastConfig {
             }
             "RUSTFORGE_BROADCAST_STORE" => {
                 self.store = match value.to_ascii_lowercase().as_str() {
-                    "memory" => BroadcastStore::Memory,
-                    "redis" => BroadcastStore::Redis,
+                    "memory" => Some(BroadcastStore::Memory),
+                    "redis" => Some(BroadcastStore::Redis),
                     _ => return Err(ConfigError::new(var, value, "expected memory or redis")),
                 }
             }
@@ -307,4 +312,56 @@ impl BroadcastConfig {
         }
         Ok(())
     }
+}
+
+/// Whether broadcasting runs on Redis: explicitly, or by default when Redis is configured.
+#[cfg(feature = "redis")]
+pub(crate) fn uses_redis(config: &BroadcastConfig, redis_configured: bool) -> bool {
+    match config.store {
+        Some(BroadcastStore::Redis) => true,
+        Some(BroadcastStore::Memory) => false,
+        None => redis_configured,
+    }
+}
+
+/// Checks the store against the Redis settings: Redis needs `REDIS_URL`, and a single node
+/// (sharded pub/sub on Redis Cluster is not implemented yet).
+#[cfg(feature = "redis")]
+pub(crate) fn check_store(
+    config: &BroadcastConfig,
+    redis: Option<&crate::redis::RedisConfig>,
+) -> Result<(), ConfigError> {
+    if !config.enabled() || !uses_redis(config, redis.is_some()) {
+        return Ok(());
+    }
+    match redis {
+        None => Err(ConfigError::new(
+            "broadcast.store",
+            "redis",
+            "broadcasting on Redis needs REDIS_URL",
+        )),
+        Some(redis) if redis.url.contains("+cluster://") => Err(ConfigError::new(
+            "broadcast.store",
+            "redis",
+            "broadcasting on Redis Cluster (sharded pub/sub) is not implemented yet: use a single \
+             Redis, or RUSTFORGE_BROADCAST_STORE=memory for one server",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Without the `redis` feature only the memory store exists.
+#[cfg(not(feature = "redis"))]
+pub(crate) fn check_store(
+    config: &BroadcastConfig,
+    _redis: Option<&()>,
+) -> Result<(), ConfigError> {
+    if config.enabled() && config.store == Some(BroadcastStore::Redis) {
+        return Err(ConfigError::new(
+            "broadcast.store",
+            "redis",
+            "broadcasting on Redis needs the `redis` feature of rustforge-prod",
+        ));
+    }
+    Ok(())
 }

@@ -153,7 +153,7 @@ pub(crate) async fn serve(
             Ok(Some(Ok(message))) => {
                 pinged = false;
                 match message {
-                    Message::Text(text) => session.handle(&text),
+                    Message::Text(text) => session.handle(&text).await,
                     Message::Binary(_) => session.error(
                         codes::RECONNECT,
                         "Binary frames are not part of the protocol",
@@ -163,8 +163,16 @@ pub(crate) async fn serve(
             }
         }
     }
-    hub.disconnect(&socket_id);
+    let left = hub.disconnect(&socket_id);
     conn.close(1000);
+    #[cfg(feature = "redis")]
+    if let Some(cluster) = hub.cluster() {
+        for (channel, transitions) in left {
+            cluster.left(&hub, &channel, transitions).await;
+        }
+    }
+    #[cfg(not(feature = "redis"))]
+    drop(left);
     let _ = writer.await;
 }
 
@@ -209,7 +217,7 @@ impl Session<'_> {
         &self.conn.socket_id
     }
 
-    fn handle(&mut self, text: &Utf8Bytes) {
+    async fn handle(&mut self, text: &Utf8Bytes) {
         self.hub.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         if text.len() > self.config.max_message_size {
             return self.error(codes::CLIENT_EVENT_REJECTED, "Message too large");
@@ -221,10 +229,16 @@ impl Session<'_> {
         match message.event.as_str() {
             "pusher:ping" => self.reply(r#"{"event":"pusher:pong","data":{}}"#.to_owned()),
             "pusher:pong" => {}
-            "pusher:subscribe" => self.subscribe(data),
+            "pusher:subscribe" => self.subscribe(data).await,
             "pusher:unsubscribe" => {
                 if let Ok(d) = serde_json::from_str::<SubscribeData>(data) {
-                    self.hub.unsubscribe(self.socket_id(), &d.channel);
+                    let transitions = self.hub.unsubscribe(self.socket_id(), &d.channel);
+                    #[cfg(feature = "redis")]
+                    if let Some(cluster) = self.hub.cluster() {
+                        cluster.left(self.hub, &d.channel, transitions).await;
+                    }
+                    #[cfg(not(feature = "redis"))]
+                    drop(transitions);
                 }
             }
             "pusher:signin" => self.sign_in(data),
@@ -236,7 +250,7 @@ impl Session<'_> {
         }
     }
 
-    fn subscribe(&mut self, data: &str) {
+    async fn subscribe(&mut self, data: &str) {
         let Ok(request) = serde_json::from_str::<SubscribeData>(data) else {
             return self.error(codes::RECONNECT, "Invalid subscribe message");
         };
@@ -288,30 +302,38 @@ impl Session<'_> {
             }
         }
         let presence = member.is_some();
-        match self.hub.subscribe(socket, name, member, channel.cache) {
-            Ok((members, cached)) => {
-                let data = match members.filter(|_| presence) {
-                    Some(p) => {
-                        let count = p.ids.len();
-                        serde_json::json!({"presence": {"ids": p.ids, "hash": p.hash, "count": count}})
-                            .to_string()
-                    }
-                    None => "{}".to_owned(),
-                };
-                self.reply(frame(
-                    "pusher_internal:subscription_succeeded",
-                    Some(name),
-                    Some(&data),
-                ));
-                if channel.cache {
-                    match cached {
-                        Some(event) => self.out.push(event),
-                        None => self.reply(frame("pusher:cache_miss", Some(name), None)),
-                    }
-                }
+        #[allow(unused_mut)]
+        let mut subscribed = match self.hub.subscribe(socket, name, member, channel.cache) {
+            Ok(subscribed) => subscribed,
+            Err(SubscribeError::PresenceFull) => {
+                return refuse(self, "The presence channel is full", 403);
             }
-            Err(SubscribeError::PresenceFull) => refuse(self, "The presence channel is full", 403),
-            Err(SubscribeError::NotConnected) => {}
+            Err(SubscribeError::NotConnected) => return,
+        };
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = hub.cluster() {
+            cluster
+                .joined(hub, name, socket, channel.cache, &mut subscribed)
+                .await;
+        }
+        let data = match subscribed.presence.filter(|_| presence) {
+            Some(p) => {
+                let count = p.ids.len();
+                serde_json::json!({"presence": {"ids": p.ids, "hash": p.hash, "count": count}})
+                    .to_string()
+            }
+            None => "{}".to_owned(),
+        };
+        self.reply(frame(
+            "pusher_internal:subscription_succeeded",
+            Some(name),
+            Some(&data),
+        ));
+        if channel.cache {
+            match subscribed.cached {
+                Some(event) => self.out.push(event),
+                None => self.reply(frame("pusher:cache_miss", Some(name), None)),
+            }
         }
     }
 
@@ -378,7 +400,12 @@ impl Session<'_> {
             return reject(self, "Client event rate limit exceeded");
         }
         self.tokens -= 1.0;
-        let text: Utf8Bytes = client_event_frame(event, name, data, user_id.as_deref()).into();
-        self.hub.publish(name, &text, Some(self.socket_id()), false);
+        let text = client_event_frame(event, name, data, user_id.as_deref());
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = self.hub.cluster() {
+            cluster.publish(&self.hub.app.id, name, &text, Some(self.socket_id()), false);
+        }
+        self.hub
+            .publish(name, &Utf8Bytes::from(text), Some(self.socket_id()), false);
     }
 }

@@ -15,6 +15,8 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
+#[cfg(feature = "redis")]
+use super::cluster::RedisBackend;
 use super::config::{AppConfig, BroadcastConfig};
 use super::protocol::{codes, frame};
 
@@ -181,6 +183,14 @@ pub struct ChannelInfo {
     pub user_count: Option<usize>,
 }
 
+/// What [`AppHub::subscribe`] found and changed.
+pub(crate) struct Subscribed {
+    pub presence: Option<Presence>,
+    pub cached: Option<Utf8Bytes>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub transitions: Transitions,
+}
+
 /// Why a subscription was refused by the hub's limits.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum SubscribeError {
@@ -196,10 +206,17 @@ pub(crate) struct AppHub {
     max_per_ip: usize,
     max_members: usize,
     state: Mutex<State>,
+    /// The Redis backend; `None` for the in-process hub alone.
+    #[cfg(feature = "redis")]
+    cluster: Option<Arc<RedisBackend>>,
 }
 
 impl AppHub {
-    pub(crate) fn new(app: AppConfig, config: &BroadcastConfig) -> Self {
+    pub(crate) fn new(
+        app: AppConfig,
+        config: &BroadcastConfig,
+        #[cfg(feature = "redis")] cluster: Option<Arc<RedisBackend>>,
+    ) -> Self {
         Self {
             app,
             stats: Stats::default(),
@@ -207,7 +224,23 @@ impl AppHub {
             max_per_ip: config.max_connections_per_ip,
             max_members: config.max_presence_members,
             state: Mutex::new(State::default()),
+            #[cfg(feature = "redis")]
+            cluster,
         }
+    }
+
+    /// The Redis backend, when several servers share the channels.
+    #[cfg(feature = "redis")]
+    pub(crate) fn cluster(&self) -> Option<&Arc<RedisBackend>> {
+        self.cluster.as_ref()
+    }
+
+    /// Whether presence events and channel state are the backend's (cluster-wide).
+    fn distributed(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.cluster.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -243,11 +276,11 @@ impl AppHub {
     }
 
     /// Removes a connection: it leaves every channel (presence members are removed for others
-    /// on the user's last connection).
-    pub(crate) fn disconnect(&self, socket_id: &str) {
+    /// on the user's last connection). Returns what changed per channel, for the backend.
+    pub(crate) fn disconnect(&self, socket_id: &str) -> Vec<(String, Transitions)> {
         let mut state = self.state();
         let Some(conn) = state.conns.remove(socket_id) else {
-            return;
+            return Vec::new();
         };
         if let Some(count) = state.per_ip.get_mut(&conn.ip) {
             *count -= 1;
@@ -263,30 +296,40 @@ impl AppHub {
                 state.users.remove(user);
             }
         }
-        for channel in &conn.channels {
-            self.leave(&mut state, channel, socket_id);
-        }
+        let left = conn
+            .channels
+            .iter()
+            .map(|channel| (channel.clone(), self.leave(&mut state, channel, socket_id)))
+            .collect();
         self.stats
             .connections
             .store(state.conns.len() as u64, Ordering::Relaxed);
+        left
     }
 
     /// Subscribes; for presence, `member` is the verified `(user_id, user_info)`. Returns the
-    /// presence snapshot (presence channels) and the cached event (cache channels).
+    /// presence snapshot (presence channels), the cached event (cache channels) and the local
+    /// transitions. With a Redis backend the snapshot, the cache and `member_added` are the
+    /// caller's to fetch and send, cluster-wide.
     pub(crate) fn subscribe(
         &self,
         socket_id: &str,
         channel: &str,
         member: Option<(String, Value)>,
         cache: bool,
-    ) -> Result<(Option<Presence>, Option<Utf8Bytes>), SubscribeError> {
+    ) -> Result<Subscribed, SubscribeError> {
         let mut state = self.state();
         let Some(conn) = state.conns.get(socket_id).map(|c| c.conn.clone()) else {
             return Err(SubscribeError::NotConnected);
         };
+        let mut transitions = Transitions {
+            occupied: !state.channels.contains_key(channel),
+            ..Transitions::default()
+        };
         let entry = state.channels.entry(channel.to_owned()).or_default();
         let already = entry.subscribers.get(socket_id).map(|s| s.user_id.clone());
-        let mut added = None;
+        transitions.subscribed = already.is_none();
+        let mut added: Option<(String, Value)> = None;
         if let Some((user_id, info)) = &member {
             match already {
                 // A repeated subscribe is idempotent: never count the socket twice.
@@ -319,6 +362,9 @@ impl AppHub {
             },
         );
         let presence = member.is_some().then(|| presence_of(entry));
+        if self.distributed() {
+            transitions.user_joined = added.take();
+        }
         if let Some((user_id, info)) = added {
             let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
             let frame: Utf8Bytes =
@@ -338,30 +384,39 @@ impl AppHub {
         } else {
             None
         };
-        Ok((presence, cached))
+        Ok(Subscribed {
+            presence,
+            cached,
+            transitions,
+        })
     }
 
     /// Unsubscribes (no reply is sent, as the protocol says).
-    pub(crate) fn unsubscribe(&self, socket_id: &str, channel: &str) {
+    pub(crate) fn unsubscribe(&self, socket_id: &str, channel: &str) -> Transitions {
         let mut state = self.state();
         if let Some(c) = state.conns.get_mut(socket_id) {
             c.channels.remove(channel);
         }
-        self.leave(&mut state, channel, socket_id);
+        self.leave(&mut state, channel, socket_id)
     }
 
-    fn leave(&self, state: &mut State, channel: &str, socket_id: &str) {
+    fn leave(&self, state: &mut State, channel: &str, socket_id: &str) -> Transitions {
+        let mut transitions = Transitions::default();
         let Some(entry) = state.channels.get_mut(channel) else {
-            return;
+            return transitions;
         };
         let Some(subscriber) = entry.subscribers.remove(socket_id) else {
-            return;
+            return transitions;
         };
+        transitions.subscribed = true;
         if let Some(user_id) = subscriber.user_id
             && let Some(member) = entry.members.get_mut(&user_id)
         {
             member.connections -= 1;
-            if member.connections == 0 {
+            if member.connections == 0 && self.distributed() {
+                entry.members.remove(&user_id);
+                transitions.user_left = Some(user_id);
+            } else if member.connections == 0 {
                 entry.members.remove(&user_id);
                 let data = serde_json::json!({"user_id": user_id}).to_string();
                 let frame: Utf8Bytes =
@@ -373,7 +428,9 @@ impl AppHub {
         }
         if entry.subscribers.is_empty() {
             state.channels.remove(channel);
+            transitions.vacated = true;
         }
+        transitions
     }
 
     /// Whether the connection is subscribed to `channel`, and its presence user id there.
@@ -409,6 +466,12 @@ impl AppHub {
             .iter()
             .filter(|(id, s)| except != Some(&***id) && s.conn.send(frame.clone(), &self.stats))
             .count()
+    }
+
+    /// Delivers a frame from another server to this server's subscribers.
+    #[cfg(feature = "redis")]
+    pub(crate) fn deliver(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
+        self.publish(channel, frame, except, false);
     }
 
     /// Marks the connection as signed in as `user_id`.
@@ -517,4 +580,20 @@ fn presence_of(entry: &ChannelState) -> Presence {
         .map(|id| (id.clone(), entry.members[id].info.clone()))
         .collect();
     Presence { ids, hash }
+}
+
+/// Which local transitions a subscription change caused, for the backend calls that follow.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct Transitions {
+    /// A subscription was added or removed (false for a repeated subscribe).
+    pub subscribed: bool,
+    /// The channel got its first local subscriber.
+    pub occupied: bool,
+    /// The channel lost its last local subscriber.
+    pub vacated: bool,
+    /// A presence user's first local connection on the channel, with their info.
+    pub user_joined: Option<(String, Value)>,
+    /// A presence user's last local connection on the channel.
+    pub user_left: Option<String>,
 }

@@ -39,6 +39,8 @@
 
 mod authorizer;
 mod broadcaster;
+#[cfg(feature = "redis")]
+mod cluster;
 mod config;
 mod connection;
 mod hub;
@@ -48,5 +50,8 @@ pub mod signature;
 
 pub use authorizer::{Access, AuthRequest, Authorizer, BoxFuture, User, authorizer_fn};
 pub use broadcaster::{BroadcastError, Broadcaster, Event, MAX_CHANNELS_PER_EVENT};
+pub(crate) use config::check_store;
+#[cfg(feature = "redis")]
+pub(crate) use config::uses_redis;
 pub use config::{AppConfig, BroadcastConfig, BroadcastStore};
 pub use hub::{ChannelInfo, Presence};

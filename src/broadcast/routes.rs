@@ -283,6 +283,7 @@ impl FromRequest<Broadcaster> for Signed {
 fn publish_error(err: BroadcastError) -> Response {
     let status = match err {
         BroadcastError::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BroadcastError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
     json_error(status, err.to_string())
@@ -450,7 +451,11 @@ async fn api_channels(
         );
     }
     let mut channels = serde_json::Map::new();
-    for (name, info) in broadcaster.channels(&prefix).await {
+    let list = match broadcaster.channels(&prefix).await {
+        Ok(list) => list,
+        Err(err) => return publish_error(err),
+    };
+    for (name, info) in list {
         let mut entry = serde_json::Map::new();
         if wants_users && let Some(n) = info.user_count {
             entry.insert("user_count".into(), n.into());

@@ -119,6 +119,7 @@ impl TraceContext {
     }
 
     /// Puts the request's context in its extensions (done by the middleware stack).
+    #[cfg(feature = "middleware")]
     pub(crate) fn attach<B>(mut request: http::Request<B>) -> http::Request<B> {
         let context = Self::from_headers(request.headers());
         request.extensions_mut().insert(context);

@@ -334,6 +334,49 @@ pub(crate) fn observe_broadcast(metrics: &Metrics, broadcaster: &crate::broadcas
             }
         })
         .build();
+    #[cfg(feature = "redis")]
+    if let Some(cluster) = broadcaster.hub().cluster().cloned() {
+        meter
+            .u64_observable_counter("rustforge.broadcast.redis.events")
+            .with_description(
+                "Events exchanged with the other servers through Redis: published, received, lost (could not be published).",
+            )
+            .with_callback(move |o| {
+                let s = &cluster.stats;
+                for (outcome, n) in [
+                    ("published", s.published.load(Relaxed)),
+                    ("received", s.received.load(Relaxed)),
+                    ("lost", s.lost.load(Relaxed)),
+                ] {
+                    o.observe(n, &[KeyValue::new("outcome", outcome)]);
+                }
+            })
+            .build();
+        let stats = broadcaster.hub().cluster().cloned();
+        meter
+            .u64_observable_counter("rustforge.broadcast.redis.reconnects")
+            .with_description(
+                "Times the Redis pub/sub connection was re-established and resubscribed.",
+            )
+            .with_callback(move |o| {
+                if let Some(c) = &stats {
+                    o.observe(c.stats.reconnects.load(Relaxed), &[]);
+                }
+            })
+            .build();
+        let stats = broadcaster.hub().cluster().cloned();
+        meter
+            .u64_observable_counter("rustforge.broadcast.redis.reaped_servers")
+            .with_description(
+                "Servers found dead (no heartbeat) whose presence members were removed.",
+            )
+            .with_callback(move |o| {
+                if let Some(c) = &stats {
+                    o.observe(c.stats.reaped_nodes.load(Relaxed), &[]);
+                }
+            })
+            .build();
+    }
     let b = broadcaster.clone();
     meter
         .u64_observable_counter("rustforge.broadcast.refused_connections")

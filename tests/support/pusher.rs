@@ -238,9 +238,32 @@ pub fn config() -> rustforge_prod::broadcast::BroadcastConfig {
 pub async fn serve(
     config: rustforge_prod::broadcast::BroadcastConfig,
 ) -> (super::http::TestServer, rustforge_prod::ProductionLayer) {
+    serve_with(config, rustforge_prod::ProductionLayer::builder()).await
+}
+
+/// [`serve`] with Redis at `url` (key prefix `prefix`): servers with the same Redis and prefix
+/// share channels and presence.
+#[cfg(feature = "redis")]
+pub async fn serve_on_redis(
+    config: rustforge_prod::broadcast::BroadcastConfig,
+    url: &str,
+    prefix: &str,
+) -> (super::http::TestServer, rustforge_prod::ProductionLayer) {
+    let redis = rustforge_prod::redis::RedisConfig::new(url).prefix(prefix);
+    serve_with(
+        config,
+        rustforge_prod::ProductionLayer::builder().redis(redis),
+    )
+    .await
+}
+
+async fn serve_with(
+    config: rustforge_prod::broadcast::BroadcastConfig,
+    builder: rustforge_prod::ProductionLayerBuilder,
+) -> (super::http::TestServer, rustforge_prod::ProductionLayer) {
     use rustforge_prod::broadcast::{Access, User, authorizer_fn};
 
-    let prod = rustforge_prod::ProductionLayer::builder()
+    let prod = builder
         .broadcast(config)
         .authorizer(authorizer_fn(|request| async move {
             let user = request

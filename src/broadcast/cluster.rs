@@ -1,0 +1,622 @@
+//! The Redis backend: many app servers behind a load balancer act as one broadcaster.
+//!
+//! - **Fan-out per channel.** A server subscribes (Redis pub/sub) to the topic of each channel
+//!   it has local subscribers on — never one firehose every server reads. A publish is
+//!   delivered locally at once and sent to the channel's topic with the origin server and the
+//!   excluded socket id, so `socket_id` exclusion works across servers.
+//! - **Presence in Redis.** Per channel: members with cluster-wide connection counts, their
+//!   `user_info`, and each server's share; `member_added`/`member_removed` fire on a user's
+//!   first/last connection anywhere (Lua scripts, one hash slot per channel).
+//! - **No ghosts.** Every server heartbeats into a sorted set on the Redis clock; a server
+//!   silent for `node_timeout` is reaped by the others, which remove its members and send
+//!   `member_removed`. A clean shutdown reaps itself at once.
+//! - **Faults.** The pub/sub connection reconnects and resubscribes by itself; publishes that
+//!   cannot reach Redis are counted in `rustforge.broadcast.redis.lost`, never dropped silently.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::hub::{AppHub, ChannelInfo, Presence, Subscribed, Transitions};
+use super::protocol::frame;
+use crate::redis::{RedisError, RedisHandle, Script};
+
+/// Frames waiting to be published while Redis is slow; more are counted as lost.
+const PUBLISH_QUEUE: usize = 10_000;
+/// How long a cache channel keeps its last event.
+const CACHE_TTL_SECS: &str = "1800";
+
+/// Counters of the backend, read by the metrics module.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterStats {
+    pub published: AtomicU64,
+    pub lost: AtomicU64,
+    pub received: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub reaped_nodes: AtomicU64,
+}
+
+struct Scripts {
+    join: Script,
+    leave: Script,
+    subs: Script,
+    reap: Script,
+    heartbeat: Script,
+}
+
+struct Outgoing {
+    topic: String,
+    payload: String,
+    cache: Option<(String, String)>,
+}
+
+enum Watch {
+    /// Subscribe; the sender is told once Redis confirmed it.
+    Add(String, Option<tokio::sync::oneshot::Sender<()>>),
+    Remove(String),
+}
+
+/// The Redis backend shared by every app of a broadcaster.
+pub(crate) struct RedisBackend {
+    redis: RedisHandle,
+    pub node: String,
+    scripts: Scripts,
+    hubs: OnceLock<Vec<Weak<AppHub>>>,
+    publish: mpsc::Sender<Outgoing>,
+    watch: mpsc::UnboundedSender<Watch>,
+    watched: Mutex<HashSet<String>>,
+    pub stats: ClusterStats,
+    node_timeout: Duration,
+}
+
+impl RedisBackend {
+    /// Starts the publisher, the pub/sub connection and the heartbeat; `hubs` are attached
+    /// right after with [`attach`](Self::attach).
+    pub(crate) fn start(redis: RedisHandle, node_timeout: Duration) -> Arc<Self> {
+        let node = format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64);
+        let (publish, outgoing) = mpsc::channel(PUBLISH_QUEUE);
+        let (watch, watches) = mpsc::unbounded_channel();
+        let backend = Arc::new(Self {
+            redis,
+            node,
+            scripts: Scripts {
+                join: Script::new(include_str!("lua/join.lua")),
+                leave: Script::new(include_str!("lua/leave.lua")),
+                subs: Script::new(include_str!("lua/subs.lua")),
+                reap: Script::new(include_str!("lua/reap.lua")),
+                heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+            },
+            hubs: OnceLock::new(),
+            publish,
+            watch,
+            watched: Mutex::new(HashSet::new()),
+            stats: ClusterStats::default(),
+            node_timeout,
+        });
+        tokio::spawn(publisher(Arc::downgrade(&backend), outgoing));
+        tokio::spawn(subscriber(Arc::downgrade(&backend), watches));
+        tokio::spawn(heartbeat(Arc::downgrade(&backend)));
+        backend
+    }
+
+    pub(crate) fn attach(&self, hubs: &[Arc<AppHub>]) {
+        let _ = self.hubs.set(hubs.iter().map(Arc::downgrade).collect());
+        for hub in hubs {
+            drop(self.watch_topic(self.control_topic(&hub.app.id)));
+        }
+    }
+
+    fn hub(&self, app: &str) -> Option<Arc<AppHub>> {
+        self.hubs
+            .get()?
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|hub| hub.app.id == app)
+    }
+
+    fn topic_prefix(&self) -> String {
+        format!("{}:bc:", self.redis.prefix())
+    }
+
+    fn topic(&self, app: &str, channel: &str) -> String {
+        format!("{}{app}:c:{channel}", self.topic_prefix())
+    }
+
+    fn control_topic(&self, app: &str) -> String {
+        format!("{}{app}:ctl", self.topic_prefix())
+    }
+
+    fn channel_keys(&self, app: &str, channel: &str) -> [String; 4] {
+        let tag = format!("bc:{app}:{channel}");
+        ["members", "info", "nodes", "subs"].map(|k| self.redis.key(&tag, k))
+    }
+
+    fn node_channels_key(&self, node: &str) -> String {
+        self.redis.key("bc", &format!("node:{node}"))
+    }
+
+    /// Adds a topic; the returned receiver resolves once Redis confirmed the subscription.
+    fn watch_topic(&self, topic: String) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if !watched.insert(topic.clone()) {
+            return None;
+        }
+        let (done, confirmed) = tokio::sync::oneshot::channel();
+        let _ = self.watch.send(Watch::Add(topic, Some(done)));
+        Some(confirmed)
+    }
+
+    /// The channel got its first local subscriber: receive its events from other servers.
+    /// Returns once Redis confirmed the subscription (at most the command timeout), so that
+    /// `subscription_succeeded` means every later publish anywhere reaches the client.
+    pub(crate) async fn watch_channel(&self, app: &str, channel: &str) {
+        if let Some(confirmed) = self.watch_topic(self.topic(app, channel)) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), confirmed).await;
+        }
+    }
+
+    /// The channel lost its last local subscriber.
+    pub(crate) fn unwatch_channel(&self, app: &str, channel: &str) {
+        let topic = self.topic(app, channel);
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if watched.remove(&topic) {
+            let _ = self.watch.send(Watch::Remove(topic));
+        }
+    }
+
+    /// Sends a frame to the other servers' subscribers of `channel` (never waits; a full queue
+    /// counts the frame as lost). A cache channel's last event is kept in Redis.
+    pub(crate) fn publish(
+        &self,
+        app: &str,
+        channel: &str,
+        text: &str,
+        except: Option<&str>,
+        cache: bool,
+    ) {
+        let payload = format!("{}\n{}\n{text}", self.node, except.unwrap_or_default());
+        let cache = cache.then(|| {
+            (
+                self.channel_keys(app, channel)[0].replace(":members", ":cache"),
+                text.to_owned(),
+            )
+        });
+        let outgoing = Outgoing {
+            topic: self.topic(app, channel),
+            payload,
+            cache,
+        };
+        if self.publish.try_send(outgoing).is_err() {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Completes a local subscription cluster-wide: watches the channel, counts the
+    /// subscription, joins presence (sending `member_added` everywhere for a new user, never to
+    /// `socket` itself) and replaces the local snapshot and cache with the cluster's. While Redis
+    /// fails, the local state is kept and the failure logged: presence is then this server's.
+    pub(crate) async fn joined(
+        &self,
+        hub: &AppHub,
+        channel: &str,
+        socket: &str,
+        cache: bool,
+        subscribed: &mut Subscribed,
+    ) {
+        let app = hub.app.id.as_str();
+        let t = &subscribed.transitions;
+        if t.occupied {
+            self.watch_channel(app, channel).await;
+        }
+        if t.subscribed
+            && let Err(err) = self.count_subscription(app, channel, 1).await
+        {
+            tracing::warn!(error = %err, channel, "broadcast: cannot count a subscription in Redis");
+        }
+        if let Some((user, info)) = &t.user_joined {
+            match self.join(app, channel, user, info).await {
+                Ok((added, members)) => {
+                    subscribed.presence = Some(members);
+                    if added {
+                        let data =
+                            serde_json::json!({ "user_id": user, "user_info": info }).to_string();
+                        let text =
+                            frame("pusher_internal:member_added", Some(channel), Some(&data));
+                        hub.deliver(channel, &Utf8Bytes::from(text.clone()), Some(socket));
+                        self.publish(app, channel, &text, Some(socket), false);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, channel, "broadcast: presence join not recorded in Redis")
+                }
+            }
+        } else if subscribed.presence.is_some()
+            && let Ok(members) = self.presence(app, channel).await
+        {
+            subscribed.presence = Some(members);
+        }
+        if cache && let Ok(cached) = self.cached(app, channel).await {
+            subscribed.cached = cached.map(Utf8Bytes::from);
+        }
+    }
+
+    /// Completes a local unsubscription (or a disconnect) cluster-wide: the count, the watch,
+    /// and `member_removed` everywhere when the user's last connection anywhere is gone.
+    pub(crate) async fn left(&self, hub: &AppHub, channel: &str, t: Transitions) {
+        let app = hub.app.id.as_str();
+        if t.vacated {
+            self.unwatch_channel(app, channel);
+        }
+        if t.subscribed
+            && let Err(err) = self.count_subscription(app, channel, -1).await
+        {
+            tracing::warn!(error = %err, channel, "broadcast: cannot count an unsubscription in Redis");
+        }
+        if let Some(user) = t.user_left {
+            match self.leave(app, channel, &user).await {
+                Ok(true) => {
+                    let data = serde_json::json!({ "user_id": user }).to_string();
+                    let text = frame("pusher_internal:member_removed", Some(channel), Some(&data));
+                    hub.deliver(channel, &Utf8Bytes::from(text.clone()), None);
+                    self.publish(app, channel, &text, None, false);
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, channel, "broadcast: presence leave not recorded in Redis")
+                }
+            }
+        }
+    }
+
+    /// Asks every other server to close the connections of a signed-in user.
+    pub(crate) fn terminate_user(&self, app: &str, user: &str) {
+        let outgoing = Outgoing {
+            topic: self.control_topic(app),
+            payload: format!("{}\nterminate\n{user}", self.node),
+            cache: None,
+        };
+        if self.publish.try_send(outgoing).is_err() {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn register_channel(&self, app: &str, channel: &str) -> Result<(), RedisError> {
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(self.node_channels_key(&self.node))
+            .arg(format!("{app}\n{channel}"));
+        self.redis.query::<i64>(&cmd).await.map(drop)
+    }
+
+    /// Counts a local subscription (+1) or its end (-1) in the cluster-wide total.
+    pub(crate) async fn count_subscription(
+        &self,
+        app: &str,
+        channel: &str,
+        delta: i64,
+    ) -> Result<(), RedisError> {
+        if delta > 0 {
+            self.register_channel(app, channel).await?;
+        }
+        let keys = self.channel_keys(app, channel);
+        let delta = delta.to_string();
+        self.redis
+            .eval::<i64>(&self.scripts.subs, &[&keys[3]], &[&self.node, &delta])
+            .await
+            .map(drop)
+    }
+
+    /// A user's first connection on this server joined a presence channel: `Some(true)` when
+    /// they are new cluster-wide (send `member_added`), and the members.
+    pub(crate) async fn join(
+        &self,
+        app: &str,
+        channel: &str,
+        user: &str,
+        info: &Value,
+    ) -> Result<(bool, Presence), RedisError> {
+        self.register_channel(app, channel).await?;
+        let keys = self.channel_keys(app, channel);
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let info = info.to_string();
+        let reply: Vec<String> = self
+            .redis
+            .eval(&self.scripts.join, &keys[..3], &[&self.node, user, &info])
+            .await?;
+        let added = reply.first().is_some_and(|flag| flag == "1");
+        Ok((added, presence_from_pairs(&reply[1.min(reply.len())..])))
+    }
+
+    /// A user's last connection on this server left: `true` when they left cluster-wide.
+    pub(crate) async fn leave(
+        &self,
+        app: &str,
+        channel: &str,
+        user: &str,
+    ) -> Result<bool, RedisError> {
+        let keys = self.channel_keys(app, channel);
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let removed: i64 = self
+            .redis
+            .eval(&self.scripts.leave, &keys[..3], &[&self.node, user])
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// The members of a presence channel, cluster-wide.
+    pub(crate) async fn presence(&self, app: &str, channel: &str) -> Result<Presence, RedisError> {
+        let keys = self.channel_keys(app, channel);
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&keys[1]);
+        let pairs: Vec<String> = self.redis.query(&cmd).await?;
+        Ok(presence_from_pairs(&pairs))
+    }
+
+    /// Occupation and counts of a channel, cluster-wide.
+    pub(crate) async fn channel_info(
+        &self,
+        app: &str,
+        channel: &str,
+        presence: bool,
+    ) -> Result<ChannelInfo, RedisError> {
+        let keys = self.channel_keys(app, channel);
+        let mut cmd = redis::cmd("HVALS");
+        cmd.arg(&keys[3]);
+        let counts: Vec<String> = self.redis.query(&cmd).await?;
+        let subscriptions: usize = counts.iter().filter_map(|c| c.parse::<usize>().ok()).sum();
+        let user_count = if presence {
+            let mut cmd = redis::cmd("HLEN");
+            cmd.arg(&keys[0]);
+            Some(self.redis.query::<i64>(&cmd).await? as usize)
+        } else {
+            None
+        };
+        Ok(ChannelInfo {
+            occupied: subscriptions > 0,
+            subscription_count: subscriptions,
+            user_count,
+        })
+    }
+
+    /// Channels some server subscribes to (Redis `PUBSUB CHANNELS`: it forgets a dead server's
+    /// subscriptions by itself), starting with `prefix`.
+    pub(crate) async fn channels(
+        &self,
+        app: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, RedisError> {
+        let topic_prefix = self.topic(app, "");
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg("CHANNELS").arg(format!("{topic_prefix}{prefix}*"));
+        let topics: Vec<String> = self.redis.query(&cmd).await?;
+        let mut channels: Vec<String> = topics
+            .into_iter()
+            .filter_map(|t| t.strip_prefix(&topic_prefix).map(str::to_owned))
+            .collect();
+        channels.sort();
+        Ok(channels)
+    }
+
+    /// The cached last event of a cache channel.
+    pub(crate) async fn cached(
+        &self,
+        app: &str,
+        channel: &str,
+    ) -> Result<Option<String>, RedisError> {
+        let key = self.channel_keys(app, channel)[0].replace(":members", ":cache");
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        self.redis.query(&cmd).await
+    }
+
+    /// Removes every presence entry and subscription count `node` holds, sending
+    /// `member_removed` for the users that are gone everywhere. For dead servers and for this one
+    /// at shutdown.
+    pub(crate) async fn reap(&self, node: &str) -> Result<(), RedisError> {
+        let set = self.node_channels_key(node);
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(&set);
+        let channels: Vec<String> = self.redis.query(&cmd).await?;
+        for entry in channels {
+            let Some((app, channel)) = entry.split_once('\n') else {
+                continue;
+            };
+            let keys = self.channel_keys(app, channel);
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let removed: Vec<String> = self.redis.eval(&self.scripts.reap, &keys, &[node]).await?;
+            for user in removed {
+                let data = serde_json::json!({ "user_id": user }).to_string();
+                let text = frame("pusher_internal:member_removed", Some(channel), Some(&data));
+                if let Some(hub) = self.hub(app) {
+                    hub.deliver(channel, &Utf8Bytes::from(text.clone()), None);
+                }
+                self.publish(app, channel, &text, None, false);
+            }
+        }
+        let mut del = redis::cmd("DEL");
+        del.arg(&set);
+        self.redis.query::<i64>(&del).await?;
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(self.redis.key("bc", "nodes")).arg(node);
+        self.redis.query::<i64>(&zrem).await.map(drop)
+    }
+
+    fn deliver(&self, topic: &str, payload: &str) {
+        let Some(rest) = topic.strip_prefix(&self.topic_prefix()) else {
+            return;
+        };
+        let mut parts = payload.splitn(3, '\n');
+        let (Some(origin), Some(second), Some(body)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        if origin == self.node {
+            return;
+        }
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        if let Some(app) = rest.strip_suffix(":ctl") {
+            if second == "terminate"
+                && let Some(hub) = self.hub(app)
+            {
+                hub.terminate_user(body);
+            }
+            return;
+        }
+        let Some((app, channel)) = rest.split_once(":c:") else {
+            return;
+        };
+        if let Some(hub) = self.hub(app) {
+            let except = (!second.is_empty()).then_some(second);
+            hub.deliver(channel, &Utf8Bytes::from(body.to_owned()), except);
+        }
+    }
+}
+
+fn presence_from_pairs(pairs: &[String]) -> Presence {
+    let mut hash = serde_json::Map::new();
+    for pair in pairs.chunks_exact(2) {
+        let info = serde_json::from_str(&pair[1]).unwrap_or(Value::Null);
+        hash.insert(pair[0].clone(), info);
+    }
+    let mut ids: Vec<String> = hash.keys().cloned().collect();
+    ids.sort();
+    Presence { ids, hash }
+}
+
+/// Publishes queued frames in order; failures are counted as lost and logged once per outage.
+async fn publisher(backend: Weak<RedisBackend>, mut outgoing: mpsc::Receiver<Outgoing>) {
+    let mut failing = false;
+    while let Some(message) = outgoing.recv().await {
+        let Some(backend) = backend.upgrade() else {
+            return;
+        };
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&message.topic).arg(&message.payload);
+        let mut result = backend.redis.query::<i64>(&publish).await.map(drop);
+        if let (Ok(()), Some((key, text))) = (&result, &message.cache) {
+            let mut set = redis::cmd("SET");
+            set.arg(key).arg(text).arg("EX").arg(CACHE_TTL_SECS);
+            result = backend.redis.query::<()>(&set).await;
+        }
+        match result {
+            Ok(()) => {
+                backend.stats.published.fetch_add(1, Ordering::Relaxed);
+                if failing {
+                    tracing::info!("broadcast: publishing to Redis again");
+                    failing = false;
+                }
+            }
+            Err(err) => {
+                backend.stats.lost.fetch_add(1, Ordering::Relaxed);
+                if !failing {
+                    tracing::warn!(error = %err, "broadcast: cannot publish to Redis; events to other servers are lost until it is back");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// The dedicated pub/sub connection: subscribes to the watched topics, reconnects and
+/// resubscribes after any failure.
+async fn subscriber(backend: Weak<RedisBackend>, mut watches: mpsc::UnboundedReceiver<Watch>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut connected_once = false;
+    loop {
+        let Some(strong) = backend.upgrade() else {
+            return;
+        };
+        let pubsub = match strong.redis.pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(err) => {
+                tracing::debug!(error = %err, "broadcast: Redis pub/sub connect failed");
+                drop(strong);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let topics: Vec<String> = {
+            let watched = strong.watched.lock().unwrap_or_else(|e| e.into_inner());
+            watched.iter().cloned().collect()
+        };
+        // Commands queued meanwhile are applied below: subscribing twice is harmless, and a
+        // topic added after the snapshot above must not be lost.
+        if !topics.is_empty() && sink.subscribe(&topics).await.is_err() {
+            continue;
+        }
+        if connected_once {
+            strong.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(topics = topics.len(), "broadcast: resubscribed to Redis");
+        }
+        connected_once = true;
+        backoff = Duration::from_millis(50);
+        drop(strong);
+        loop {
+            tokio::select! {
+                command = watches.recv() => {
+                    let result = match command {
+                        Some(Watch::Add(topic, done)) => {
+                            let result = sink.subscribe(topic).await;
+                            if let (Ok(()), Some(done)) = (&result, done) {
+                                let _ = done.send(());
+                            }
+                            result
+                        }
+                        Some(Watch::Remove(topic)) => sink.unsubscribe(topic).await,
+                        None => return,
+                    };
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let Some(strong) = backend.upgrade() else { return };
+                    let payload = String::from_utf8_lossy(message.get_payload_bytes());
+                    strong.deliver(message.get_channel_name(), &payload);
+                }
+            }
+        }
+        tracing::warn!("broadcast: Redis pub/sub connection lost; reconnecting");
+    }
+}
+
+/// Heartbeats every `node_timeout / 6` and reaps the servers that stopped.
+async fn heartbeat(backend: Weak<RedisBackend>) {
+    loop {
+        let Some(strong) = backend.upgrade() else {
+            return;
+        };
+        let every = strong.node_timeout / 6;
+        let key = strong.redis.key("bc", "nodes");
+        let timeout_ms = strong.node_timeout.as_millis().to_string();
+        let node = strong.node.clone();
+        match strong
+            .redis
+            .eval::<Vec<String>>(&strong.scripts.heartbeat, &[&key], &[&node, &timeout_ms])
+            .await
+        {
+            Ok(dead) => {
+                for dead in dead.into_iter().filter(|d| *d != node) {
+                    match strong.reap(&dead).await {
+                        Ok(()) => {
+                            strong.stats.reaped_nodes.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(node = %dead, "broadcast: removed the presence of a server that stopped heartbeating");
+                        }
+                        Err(err) => tracing::debug!(error = %err, "broadcast: reaping failed"),
+                    }
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "broadcast: heartbeat failed"),
+        }
+        drop(strong);
+        tokio::time::sleep(every).await;
+    }
+}

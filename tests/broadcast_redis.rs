@@ -1,0 +1,198 @@
+//! Several servers on one real Redis: fan-out and `socket_id` exclusion across servers,
+//! cluster-wide presence, a server that dies without a clean shutdown, and a Redis restart.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::pusher::{Client, config, data, serve_on_redis};
+use support::redis::RedisServer;
+
+const USER_A: &str = r#"{"user_id":"ann","user_info":{"name":"Ann"}}"#;
+const USER_B: &str = r#"{"user_id":"bob","user_info":{"name":"Bob"}}"#;
+
+fn fast_reaping() -> rustforge_prod::broadcast::BroadcastConfig {
+    let mut settings = config();
+    settings.node_timeout = Duration::from_secs(2);
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_share_events_exclusion_and_presence() {
+    let redis = RedisServer::start();
+    let (a, prod_a) = serve_on_redis(config(), &redis.url(), "share").await;
+    let (b, prod_b) = serve_on_redis(config(), &redis.url(), "share").await;
+    let mut on_a = Client::connect(a.addr).await;
+    let mut on_b = Client::connect(b.addr).await;
+    on_a.subscribe("news", None, None).await;
+    on_b.subscribe("news", None, None).await;
+
+    // Published on B, received on A.
+    let b_api = prod_b.broadcaster().unwrap();
+    assert_eq!(
+        b_api
+            .publish(["news"], "item", &json!({"n": 1}))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(on_a.frame().await["data"], r#"{"n":1}"#);
+    assert_eq!(on_b.frame().await["data"], r#"{"n":1}"#);
+    // Excluding a socket on the other server: A publishes "toOthers" of B's socket.
+    let event =
+        rustforge_prod::broadcast::Event::new(["news"], "item", "2").except(&on_b.socket_id);
+    prod_a
+        .broadcaster()
+        .unwrap()
+        .publish_event(event)
+        .await
+        .unwrap();
+    assert_eq!(on_a.frame().await["data"], "2");
+    b_api.publish(["news"], "item", &json!(3)).await.unwrap();
+    assert_eq!(
+        on_b.frame().await["data"],
+        "3",
+        "B skipped the excluded event"
+    );
+    assert_eq!(on_a.frame().await["data"], "3");
+
+    // Presence: Ann on A, Bob on B — one member list everywhere.
+    let f = on_a.subscribe_signed("presence-room", Some(USER_A)).await;
+    assert_eq!(data(&f)["presence"]["count"], 1);
+    let f = on_b.subscribe_signed("presence-room", Some(USER_B)).await;
+    let p = data(&f)["presence"].clone();
+    assert_eq!(p["count"], 2, "{p}");
+    assert_eq!(p["hash"]["ann"], json!({"name": "Ann"}));
+    let added = on_a.frame().await;
+    assert_eq!(added["event"], "pusher_internal:member_added");
+    assert_eq!(data(&added)["user_id"], "bob");
+    for prod in [&prod_a, &prod_b] {
+        let broadcaster = prod.broadcaster().unwrap();
+        let info = broadcaster.channel_info("presence-room").await.unwrap();
+        assert_eq!((info.subscription_count, info.user_count), (2, Some(2)));
+        let ids = broadcaster.presence("presence-room").await.unwrap().ids;
+        assert_eq!(ids, ["ann", "bob"]);
+        let names: Vec<_> = broadcaster
+            .channels("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(names, ["news", "presence-room"]);
+    }
+    // Bob opens a second tab on A: no member_added; closing the tab on B removes nobody.
+    let mut bob_on_a = Client::connect(a.addr).await;
+    let f = bob_on_a
+        .subscribe_signed("presence-room", Some(USER_B))
+        .await;
+    assert_eq!(data(&f)["presence"]["count"], 2);
+    drop(on_b);
+    on_a.assert_alive().await;
+    drop(bob_on_a);
+    let removed = on_a.frame().await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert_eq!(data(&removed)["user_id"], "bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_without_shutdown_loses_its_members_within_the_timeout() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let (b, _prod_b) = serve_on_redis(fast_reaping(), &url, "reap").await;
+    let mut on_b = Client::connect(b.addr).await;
+    on_b.subscribe_signed("presence-room", Some(USER_B)).await;
+
+    // Server A runs on its own runtime; dropping the runtime kills every task of it at once —
+    // no shutdown, no cleanup — as a killed process would.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread_url = url.clone();
+    let runtime_a = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (a, prod_a) = runtime.block_on(serve_on_redis(fast_reaping(), &thread_url, "reap"));
+        tx.send(a.addr).unwrap();
+        (runtime, a, prod_a)
+    })
+    .join()
+    .unwrap();
+    let addr_a = rx.recv().unwrap();
+    let mut ann = Client::connect(addr_a).await;
+    let f = ann.subscribe_signed("presence-room", Some(USER_A)).await;
+    assert_eq!(data(&f)["presence"]["count"], 2);
+    let added = on_b.frame().await;
+    assert_eq!(data(&added)["user_id"], "ann");
+
+    let started = std::time::Instant::now();
+    let (runtime, server_a, prod_a) = runtime_a;
+    std::mem::forget(server_a); // its task dies with the runtime
+    std::mem::forget(prod_a);
+    runtime.shutdown_background();
+    // B notices A's silence and removes Ann (node timeout 2 s, heartbeats every 1/6 of it).
+    let removed = on_b.frame().await;
+    assert_eq!(
+        removed["event"], "pusher_internal:member_removed",
+        "{removed}"
+    );
+    assert_eq!(data(&removed)["user_id"], "ann");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(10), "reaped after {waited:?}");
+    drop(ann);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_servers_resubscribe_and_count_what_was_lost() {
+    let mut redis = RedisServer::start();
+    let (a, _prod_a) = serve_on_redis(config(), &redis.url(), "restart").await;
+    let (_b, prod_b) = serve_on_redis(config(), &redis.url(), "restart").await;
+    let mut on_a = Client::connect(a.addr).await;
+    on_a.subscribe("feed", None, None).await;
+    let b_api = prod_b.broadcaster().unwrap();
+    b_api
+        .publish(["feed"], "e", &json!("before"))
+        .await
+        .unwrap();
+    assert_eq!(on_a.frame().await["data"], r#""before""#);
+
+    redis.stop();
+    b_api
+        .publish(["feed"], "e", &json!("during"))
+        .await
+        .unwrap();
+    // The publish fails against the stopped Redis and is counted as lost (waited for, bounded).
+    let lost = |prod: &rustforge_prod::ProductionLayer| {
+        prod.metrics()
+            .render()
+            .lines()
+            .find(|l| l.starts_with("rustforge_broadcast_redis_events_total{outcome=\"lost\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap_or("0").to_owned())
+            .unwrap_or_default()
+    };
+    let mut counted = false;
+    for _ in 0..100 {
+        if !matches!(lost(&prod_b).as_str(), "" | "0") {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        counted,
+        "the event published while Redis was down is counted as lost"
+    );
+    redis.restart();
+    // Publish until A, resubscribed, receives (bounded): nothing is waited for by the clock.
+    let mut received = None;
+    for attempt in 0..100 {
+        b_api.publish(["feed"], "e", &json!(attempt)).await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(200), on_a.frame()).await {
+            Ok(frame) => {
+                received = Some(frame);
+                break;
+            }
+            Err(_) => continue,
+        }
+    }
+    let frame = received.expect("A receives B's events again after the restart");
+    assert_eq!(frame["event"], "e");
+}
