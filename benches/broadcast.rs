@@ -4,8 +4,13 @@
 //! descriptors and memory), so its RSS per idle connection is measured too.
 //!
 //! ```sh
-//! cargo bench --bench broadcast      # BENCH_CONNS=10000 BENCH_EVENTS=50
+//! cargo bench --bench broadcast --features redis                        # one server, 10,000 connections
+//! BENCH_SERVERS=2 BENCH_CONNS=1000 cargo bench --bench broadcast --features redis
 //! ```
+//!
+//! With `BENCH_SERVERS=2` two server processes share a private `redis-server`; the clients
+//! alternate between them and events are published on the first, so half the deliveries cross
+//! Redis.
 //!
 //! Reports: connections held, server memory per idle connection, delivery latency p50/p99/max
 //! over every (event, connection) pair, and the fan-out time (publish → last subscriber) per
@@ -21,6 +26,7 @@ use common::env;
 use futures_util::{SinkExt, StreamExt};
 use rustforge_prod::broadcast::signature::{body_md5, sign};
 use rustforge_prod::broadcast::{AppConfig, BroadcastConfig, Broadcaster};
+use rustforge_prod::redis::{RedisConfig, RedisHandle};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{Notify, mpsc};
@@ -36,8 +42,8 @@ fn now_us() -> u64 {
         .as_micros() as u64
 }
 
-/// The child: serves the broadcaster and prints its port.
-fn server() {
+/// The child: serves the broadcaster (on Redis when a URL is given) and prints its port.
+fn server(redis: Option<String>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -46,7 +52,13 @@ fn server() {
     runtime.block_on(async {
         let mut config = BroadcastConfig::default().app(AppConfig::new("1", KEY, SECRET));
         config.activity_timeout = Duration::from_secs(120);
-        let broadcaster = Broadcaster::new(config, None).unwrap();
+        let broadcaster = match redis {
+            Some(url) => {
+                let handle = RedisHandle::connect(&RedisConfig::new(url)).unwrap();
+                Broadcaster::with_redis(config, None, handle).unwrap()
+            }
+            None => Broadcaster::new(config, None).unwrap(),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap().port());
         let app: axum::Router = broadcaster.routes();
@@ -119,30 +131,79 @@ impl Table {
     }
 }
 
+/// A server child process and the port it listens on.
+struct Child {
+    process: std::process::Child,
+    port: u16,
+}
+
+fn spawn_server(redis: Option<&str>) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.arg("--server");
+    if let Some(url) = redis {
+        command.arg(url);
+    }
+    let mut process = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(process.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().unwrap();
+    Child { process, port }
+}
+
+/// A private redis-server on a free port, for two servers that share it.
+fn spawn_redis() -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut process = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (install redis-server) for BENCH_SERVERS=2");
+    let url = format!("redis://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (process, url);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = process.kill();
+    let _ = process.wait();
+    panic!("redis-server did not start");
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--server") {
-        return server();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--server") {
+        return server(args.get(at + 1).cloned());
     }
     let conns = env("BENCH_CONNS", 10_000) as usize;
     let events = env("BENCH_EVENTS", 50) as usize;
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--server")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().parse().unwrap();
-    let pid = child.id();
+    let servers = env("BENCH_SERVERS", 1) as usize;
+    let mut redis = (servers > 1).then(spawn_redis);
+    let url = redis.as_ref().map(|(_, url)| url.as_str());
+    let mut children: Vec<Child> = (0..servers.max(1)).map(|_| spawn_server(url)).collect();
+    let ports: Vec<u16> = children.iter().map(|c| c.port).collect();
+    let pids: Vec<u32> = children.iter().map(|c| c.process.id()).collect();
+    let port = ports[0];
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let base_rss = rss_kib(pid);
+        let base_rss: u64 = pids.iter().map(|pid| rss_kib(*pid)).sum();
         // Latencies land in a shared table, not a channel: a channel would wake the main task
         // once per delivery and double the client-side cost being measured.
         let table = Arc::new(Table {
@@ -154,12 +215,14 @@ fn main() {
         });
         let (ready, mut subscribed) = mpsc::unbounded_channel::<()>();
         let started = Instant::now();
-        let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
-        // Open in waves of 250 so the accept queue never overflows.
+        // Open in waves of 250 so the accept queue never overflows; connections alternate
+        // between the servers (events are published on the first one).
         for wave in (0..conns).step_by(250) {
             let mut handles = Vec::new();
-            for _ in wave..(wave + 250).min(conns) {
-                let (url, table, ready) = (url.clone(), table.clone(), ready.clone());
+            for i in wave..(wave + 250).min(conns) {
+                let target = ports[i % ports.len()];
+                let url = format!("ws://127.0.0.1:{target}/app/{KEY}?protocol=7");
+                let (table, ready) = (table.clone(), ready.clone());
                 handles.push(tokio::spawn(async move {
                     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
                     ws.next().await.unwrap().unwrap(); // connection_established
@@ -191,9 +254,10 @@ fn main() {
         }
         let connect_time = started.elapsed();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let per_conn = (rss_kib(pid).saturating_sub(base_rss)) as f64 * 1024.0 / conns as f64;
-
-        let (server_cpu, client_cpu) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
+        let rss: u64 = pids.iter().map(|pid| rss_kib(*pid)).sum();
+        let per_conn = rss.saturating_sub(base_rss) as f64 * 1024.0 / conns as f64;
+        let servers_cpu = || -> u64 { pids.iter().map(|pid| cpu_ms(&pid.to_string())).sum() };
+        let (server_cpu, client_cpu) = (servers_cpu(), cpu_ms("self"));
         let mut latencies = Vec::with_capacity(conns * events);
         let mut fanout = Vec::with_capacity(events);
         for seq in 0..events {
@@ -207,10 +271,19 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let deliveries = (conns * events) as f64;
-        let server_us = (cpu_ms(&pid.to_string()) - server_cpu) as f64 * 1000.0 / deliveries;
+        let server_us = (servers_cpu() - server_cpu) as f64 * 1000.0 / deliveries;
         let client_us = (cpu_ms("self") - client_cpu) as f64 * 1000.0 / deliveries;
         latencies.sort_unstable();
         fanout.sort_unstable();
+        println!(
+            "servers                 {} ({})",
+            ports.len(),
+            if ports.len() > 1 {
+                "sharing one Redis; published on the first"
+            } else {
+                "in-process hub"
+            }
+        );
         println!(
             "connections held        {conns} (opened in {:.1} s)",
             connect_time.as_secs_f64()
@@ -230,6 +303,12 @@ fn main() {
             *fanout.last().unwrap() as f64 / 1000.0
         );
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    for child in &mut children {
+        child.process.kill().unwrap();
+        child.process.wait().unwrap();
+    }
+    if let Some((process, _)) = &mut redis {
+        process.kill().unwrap();
+        process.wait().unwrap();
+    }
 }

@@ -196,3 +196,21 @@ async fn after_a_redis_restart_servers_resubscribe_and_count_what_was_lost() {
     let frame = received.expect("A receives B's events again after the restart");
     assert_eq!(frame["event"], "e");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_removes_its_members_at_once() {
+    let redis = RedisServer::start();
+    let (a, prod_a) = serve_on_redis(config(), &redis.url(), "drain").await;
+    let (b, _prod_b) = serve_on_redis(config(), &redis.url(), "drain").await;
+    let mut ann = Client::connect(a.addr).await;
+    ann.subscribe_signed("presence-room", Some(USER_A)).await;
+    let mut bob = Client::connect(b.addr).await;
+    bob.subscribe_signed("presence-room", Some(USER_B)).await;
+    assert_eq!(data(&ann.frame().await)["user_id"], "bob");
+    // The default node timeout is 30 s: a removal now comes from the shutdown, not the reaper.
+    prod_a.shutdown().trigger();
+    assert_eq!(ann.closed().await, Some(4200));
+    let removed = bob.frame().await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert_eq!(data(&removed)["user_id"], "ann");
+}

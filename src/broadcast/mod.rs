@@ -33,9 +33,11 @@
 //! # let _ = app; Ok(()) }
 //! ```
 //!
-//! Backends: the in-process hub (one server). The Redis backend for many servers behind a load
-//! balancer is not implemented yet; `RUSTFORGE_BROADCAST_STORE=redis` is refused at build time.
-//! The guide is `docs/broadcasting.md`.
+//! Backends: the in-process hub (one server), and with `REDIS_URL` (feature `redis`) Redis for
+//! many servers behind a load balancer: per-channel subscriptions, `socket_id` exclusion across
+//! servers, presence counted cluster-wide, dead servers' members removed by the others
+//! ([`BroadcastConfig::node_timeout`]). Redis Cluster is not supported yet. The guide is
+//! `docs/broadcasting.md`.
 
 mod authorizer;
 mod broadcaster;
