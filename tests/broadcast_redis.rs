@@ -214,3 +214,56 @@ async fn a_clean_shutdown_removes_its_members_at_once() {
     assert_eq!(removed["event"], "pusher_internal:member_removed");
     assert_eq!(data(&removed)["user_id"], "ann");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_during_a_redis_outage_is_retried_and_leaves_no_ghost() {
+    let mut redis = RedisServer::start();
+    let (a, prod_a) = serve_on_redis(fast_reaping(), &redis.url(), "ghost").await;
+    let (b, prod_b) = serve_on_redis(fast_reaping(), &redis.url(), "ghost").await;
+    let mut ann = Client::connect(a.addr).await;
+    ann.subscribe_signed("presence-room", Some(USER_A)).await;
+    let mut bob = Client::connect(b.addr).await;
+    let f = bob.subscribe_signed("presence-room", Some(USER_B)).await;
+    assert_eq!(data(&f)["presence"]["count"], 2);
+    let _ = b;
+
+    redis.stop();
+    drop(ann); // A cannot record the leave now: it keeps it for a retry
+    assert!(wait_for(|| gauge(&prod_a, "rustforge_broadcast_redis_pending") > 0).await);
+    redis.restart();
+    // A retries with its heartbeats: Ann disappears from the cluster-wide list (bounded wait).
+    let broadcaster = prod_b.broadcaster().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        if let Ok(presence) = broadcaster.presence("presence-room").await {
+            ids = presence.ids;
+            if ids == ["bob"] {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ids, ["bob"], "no ghost after the outage");
+    assert!(wait_for(|| gauge(&prod_a, "rustforge_broadcast_redis_pending") == 0).await);
+    let info = broadcaster.channel_info("presence-room").await.unwrap();
+    assert_eq!(info.subscription_count, 1);
+}
+
+/// The value of an unlabelled gauge on `/metrics`.
+fn gauge(prod: &rustforge_prod::ProductionLayer, name: &str) -> u64 {
+    let text = prod.metrics().render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Polls `condition` for up to 10 s.
+async fn wait_for(condition: impl Fn() -> bool) -> bool {
+    for _ in 0..200 {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -48,12 +48,28 @@ struct Scripts {
     subs: Script,
     reap: Script,
     heartbeat: Script,
+    resync: Script,
 }
 
 struct Outgoing {
     topic: String,
     payload: String,
     cache: Option<(String, String)>,
+}
+
+/// Writes to Redis that failed and are retried with the next heartbeat, so an outage never
+/// leaves a ghost member or a wrong subscription count behind.
+enum Pending {
+    Leave {
+        app: String,
+        channel: String,
+        user: String,
+    },
+    Count {
+        app: String,
+        channel: String,
+        delta: i64,
+    },
 }
 
 enum Watch {
@@ -71,6 +87,9 @@ pub(crate) struct RedisBackend {
     publish: mpsc::Sender<Outgoing>,
     watch: mpsc::UnboundedSender<Watch>,
     watched: Mutex<HashSet<String>>,
+    pending: Mutex<Vec<Pending>>,
+    /// A resync failed: the heartbeat tries again.
+    resync_needed: std::sync::atomic::AtomicBool,
     pub stats: ClusterStats,
     node_timeout: Duration,
 }
@@ -91,11 +110,14 @@ impl RedisBackend {
                 subs: Script::new(include_str!("lua/subs.lua")),
                 reap: Script::new(include_str!("lua/reap.lua")),
                 heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+                resync: Script::new(include_str!("lua/resync.lua")),
             },
             hubs: OnceLock::new(),
             publish,
             watch,
             watched: Mutex::new(HashSet::new()),
+            pending: Mutex::new(Vec::new()),
+            resync_needed: std::sync::atomic::AtomicBool::new(false),
             stats: ClusterStats::default(),
             node_timeout,
         });
@@ -217,7 +239,12 @@ impl RedisBackend {
         if t.subscribed
             && let Err(err) = self.count_subscription(app, channel, 1).await
         {
-            tracing::warn!(error = %err, channel, "broadcast: cannot count a subscription in Redis");
+            tracing::warn!(error = %err, channel, "broadcast: cannot count a subscription in Redis; retrying");
+            self.retry(Pending::Count {
+                app: app.into(),
+                channel: channel.into(),
+                delta: 1,
+            });
         }
         if let Some((user, info)) = &t.user_joined {
             match self.join(app, channel, user, info).await {
@@ -256,22 +283,161 @@ impl RedisBackend {
         if t.subscribed
             && let Err(err) = self.count_subscription(app, channel, -1).await
         {
-            tracing::warn!(error = %err, channel, "broadcast: cannot count an unsubscription in Redis");
+            tracing::warn!(error = %err, channel, "broadcast: cannot count an unsubscription in Redis; retrying");
+            self.retry(Pending::Count {
+                app: app.into(),
+                channel: channel.into(),
+                delta: -1,
+            });
         }
-        if let Some(user) = t.user_left {
-            match self.leave(app, channel, &user).await {
-                Ok(true) => {
-                    let data = serde_json::json!({ "user_id": user }).to_string();
-                    let text = frame("pusher_internal:member_removed", Some(channel), Some(&data));
-                    hub.deliver(channel, &Utf8Bytes::from(text.clone()), None);
-                    self.publish(app, channel, &text, None, false);
-                }
-                Ok(false) => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, channel, "broadcast: presence leave not recorded in Redis")
-                }
+        if let Some(user) = t.user_left
+            && let Err(err) = self.leave_and_announce(hub, channel, &user).await
+        {
+            tracing::warn!(error = %err, channel, "broadcast: presence leave not recorded in Redis; retrying");
+            self.retry(Pending::Leave {
+                app: app.into(),
+                channel: channel.into(),
+                user,
+            });
+        }
+    }
+
+    /// Leaves presence cluster-wide and sends `member_removed` everywhere when the user is gone.
+    async fn leave_and_announce(
+        &self,
+        hub: &AppHub,
+        channel: &str,
+        user: &str,
+    ) -> Result<(), RedisError> {
+        if self.leave(&hub.app.id, channel, user).await? {
+            self.announce_removed(hub, channel, user);
+        }
+        Ok(())
+    }
+
+    fn retry(&self, pending: Pending) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pending);
+    }
+
+    /// Retries the writes that failed; what fails again waits for the next heartbeat.
+    async fn retry_pending(&self) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for item in pending {
+            let result = match &item {
+                Pending::Count {
+                    app,
+                    channel,
+                    delta,
+                } => self.count_subscription(app, channel, *delta).await,
+                Pending::Leave { app, channel, user } => match self.hub(app) {
+                    Some(hub) => self.leave_and_announce(&hub, channel, user).await,
+                    None => Ok(()),
+                },
+            };
+            if result.is_err() {
+                self.retry(item);
             }
         }
+    }
+
+    /// Writes waiting to be retried (a gauge: non-zero while Redis is failing).
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Sends `member_removed` to this server's subscribers and the others'.
+    fn announce_removed(&self, hub: &AppHub, channel: &str, user: &str) {
+        let data = serde_json::json!({ "user_id": user }).to_string();
+        let text = frame("pusher_internal:member_removed", Some(channel), Some(&data));
+        hub.deliver(channel, &Utf8Bytes::from(text.clone()), None);
+        self.publish(&hub.app.id, channel, &text, None, false);
+    }
+
+    /// Writes this server's whole local state back to Redis (idempotent), after the pub/sub
+    /// connection was lost: Redis may have restarted empty, or joins and leaves may have failed
+    /// meanwhile. Supersedes the writes queued for retry before it; a user whose leave could not
+    /// be written and who is nowhere any more gets their `member_removed` now.
+    pub(crate) async fn resync(&self) -> Result<(), RedisError> {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let hubs: Vec<Arc<AppHub>> = self
+            .hubs
+            .get()
+            .map_or_else(Vec::new, |h| h.iter().filter_map(Weak::upgrade).collect());
+        let set = self.node_channels_key(&self.node);
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(&set);
+        let recorded: Vec<String> = self.redis.query(&members).await?;
+        let mut seen = HashSet::new();
+        for hub in &hubs {
+            let app = hub.app.id.as_str();
+            for channel in hub.local_channels() {
+                seen.insert(format!("{app}\n{}", channel.name));
+                self.register_channel(app, &channel.name).await?;
+                self.resync_channel(hub, &channel.name, channel.subscriptions, &channel.users)
+                    .await?;
+            }
+        }
+        for entry in recorded.into_iter().filter(|e| !seen.contains(e)) {
+            let Some((app, channel)) = entry.split_once('\n') else {
+                continue;
+            };
+            if let Some(hub) = hubs.iter().find(|h| h.app.id == app) {
+                self.resync_channel(hub, channel, 0, &[]).await?;
+            }
+            let mut srem = redis::cmd("SREM");
+            srem.arg(&set).arg(&entry);
+            self.redis.query::<i64>(&srem).await?;
+        }
+        for item in pending {
+            let Pending::Leave { app, channel, user } = item else {
+                continue;
+            };
+            let Some(hub) = hubs.iter().find(|h| h.app.id == app) else {
+                continue;
+            };
+            let mut exists = redis::cmd("HEXISTS");
+            exists.arg(&self.channel_keys(&app, &channel)[0]).arg(&user);
+            if self.redis.query::<i64>(&exists).await? == 0 {
+                self.announce_removed(hub, &channel, &user);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`resync`](Self::resync), or mark it for the next heartbeat when it fails.
+    async fn resync_or_retry(&self) {
+        if let Err(err) = self.resync().await {
+            tracing::warn!(error = %err, "broadcast: could not write this server's presence back to Redis; retrying");
+            self.resync_needed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    async fn resync_channel(
+        &self,
+        hub: &AppHub,
+        channel: &str,
+        subscriptions: usize,
+        users: &[(String, u32, Value)],
+    ) -> Result<(), RedisError> {
+        let keys = self.channel_keys(&hub.app.id, channel);
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut args = vec![
+            self.node.clone(),
+            subscriptions.to_string(),
+            users.len().to_string(),
+        ];
+        for (id, connections, info) in users {
+            args.extend([id.clone(), connections.to_string(), info.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let removed: Vec<String> = self.redis.eval(&self.scripts.resync, &keys, &args).await?;
+        for user in removed {
+            self.announce_removed(hub, channel, &user);
+        }
+        Ok(())
     }
 
     /// Asks every other server to close the connections of a signed-in user.
@@ -429,13 +595,10 @@ impl RedisBackend {
             let keys = self.channel_keys(app, channel);
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             let removed: Vec<String> = self.redis.eval(&self.scripts.reap, &keys, &[node]).await?;
-            for user in removed {
-                let data = serde_json::json!({ "user_id": user }).to_string();
-                let text = frame("pusher_internal:member_removed", Some(channel), Some(&data));
-                if let Some(hub) = self.hub(app) {
-                    hub.deliver(channel, &Utf8Bytes::from(text.clone()), None);
+            if let Some(hub) = self.hub(app) {
+                for user in removed {
+                    self.announce_removed(&hub, channel, &user);
                 }
-                self.publish(app, channel, &text, None, false);
             }
         }
         let mut del = redis::cmd("DEL");
@@ -554,6 +717,9 @@ async fn subscriber(backend: Weak<RedisBackend>, mut watches: mpsc::UnboundedRec
         if connected_once {
             strong.stats.reconnects.fetch_add(1, Ordering::Relaxed);
             tracing::info!(topics = topics.len(), "broadcast: resubscribed to Redis");
+            // Redis may have restarted empty: write this server's presence back.
+            let resync = strong.clone();
+            tokio::spawn(async move { resync.resync_or_retry().await });
         }
         connected_once = true;
         backoff = Duration::from_millis(50);
@@ -604,6 +770,10 @@ async fn heartbeat(backend: Weak<RedisBackend>) {
             .await
         {
             Ok(dead) => {
+                if strong.resync_needed.swap(false, Ordering::Relaxed) {
+                    strong.resync_or_retry().await;
+                }
+                strong.retry_pending().await;
                 for dead in dead.into_iter().filter(|d| *d != node) {
                     match strong.reap(&dead).await {
                         Ok(()) => {

@@ -183,6 +183,15 @@ pub struct ChannelInfo {
     pub user_count: Option<usize>,
 }
 
+/// One channel as this server holds it (see [`AppHub::local_channels`]).
+#[cfg(feature = "redis")]
+pub(crate) struct LocalChannel {
+    pub name: String,
+    pub subscriptions: usize,
+    /// (user id, local connections, user_info)
+    pub users: Vec<(String, u32, Value)>,
+}
+
 /// What [`AppHub::subscribe`] found and changed.
 pub(crate) struct Subscribed {
     pub presence: Option<Presence>,
@@ -466,6 +475,26 @@ impl AppHub {
             .iter()
             .filter(|(id, s)| except != Some(&***id) && s.conn.send(frame.clone(), &self.stats))
             .count()
+    }
+
+    /// This server's state of every channel: subscriptions and presence users with their
+    /// connection counts and info — what the Redis backend writes back after an outage.
+    #[cfg(feature = "redis")]
+    pub(crate) fn local_channels(&self) -> Vec<LocalChannel> {
+        let state = self.state();
+        state
+            .channels
+            .iter()
+            .map(|(name, entry)| LocalChannel {
+                name: name.clone(),
+                subscriptions: entry.subscribers.len(),
+                users: entry
+                    .members
+                    .iter()
+                    .map(|(id, m)| (id.clone(), m.connections, m.info.clone()))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Delivers a frame from another server to this server's subscribers.

@@ -366,6 +366,18 @@ pub(crate) fn observe_broadcast(metrics: &Metrics, broadcaster: &crate::broadcas
             .build();
         let stats = broadcaster.hub().cluster().cloned();
         meter
+            .u64_observable_gauge("rustforge.broadcast.redis.pending")
+            .with_description(
+                "Presence and subscription writes that failed and wait to be retried.",
+            )
+            .with_callback(move |o| {
+                if let Some(c) = &stats {
+                    o.observe(c.pending() as u64, &[]);
+                }
+            })
+            .build();
+        let stats = broadcaster.hub().cluster().cloned();
+        meter
             .u64_observable_counter("rustforge.broadcast.redis.reaped_servers")
             .with_description(
                 "Servers found dead (no heartbeat) whose presence members were removed.",
