@@ -22,7 +22,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::env;
+use common::{Redis, env};
 use futures_util::{SinkExt, StreamExt};
 use rustforge_prod::broadcast::signature::{body_md5, sign};
 use rustforge_prod::broadcast::{AppConfig, BroadcastConfig, Broadcaster};
@@ -152,37 +152,6 @@ fn spawn_server(redis: Option<&str>) -> Child {
     Child { process, port }
 }
 
-/// A private redis-server on a free port, for two servers that share it.
-fn spawn_redis() -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut process = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server (install redis-server) for BENCH_SERVERS=2");
-    let url = format!("redis://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (process, url);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = process.kill();
-    let _ = process.wait();
-    panic!("redis-server did not start");
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--server") {
@@ -191,8 +160,9 @@ fn main() {
     let conns = env("BENCH_CONNS", 10_000) as usize;
     let events = env("BENCH_EVENTS", 50) as usize;
     let servers = env("BENCH_SERVERS", 1) as usize;
-    let mut redis = (servers > 1).then(spawn_redis);
-    let url = redis.as_ref().map(|(_, url)| url.as_str());
+    let redis = (servers > 1).then(Redis::start);
+    let redis_url = redis.as_ref().map(Redis::url);
+    let url = redis_url.as_deref();
     let mut children: Vec<Child> = (0..servers.max(1)).map(|_| spawn_server(url)).collect();
     let ports: Vec<u16> = children.iter().map(|c| c.port).collect();
     let pids: Vec<u32> = children.iter().map(|c| c.process.id()).collect();
@@ -307,8 +277,5 @@ fn main() {
         child.process.kill().unwrap();
         child.process.wait().unwrap();
     }
-    if let Some((process, _)) = &mut redis {
-        process.kill().unwrap();
-        process.wait().unwrap();
-    }
+    drop(redis);
 }

@@ -19,13 +19,13 @@ mod common;
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use common::{env, load, median, runtime, serve};
+use common::{Redis, env, load, median, runtime, serve};
 use rustforge_prod::ratelimit::{
     Key, Limit, MemoryStore, RateLimitLayer, RateLimiter, RedisStore, Store,
 };
@@ -121,68 +121,6 @@ fn memory() {
         "             ratio rustforge/governor (check) {:.2}; rustforge is bounded (1,000,000 keys by default, idle keys dropped), governor keeps every key until retain_recent()",
         lookup / g_lookup
     );
-}
-
-/// A throwaway `redis-server` on a free port (or `REDIS_URL`'s port when set).
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start() -> Self {
-        if let Ok(url) = std::env::var("REDIS_URL") {
-            let port = url
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .parse()
-                .unwrap();
-            return Self { port, child: None };
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed: apt-get install redis-server");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 struct Run {
