@@ -33,7 +33,7 @@
 //! | [`middleware`] | `middleware` | — | — | ready |
 //! | [`redis`] (shared handle) | `redis` | — | Redis, Redis Cluster | ready |
 //! | [`ratelimit`] | `ratelimit` | sharded, bounded in-process store | Redis, Redis Cluster (`redis`) | ready |
-//! | [`broadcast`] | `broadcast` | in-process hub | Redis (`redis`; not Redis Cluster yet) | ready |
+//! | [`broadcast`] | `broadcast` | in-process hub | Redis, Redis Cluster (`redis`) | ready |
 //! | [`health`] | `health` | disk, memory, closure checks | Redis, PostgreSQL checks | ready |
 //! | [`metrics`] | `metrics` | Prometheus `/metrics` | OTLP (planned) | ready (tracing planned) |
 //! | [`storage`] | `storage` | local disk, memory | S3, S3-compatible (`s3`) | ready |

@@ -190,7 +190,7 @@ impl RedisConfig {
                     "a cluster URL lists host:port pairs separated by commas".into(),
                 ));
             }
-            let client = ClusterClient::builder(nodes)
+            let client = ClusterClient::builder(nodes.clone())
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.command_timeout)
                 // The cluster client re-sends a command after an I/O error by default; a counter
@@ -199,7 +199,7 @@ impl RedisConfig {
                 .retries(0)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
-            Ok(Target::Cluster(Box::new(client)))
+            Ok(Target::Cluster(Box::new(client), nodes))
         } else {
             if !(url.starts_with("redis://")
                 || url.starts_with("rediss://")
@@ -309,8 +309,11 @@ struct Inner {
     prefix: String,
     cluster: bool,
     command_timeout: Duration,
-    /// For dedicated pub/sub connections (single node only).
-    pubsub: Option<Client>,
+    /// For dedicated pub/sub connections (broadcasting).
+    #[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
+    pubsub: PubSubTarget,
+    #[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
+    connect_timeout: Duration,
 }
 
 impl fmt::Debug for RedisHandle {
@@ -329,10 +332,10 @@ impl RedisHandle {
     pub fn connect(config: &RedisConfig) -> Result<Self, RedisError> {
         config.validate()?;
         let target = config.target()?;
-        let cluster = matches!(target, Target::Cluster(_));
+        let cluster = matches!(target, Target::Cluster(..));
         let pubsub = match &target {
-            Target::Single(client) => Some(client.clone()),
-            Target::Cluster(_) => None,
+            Target::Single(client) => PubSubTarget::Single(client.clone()),
+            Target::Cluster(_, nodes) => PubSubTarget::Cluster(nodes.clone()),
         };
         let manager = Manager {
             target,
@@ -355,27 +358,57 @@ impl RedisHandle {
                 cluster,
                 command_timeout: config.command_timeout,
                 pubsub,
+                connect_timeout: config.connect_timeout,
             }),
         })
     }
 
-    /// A dedicated pub/sub connection (outside the pool: it only subscribes). Single-node
-    /// Redis only; a cluster needs sharded pub/sub, which this handle does not offer yet.
+    /// A dedicated pub/sub connection (outside the pool: it only subscribes), on a single node.
+    #[cfg(feature = "broadcast")]
     pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
-        let Some(client) = &self.inner.pubsub else {
+        let PubSubTarget::Single(client) = &self.inner.pubsub else {
             return Err(RedisError::Unavailable(
-                "pub/sub on Redis Cluster is not supported yet".into(),
+                "this is a Redis Cluster: use sharded pub/sub".into(),
             ));
         };
         let connect = client.get_async_pubsub();
-        match tokio::time::timeout(
-            self.inner.command_timeout.max(Duration::from_secs(1)),
-            connect,
-        )
-        .await
-        {
+        match tokio::time::timeout(self.inner.connect_timeout, connect).await {
             Ok(result) => result.map_err(|e| RedisError::from_redis(e, self.inner.command_timeout)),
-            Err(_) => Err(RedisError::Timeout(self.inner.command_timeout)),
+            Err(_) => Err(RedisError::Timeout(self.inner.connect_timeout)),
+        }
+    }
+
+    /// A dedicated RESP3 connection to a Redis Cluster for sharded pub/sub (`SSUBSCRIBE`):
+    /// messages, and the library's disconnection notices, arrive on the returned receiver;
+    /// subscriptions are renewed by the client after reconnections and slot moves.
+    #[cfg(feature = "broadcast")]
+    pub(crate) async fn sharded_pubsub(
+        &self,
+    ) -> Result<
+        (
+            redis::cluster_async::ClusterConnection,
+            tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+        ),
+        RedisError,
+    > {
+        let PubSubTarget::Cluster(nodes) = &self.inner.pubsub else {
+            return Err(RedisError::Unavailable(
+                "sharded pub/sub needs a Redis Cluster".into(),
+            ));
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = ClusterClient::builder(nodes.clone())
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(tx)
+            .connection_timeout(self.inner.connect_timeout)
+            .response_timeout(self.inner.command_timeout)
+            .build()
+            .map_err(|e| RedisError::from_redis(e, self.inner.command_timeout))?;
+        let connect = client.get_async_connection();
+        match tokio::time::timeout(self.inner.connect_timeout, connect).await {
+            Ok(Ok(conn)) => Ok((conn, rx)),
+            Ok(Err(e)) => Err(RedisError::from_redis(e, self.inner.command_timeout)),
+            Err(_) => Err(RedisError::Timeout(self.inner.connect_timeout)),
         }
     }
 
@@ -475,12 +508,20 @@ impl RedisHandle {
 
 enum Target {
     Single(Client),
-    Cluster(Box<ClusterClient>),
+    /// The client, and the node URLs (for a separate pub/sub client).
+    Cluster(Box<ClusterClient>, Vec<String>),
 }
 
 struct Manager {
     target: Target,
     connection: AsyncConnectionConfig,
+}
+
+/// Where dedicated pub/sub connections go.
+#[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
+enum PubSubTarget {
+    Single(Client),
+    Cluster(Vec<String>),
 }
 
 /// A pooled connection plus the flag `has_broken` reads; clones share both.
@@ -535,7 +576,7 @@ impl bb8::ManageConnection for Manager {
                     .get_multiplexed_async_connection_with_config(&self.connection)
                     .await?,
             ),
-            Target::Cluster(client) => {
+            Target::Cluster(client, _) => {
                 ConnectionKind::Cluster(client.get_async_connection().await?)
             }
         };

@@ -774,12 +774,4 @@ async fn configuration_from_the_environment() {
     .unwrap_err();
     assert_eq!(err.setting(), "RUSTFORGE_BROADCAST_STORE");
     assert!(err.reason().contains("REDIS_URL"), "{err}");
-    let err = rustforge_prod::Config::from_vars([
-        ("PUSHER_APP_ID", "42"),
-        ("PUSHER_APP_KEY", "k"),
-        ("PUSHER_APP_SECRET", "s"),
-        ("REDIS_URL", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"),
-    ])
-    .unwrap_err();
-    assert!(err.reason().contains("Redis Cluster"), "{err}");
 }

@@ -267,3 +267,51 @@ async fn wait_for(condition: impl Fn() -> bool) -> bool {
     }
     false
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_servers_share_events_and_presence_over_sharded_pub_sub() {
+    let cluster = support::redis::RedisCluster::start();
+    let (a, prod_a) = serve_on_redis(config(), &cluster.url(), "sharded").await;
+    let (b, prod_b) = serve_on_redis(config(), &cluster.url(), "sharded").await;
+    let mut on_a = Client::connect(a.addr).await;
+    let mut on_b = Client::connect(b.addr).await;
+    // Several channels, so their topics land on different shards.
+    let channels = ["orders", "news", "alerts", "prices", "chat-1", "chat-2"];
+    for channel in channels {
+        on_a.subscribe(channel, None, None).await;
+    }
+    for channel in channels {
+        prod_b
+            .broadcaster()
+            .unwrap()
+            .publish([channel], "e", &json!(channel))
+            .await
+            .unwrap();
+        let f = on_a.frame().await;
+        assert_eq!(
+            (f["channel"].as_str(), f["data"].as_str()),
+            (Some(channel), Some(format!("\"{channel}\"").as_str()))
+        );
+    }
+    on_a.subscribe_signed("presence-room", Some(USER_A)).await;
+    let f = on_b.subscribe_signed("presence-room", Some(USER_B)).await;
+    assert_eq!(data(&f)["presence"]["count"], 2, "{f}");
+    assert_eq!(data(&on_a.frame().await)["user_id"], "bob");
+    let names: Vec<_> = prod_b
+        .broadcaster()
+        .unwrap()
+        .channels("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    let mut expected: Vec<&str> = channels.to_vec();
+    expected.push("presence-room");
+    expected.sort();
+    assert_eq!(names, expected);
+    drop(on_b);
+    let removed = on_a.frame().await;
+    assert_eq!(data(&removed)["user_id"], "bob");
+    let _ = prod_a;
+}

@@ -122,7 +122,11 @@ impl RedisBackend {
             node_timeout,
         });
         tokio::spawn(publisher(Arc::downgrade(&backend), outgoing));
-        tokio::spawn(subscriber(Arc::downgrade(&backend), watches));
+        if backend.redis.is_cluster() {
+            tokio::spawn(sharded_subscriber(Arc::downgrade(&backend), watches));
+        } else {
+            tokio::spawn(subscriber(Arc::downgrade(&backend), watches));
+        }
         tokio::spawn(heartbeat(Arc::downgrade(&backend)));
         backend
     }
@@ -344,6 +348,7 @@ impl RedisBackend {
     }
 
     /// Writes waiting to be retried (a gauge: non-zero while Redis is failing).
+    #[cfg(feature = "metrics")]
     pub(crate) fn pending(&self) -> usize {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -558,7 +563,13 @@ impl RedisBackend {
     ) -> Result<Vec<String>, RedisError> {
         let topic_prefix = self.topic(app, "");
         let mut cmd = redis::cmd("PUBSUB");
-        cmd.arg("CHANNELS").arg(format!("{topic_prefix}{prefix}*"));
+        // On a cluster the client asks every primary and combines the lists.
+        let kind = if self.redis.is_cluster() {
+            "SHARDCHANNELS"
+        } else {
+            "CHANNELS"
+        };
+        cmd.arg(kind).arg(format!("{topic_prefix}{prefix}*"));
         let topics: Vec<String> = self.redis.query(&cmd).await?;
         let mut channels: Vec<String> = topics
             .into_iter()
@@ -658,7 +669,12 @@ async fn publisher(backend: Weak<RedisBackend>, mut outgoing: mpsc::Receiver<Out
         let Some(backend) = backend.upgrade() else {
             return;
         };
-        let mut publish = redis::cmd("PUBLISH");
+        // Sharded pub/sub on a cluster: the topic's slot picks the node, so channels spread.
+        let mut publish = redis::cmd(if backend.redis.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        });
         publish.arg(&message.topic).arg(&message.payload);
         let mut result = backend.redis.query::<i64>(&publish).await.map(drop);
         if let (Ok(()), Some((key, text))) = (&result, &message.cache) {
@@ -751,6 +767,84 @@ async fn subscriber(backend: Weak<RedisBackend>, mut watches: mpsc::UnboundedRec
             }
         }
         tracing::warn!("broadcast: Redis pub/sub connection lost; reconnecting");
+    }
+}
+
+/// The sharded pub/sub connection of a Redis Cluster (RESP3 `SSUBSCRIBE`): the client renews
+/// the subscriptions itself after reconnections and slot moves; a disconnection notice makes
+/// the next heartbeat write this server's state back, in case a node restarted empty.
+async fn sharded_subscriber(
+    backend: Weak<RedisBackend>,
+    mut watches: mpsc::UnboundedReceiver<Watch>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(strong) = backend.upgrade() else {
+            return;
+        };
+        let (mut conn, mut pushes) = match strong.redis.sharded_pubsub().await {
+            Ok(connected) => connected,
+            Err(err) => {
+                tracing::debug!(error = %err, "broadcast: Redis Cluster pub/sub connect failed");
+                drop(strong);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let topics: Vec<String> = {
+            let watched = strong.watched.lock().unwrap_or_else(|e| e.into_inner());
+            watched.iter().cloned().collect()
+        };
+        drop(strong);
+        // One topic per command: sharded subscriptions must not span slots.
+        let mut ok = true;
+        for topic in topics {
+            ok &= conn.ssubscribe(&topic).await.is_ok();
+        }
+        if !ok {
+            continue;
+        }
+        loop {
+            tokio::select! {
+                command = watches.recv() => {
+                    match command {
+                        Some(Watch::Add(topic, done)) => {
+                            if conn.ssubscribe(&topic).await.is_ok()
+                                && let Some(done) = done
+                            {
+                                let _ = done.send(());
+                            }
+                        }
+                        Some(Watch::Remove(topic)) => {
+                            let _ = conn.sunsubscribe(&topic).await;
+                        }
+                        None => return,
+                    }
+                }
+                push = pushes.recv() => {
+                    let Some(push) = push else { break };
+                    let Some(strong) = backend.upgrade() else { return };
+                    match push.kind {
+                        redis::PushKind::SMessage | redis::PushKind::Message => {
+                            let mut data = push.data.into_iter();
+                            let channel = data.next().and_then(|v| redis::from_redis_value::<String>(v).ok());
+                            let payload = data.next().and_then(|v| redis::from_redis_value::<Vec<u8>>(v).ok());
+                            if let (Some(channel), Some(payload)) = (channel, payload) {
+                                strong.deliver(&channel, &String::from_utf8_lossy(&payload));
+                            }
+                        }
+                        redis::PushKind::Disconnection => {
+                            strong.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                            strong.resync_needed.store(true, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        tracing::warn!("broadcast: Redis Cluster pub/sub connection lost; reconnecting");
     }
 }
 

@@ -144,7 +144,7 @@ pub enum BroadcastStore {
     /// This process only.
     #[default]
     Memory,
-    /// Redis, shared by every app server (single-node Redis; not Redis Cluster yet).
+    /// Redis or Redis Cluster (sharded pub/sub), shared by every app server.
     Redis,
 }
 
@@ -324,8 +324,7 @@ pub(crate) fn uses_redis(config: &BroadcastConfig, redis_configured: bool) -> bo
     }
 }
 
-/// Checks the store against the Redis settings: Redis needs `REDIS_URL`, and a single node
-/// (sharded pub/sub on Redis Cluster is not implemented yet).
+/// Checks the store against the Redis settings: Redis needs `REDIS_URL`.
 #[cfg(feature = "redis")]
 pub(crate) fn check_store(
     config: &BroadcastConfig,
@@ -339,12 +338,6 @@ pub(crate) fn check_store(
             "broadcast.store",
             "redis",
             "broadcasting on Redis needs REDIS_URL",
-        )),
-        Some(redis) if redis.url.contains("+cluster://") => Err(ConfigError::new(
-            "broadcast.store",
-            "redis",
-            "broadcasting on Redis Cluster (sharded pub/sub) is not implemented yet: use a single \
-             Redis, or RUSTFORGE_BROADCAST_STORE=memory for one server",
         )),
         Some(_) => Ok(()),
     }

@@ -335,6 +335,10 @@ impl Session<'_> {
                 None => self.reply(frame("pusher:cache_miss", Some(name), None)),
             }
         }
+        // Events reach the client only after its subscription_succeeded (and cache replay).
+        if self.flush().await {
+            hub.activate(socket, name);
+        }
     }
 
     fn sign_in(&mut self, data: &str) {

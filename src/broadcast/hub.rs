@@ -133,6 +133,8 @@ pub(crate) struct Stats {
 struct Subscriber {
     conn: Conn,
     user_id: Option<String>,
+    /// Set once `subscription_succeeded` is on its way: no event reaches a client before it.
+    active: bool,
 }
 
 struct Member {
@@ -359,6 +361,7 @@ impl AppHub {
                 }
             }
         }
+        let active = entry.subscribers.get(socket_id).is_some_and(|s| s.active);
         entry.subscribers.insert(
             conn.socket_id.clone(),
             Subscriber {
@@ -368,6 +371,7 @@ impl AppHub {
                 user_id: already
                     .flatten()
                     .or_else(|| member.as_ref().map(|(id, _)| id.clone())),
+                active,
             },
         );
         let presence = member.is_some().then(|| presence_of(entry));
@@ -379,7 +383,7 @@ impl AppHub {
             let frame: Utf8Bytes =
                 frame("pusher_internal:member_added", Some(channel), Some(&data)).into();
             for (id, s) in &entry.subscribers {
-                if **id != *socket_id {
+                if s.active && **id != *socket_id {
                     s.conn.send(frame.clone(), &self.stats);
                 }
             }
@@ -398,6 +402,18 @@ impl AppHub {
             cached,
             transitions,
         })
+    }
+
+    /// Lets events reach a new subscriber: called once its `subscription_succeeded` is queued.
+    pub(crate) fn activate(&self, socket_id: &str, channel: &str) {
+        let mut state = self.state();
+        if let Some(s) = state
+            .channels
+            .get_mut(channel)
+            .and_then(|entry| entry.subscribers.get_mut(socket_id))
+        {
+            s.active = true;
+        }
     }
 
     /// Unsubscribes (no reply is sent, as the protocol says).
@@ -430,7 +446,7 @@ impl AppHub {
                 let data = serde_json::json!({"user_id": user_id}).to_string();
                 let frame: Utf8Bytes =
                     frame("pusher_internal:member_removed", Some(channel), Some(&data)).into();
-                for s in entry.subscribers.values() {
+                for s in entry.subscribers.values().filter(|s| s.active) {
                     s.conn.send(frame.clone(), &self.stats);
                 }
             }
@@ -473,7 +489,9 @@ impl AppHub {
         entry
             .subscribers
             .iter()
-            .filter(|(id, s)| except != Some(&***id) && s.conn.send(frame.clone(), &self.stats))
+            .filter(|(id, s)| {
+                s.active && except != Some(&***id) && s.conn.send(frame.clone(), &self.stats)
+            })
             .count()
     }
 

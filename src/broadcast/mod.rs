@@ -36,7 +36,7 @@
 //! Backends: the in-process hub (one server), and with `REDIS_URL` (feature `redis`) Redis for
 //! many servers behind a load balancer: per-channel subscriptions, `socket_id` exclusion across
 //! servers, presence counted cluster-wide, dead servers' members removed by the others
-//! ([`BroadcastConfig::node_timeout`]). Redis Cluster is not supported yet. The guide is
+//! ([`BroadcastConfig::node_timeout`]); on Redis Cluster through sharded pub/sub. The guide is
 //! `docs/broadcasting.md`.
 
 mod authorizer;
