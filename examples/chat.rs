@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
+use axum::serve::Listener as _;
 use axum::{Json, Router};
 use rustforge_prod::ProductionLayer;
 use rustforge_prod::broadcast::{Access, AppConfig, BroadcastConfig, Event, User, authorizer_fn};
@@ -74,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .merge(prod.routes())
         .layer(prod.layer());
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
+    let listener = rustforge_prod::bind(format!("127.0.0.1:{port}")).await?;
     println!("chat listening on http://{}", listener.local_addr()?);
     axum::serve(
         listener,

@@ -22,6 +22,7 @@ use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use axum::serve::Listener as _;
 use axum::{Json, Router};
 use rustforge_prod::broadcast::{Access, User, authorizer_fn};
 use rustforge_prod::{ProductionLayer, init_logging};
@@ -67,7 +68,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .layer(prod.layer());
 
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(format!("0.0.0.0:{port}")).await?;
+    let listener = rustforge_prod::bind(format!("0.0.0.0:{port}")).await?;
     tracing::info!(addr = %listener.local_addr()?, "full_stack listening");
     println!("full_stack listening on http://{}", listener.local_addr()?);
     axum::serve(

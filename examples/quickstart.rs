@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use axum::serve::Listener as _;
 use axum::{Json, Router, routing::get};
 use rustforge_prod::{LogConfig, LogFormat, ProductionLayer, init_logging};
 use serde_json::{Value, json};
@@ -24,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(prod.layer());
 
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(format!("0.0.0.0:{port}")).await?;
+    let listener = rustforge_prod::bind(format!("0.0.0.0:{port}")).await?;
     println!("quickstart listening on http://{}", listener.local_addr()?);
     axum::serve(
         listener,

@@ -18,7 +18,7 @@
 //!         .route("/", get(|| async { "Hello, production!" }))
 //!         .merge(prod.routes())
 //!         .layer(prod.layer());
-//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//!     let listener = rustforge_prod::bind("0.0.0.0:3000").await?; // TCP_NODELAY on
 //!     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
 //!         .with_graceful_shutdown(prod.shutdown_signal())
 //!         .await?;
@@ -52,6 +52,7 @@
 mod builder;
 pub mod config;
 pub mod error;
+mod listener;
 pub mod logging;
 mod shutdown;
 mod util;
@@ -81,5 +82,6 @@ pub struct ReadmeDoctests;
 pub use builder::{ProductionLayer, ProductionLayerBuilder};
 pub use config::Config;
 pub use error::{ConfigError, Error};
+pub use listener::{Listener, bind};
 pub use logging::{LogConfig, LogFormat, LogGuard, init_logging};
 pub use shutdown::Shutdown;
