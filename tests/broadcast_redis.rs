@@ -315,3 +315,29 @@ async fn on_a_redis_cluster_servers_share_events_and_presence_over_sharded_pub_s
     assert_eq!(data(&removed)["user_id"], "bob");
     let _ = prod_a;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_channels_replay_the_last_event_from_any_server() {
+    let redis = RedisServer::start();
+    let (a, _prod_a) = serve_on_redis(config(), &redis.url(), "cache").await;
+    let (_b, prod_b) = serve_on_redis(config(), &redis.url(), "cache").await;
+    let mut first = Client::connect(a.addr).await;
+    first.subscribe("cache-prices", None, None).await;
+    assert_eq!(first.frame().await["event"], "pusher:cache_miss");
+    let event = rustforge_prod::broadcast::Event::new(["cache-prices"], "tick", r#"{"p":7}"#);
+    prod_b
+        .broadcaster()
+        .unwrap()
+        .publish_event(event)
+        .await
+        .unwrap();
+    assert_eq!(first.frame().await["data"], r#"{"p":7}"#);
+    // A later subscriber on the other server gets the event B published, from Redis.
+    let mut later = Client::connect(a.addr).await;
+    later.subscribe("cache-prices", None, None).await;
+    let replay = later.frame().await;
+    assert_eq!(
+        (replay["event"].as_str(), replay["data"].as_str()),
+        (Some("tick"), Some(r#"{"p":7}"#))
+    );
+}

@@ -163,6 +163,11 @@ impl RedisBackend {
         ["members", "info", "nodes", "subs"].map(|k| self.redis.key(&tag, k))
     }
 
+    /// The last event of a cache channel (same slot as the channel's other keys).
+    fn cache_key(&self, app: &str, channel: &str) -> String {
+        self.redis.key(&format!("bc:{app}:{channel}"), "cache")
+    }
+
     fn node_channels_key(&self, node: &str) -> String {
         self.redis.key("bc", &format!("node:{node}"))
     }
@@ -207,12 +212,7 @@ impl RedisBackend {
         cache: bool,
     ) {
         let payload = format!("{}\n{}\n{text}", self.node, except.unwrap_or_default());
-        let cache = cache.then(|| {
-            (
-                self.channel_keys(app, channel)[0].replace(":members", ":cache"),
-                text.to_owned(),
-            )
-        });
+        let cache = cache.then(|| (self.cache_key(app, channel), text.to_owned()));
         let outgoing = Outgoing {
             topic: self.topic(app, channel),
             payload,
@@ -585,7 +585,7 @@ impl RedisBackend {
         app: &str,
         channel: &str,
     ) -> Result<Option<String>, RedisError> {
-        let key = self.channel_keys(app, channel)[0].replace(":members", ":cache");
+        let key = self.cache_key(app, channel);
         let mut cmd = redis::cmd("GET");
         cmd.arg(key);
         self.redis.query(&cmd).await
@@ -676,11 +676,16 @@ async fn publisher(backend: Weak<RedisBackend>, mut outgoing: mpsc::Receiver<Out
             "PUBLISH"
         });
         publish.arg(&message.topic).arg(&message.payload);
-        let mut result = backend.redis.query::<i64>(&publish).await.map(drop);
-        if let (Ok(()), Some((key, text))) = (&result, &message.cache) {
+        // A cache channel's event is stored before it is published: whoever has received it
+        // and subscribes again finds it in the cache.
+        let mut result = Ok(());
+        if let Some((key, text)) = &message.cache {
             let mut set = redis::cmd("SET");
             set.arg(key).arg(text).arg("EX").arg(CACHE_TTL_SECS);
             result = backend.redis.query::<()>(&set).await;
+        }
+        if result.is_ok() {
+            result = backend.redis.query::<i64>(&publish).await.map(drop);
         }
         match result {
             Ok(()) => {
