@@ -341,3 +341,77 @@ async fn cache_channels_replay_the_last_event_from_any_server() {
         (Some("tick"), Some(r#"{"p":7}"#))
     );
 }
+
+/// The example binary `cargo test` built next to this test's binary.
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run the tests with `cargo test` (it builds examples)",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_process_killed_with_sigkill_loses_its_members_within_the_timeout() {
+    use std::io::BufRead;
+
+    let redis = RedisServer::start();
+    let port = support::free_port();
+    // Server A is the full_stack example, a real process, configured by the environment.
+    let mut a = std::process::Command::new(example("full_stack"))
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("REDIS_URL", redis.url())
+        .env("RUSTFORGE_REDIS_PREFIX", "killed")
+        .env("PUSHER_APP_ID", support::pusher::APP_ID)
+        .env("PUSHER_APP_KEY", support::pusher::KEY)
+        .env("PUSHER_APP_SECRET", support::pusher::SECRET)
+        .env("RUSTFORGE_BROADCAST_NODE_TIMEOUT", "2s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("full_stack example");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stdout = a.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        // Read every line (the pipe must never fill), and say when the server listens.
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on http://") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("full_stack started");
+    let (b, _prod_b) = serve_on_redis(fast_reaping(), &redis.url(), "killed").await;
+
+    let addr_a = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut ann = Client::connect(addr_a).await;
+    ann.subscribe_signed("presence-room", Some(USER_A)).await;
+    let mut bob = Client::connect(b.addr).await;
+    let f = bob.subscribe_signed("presence-room", Some(USER_B)).await;
+    assert_eq!(data(&f)["presence"]["count"], 2, "{f}");
+
+    a.kill().unwrap(); // SIGKILL: no shutdown, no cleanup
+    a.wait().unwrap();
+    let removed = bob.frame().await;
+    assert_eq!(
+        removed["event"], "pusher_internal:member_removed",
+        "{removed}"
+    );
+    assert_eq!(data(&removed)["user_id"], "ann");
+    drop(ann);
+}

@@ -102,7 +102,8 @@ pub struct BroadcastConfig {
     /// `REDIS_URL` is set, else memory (one server).
     pub store: Option<BroadcastStore>,
     /// With Redis: a server that has not heartbeated for this long is considered dead and its
-    /// presence members are removed by the others (`member_removed` within this bound).
+    /// presence members are removed by the others (`member_removed` within this bound;
+    /// `RUSTFORGE_BROADCAST_NODE_TIMEOUT`, default 30 s).
     #[serde(with = "humantime_serde")]
     pub node_timeout: Duration,
     /// Seconds of silence after which clients ping (`activity_timeout` of the handshake).
@@ -301,6 +302,7 @@ impl BroadcastConfig {
                 let i = app(&mut self.apps);
                 self.apps[i].client_events = enabled;
             }
+            "RUSTFORGE_BROADCAST_NODE_TIMEOUT" => self.node_timeout = parse::duration(var, value)?,
             "RUSTFORGE_BROADCAST_STORE" => {
                 self.store = match value.to_ascii_lowercase().as_str() {
                     "memory" => Some(BroadcastStore::Memory),
