@@ -65,6 +65,7 @@
 //! | `PUSHER_APP_ID`, `PUSHER_APP_KEY`, `PUSHER_APP_SECRET` | turn broadcasting on for one app (Laravel's `.env` names) | `1`, `app-key`, a long secret |
 //! | `RUSTFORGE_BROADCAST_CLIENT_EVENTS` | whether clients may send `client-` events | `true` |
 //! | `RUSTFORGE_BROADCAST_NODE_TIMEOUT` | with Redis: a server silent this long is dead, its presence members removed | `30s` |
+//! | `RUSTFORGE_BROADCAST_WEBHOOK_URL` | where webhooks go (feature `webhooks`) | `https://app.example.com/pusher/webhook` |
 //! | `RUSTFORGE_BROADCAST_STORE` | `memory` (one server) or `redis` (default when `REDIS_URL` is set; Redis or Redis Cluster) | `redis` |
 //! | `REDIS_URL` | `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port` | `redis://127.0.0.1:6379` |
 //! | `RUSTFORGE_REDIS_PREFIX` | prefix of every Redis key the crate writes | `myapp` |
@@ -208,6 +209,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "broadcast.apps.client_events",
     ),
     ("RUSTFORGE_BROADCAST_STORE", "broadcast.store"),
+    (
+        "RUSTFORGE_BROADCAST_WEBHOOK_URL",
+        "broadcast.apps.webhook_url",
+    ),
     ("RUSTFORGE_BROADCAST_NODE_TIMEOUT", "broadcast.node_timeout"),
 ];
 

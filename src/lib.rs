@@ -38,7 +38,8 @@
 //! | [`metrics`] | `metrics` | Prometheus `/metrics` | OTLP (planned) | ready (tracing planned) |
 //! | [`storage`] | `storage` | local disk, memory | S3, S3-compatible (`s3`) | ready |
 //!
-//! `default` enables every module with its memory backend; `full` adds `redis` and `s3`;
+//! `default` enables every module with its memory backend; `full` adds `redis`, `s3`, `webhooks`
+//! and `sqlx-postgres`;
 //! `test-util` exposes the shared conformance suites.
 //!
 //! ## Configuration

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use super::hub::{AppHub, ChannelInfo, Presence, Subscribed, Transitions};
 use super::protocol::frame;
+use super::webhooks::event as webhook;
 use crate::redis::{RedisError, RedisHandle, Script};
 
 /// Frames waiting to be published while Redis is slow; more are counted as lost.
@@ -240,21 +241,27 @@ impl RedisBackend {
         if t.occupied {
             self.watch_channel(app, channel).await;
         }
-        if t.subscribed
-            && let Err(err) = self.count_subscription(app, channel, 1).await
-        {
-            tracing::warn!(error = %err, channel, "broadcast: cannot count a subscription in Redis; retrying");
-            self.retry(Pending::Count {
-                app: app.into(),
-                channel: channel.into(),
-                delta: 1,
-            });
+        if t.subscribed {
+            match self.count_subscription(app, channel, 1).await {
+                // The first subscription anywhere: the channel is occupied cluster-wide.
+                Ok(1) => hub.notify(|| webhook::channel_occupied(channel)),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, channel, "broadcast: cannot count a subscription in Redis; retrying");
+                    self.retry(Pending::Count {
+                        app: app.into(),
+                        channel: channel.into(),
+                        delta: 1,
+                    });
+                }
+            }
         }
         if let Some((user, info)) = &t.user_joined {
             match self.join(app, channel, user, info).await {
                 Ok((added, members)) => {
                     subscribed.presence = Some(members);
                     if added {
+                        hub.notify(|| webhook::member_added(channel, user));
                         let data =
                             serde_json::json!({ "user_id": user, "user_info": info }).to_string();
                         let text =
@@ -284,15 +291,20 @@ impl RedisBackend {
         if t.vacated {
             self.unwatch_channel(app, channel);
         }
-        if t.subscribed
-            && let Err(err) = self.count_subscription(app, channel, -1).await
-        {
-            tracing::warn!(error = %err, channel, "broadcast: cannot count an unsubscription in Redis; retrying");
-            self.retry(Pending::Count {
-                app: app.into(),
-                channel: channel.into(),
-                delta: -1,
-            });
+        if t.subscribed {
+            match self.count_subscription(app, channel, -1).await {
+                // The last subscription anywhere is gone: the channel is vacated cluster-wide.
+                Ok(0) => hub.notify(|| webhook::channel_vacated(channel)),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, channel, "broadcast: cannot count an unsubscription in Redis; retrying");
+                    self.retry(Pending::Count {
+                        app: app.into(),
+                        channel: channel.into(),
+                        delta: -1,
+                    });
+                }
+            }
         }
         if let Some(user) = t.user_left
             && let Err(err) = self.leave_and_announce(hub, channel, &user).await
@@ -335,7 +347,10 @@ impl RedisBackend {
                     app,
                     channel,
                     delta,
-                } => self.count_subscription(app, channel, *delta).await,
+                } => self
+                    .count_subscription(app, channel, *delta)
+                    .await
+                    .map(drop),
                 Pending::Leave { app, channel, user } => match self.hub(app) {
                     Some(hub) => self.leave_and_announce(&hub, channel, user).await,
                     None => Ok(()),
@@ -355,6 +370,7 @@ impl RedisBackend {
 
     /// Sends `member_removed` to this server's subscribers and the others'.
     fn announce_removed(&self, hub: &AppHub, channel: &str, user: &str) {
+        hub.notify(|| webhook::member_removed(channel, user));
         let data = serde_json::json!({ "user_id": user }).to_string();
         let text = frame("pusher_internal:member_removed", Some(channel), Some(&data));
         hub.deliver(channel, &Utf8Bytes::from(text.clone()), None);
@@ -464,13 +480,13 @@ impl RedisBackend {
         self.redis.query::<i64>(&cmd).await.map(drop)
     }
 
-    /// Counts a local subscription (+1) or its end (-1) in the cluster-wide total.
+    /// Counts a local subscription (+1) or its end (-1); returns the cluster-wide total.
     pub(crate) async fn count_subscription(
         &self,
         app: &str,
         channel: &str,
         delta: i64,
-    ) -> Result<(), RedisError> {
+    ) -> Result<i64, RedisError> {
         if delta > 0 {
             self.register_channel(app, channel).await?;
         }
@@ -479,7 +495,6 @@ impl RedisBackend {
         self.redis
             .eval::<i64>(&self.scripts.subs, &[&keys[3]], &[&self.node, &delta])
             .await
-            .map(drop)
     }
 
     /// A user's first connection on this server joined a presence channel: `Some(true)` when

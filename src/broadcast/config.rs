@@ -28,6 +28,9 @@ pub struct AppConfig {
     /// channels cannot be authorised.
     #[serde(default, skip_serializing)]
     pub encryption_master_key: Option<String>,
+    /// Where webhooks are POSTed (feature `webhooks`; `RUSTFORGE_BROADCAST_WEBHOOK_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 fn yes() -> bool {
@@ -41,6 +44,7 @@ impl fmt::Debug for AppConfig {
             .field("key", &self.key)
             .field("secret", &"[redacted]")
             .field("client_events", &self.client_events)
+            .field("webhook_url", &self.webhook_url)
             .finish_non_exhaustive()
     }
 }
@@ -54,7 +58,14 @@ impl AppConfig {
             secret: secret.into(),
             client_events: true,
             encryption_master_key: None,
+            webhook_url: None,
         }
+    }
+
+    /// Sends webhooks to `url` (feature `webhooks`).
+    pub fn webhook_url(mut self, url: impl Into<String>) -> Self {
+        self.webhook_url = Some(url.into());
+        self
     }
 
     /// Turns client events off.
@@ -221,6 +232,22 @@ impl BroadcastConfig {
                     "two apps share an id or a key",
                 ));
             }
+            if let Some(url) = &app.webhook_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::new(
+                        "broadcast.apps.webhook_url",
+                        url,
+                        "expected an http(s) URL",
+                    ));
+                }
+                if !cfg!(feature = "webhooks") {
+                    return Err(ConfigError::new(
+                        "broadcast.apps.webhook_url",
+                        url,
+                        "webhooks need the `webhooks` feature of rustforge-prod",
+                    ));
+                }
+            }
             if app.encryption_master_key.is_some() && app.master_key().is_none_or(|k| k.len() != 32)
             {
                 return Err(ConfigError::new(
@@ -301,6 +328,10 @@ impl BroadcastConfig {
                 let enabled = parse::bool(var, value)?;
                 let i = app(&mut self.apps);
                 self.apps[i].client_events = enabled;
+            }
+            "RUSTFORGE_BROADCAST_WEBHOOK_URL" => {
+                let i = app(&mut self.apps);
+                self.apps[i].webhook_url = Some(value.to_owned());
             }
             "RUSTFORGE_BROADCAST_NODE_TIMEOUT" => self.node_timeout = parse::duration(var, value)?,
             "RUSTFORGE_BROADCAST_STORE" => {

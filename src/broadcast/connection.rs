@@ -19,6 +19,7 @@ use super::protocol::{
     client_event_frame, codes, error_frame, frame, subscription_error_frame,
 };
 use super::signature::verify_auth;
+use super::webhooks::event as webhook;
 
 /// A `^\d+\.\d+$` socket id, random in both halves (unique across servers in practice).
 fn new_socket_id() -> String {
@@ -332,7 +333,10 @@ impl Session<'_> {
         if channel.cache {
             match subscribed.cached {
                 Some(event) => self.out.push(event),
-                None => self.reply(frame("pusher:cache_miss", Some(name), None)),
+                None => {
+                    hub.notify(|| webhook::cache_miss(name));
+                    self.reply(frame("pusher:cache_miss", Some(name), None))
+                }
             }
         }
         // Events reach the client only after its subscription_succeeded (and cache replay).
@@ -405,6 +409,9 @@ impl Session<'_> {
         }
         self.tokens -= 1.0;
         let text = client_event_frame(event, name, data, user_id.as_deref());
+        let socket = self.socket_id();
+        self.hub
+            .notify(|| webhook::client_event(name, event, data, socket, user_id.as_deref()));
         #[cfg(feature = "redis")]
         if let Some(cluster) = self.hub.cluster() {
             cluster.publish(&self.hub.app.id, name, &text, Some(self.socket_id()), false);

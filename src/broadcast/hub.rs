@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use super::cluster::RedisBackend;
 use super::config::{AppConfig, BroadcastConfig};
 use super::protocol::{codes, frame};
+use super::webhooks::event as webhook;
 
 /// How long a cache channel keeps its last event.
 const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -220,6 +221,9 @@ pub(crate) struct AppHub {
     /// The Redis backend; `None` for the in-process hub alone.
     #[cfg(feature = "redis")]
     cluster: Option<Arc<RedisBackend>>,
+    /// The webhook sender, when the app has a webhook URL.
+    #[cfg(feature = "webhooks")]
+    pub(crate) webhooks: Option<super::webhooks::Webhooks>,
 }
 
 impl AppHub {
@@ -229,14 +233,27 @@ impl AppHub {
         #[cfg(feature = "redis")] cluster: Option<Arc<RedisBackend>>,
     ) -> Self {
         Self {
-            app,
             stats: Stats::default(),
             max_connections: config.max_connections,
             max_per_ip: config.max_connections_per_ip,
             max_members: config.max_presence_members,
+            #[cfg(feature = "webhooks")]
+            webhooks: app.webhook_url.clone().map(|url| {
+                super::webhooks::Webhooks::start(url, app.key.clone(), app.secret.clone())
+            }),
+            app,
             state: Mutex::new(State::default()),
             #[cfg(feature = "redis")]
             cluster,
+        }
+    }
+
+    /// Queues a webhook event, when the app has webhooks (the event is built only then).
+    #[cfg_attr(not(feature = "webhooks"), allow(unused_variables))]
+    pub(crate) fn notify(&self, event: impl FnOnce() -> Value) {
+        #[cfg(feature = "webhooks")]
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.emit(event());
         }
     }
 
@@ -377,8 +394,11 @@ impl AppHub {
         let presence = member.is_some().then(|| presence_of(entry));
         if self.distributed() {
             transitions.user_joined = added.take();
+        } else if transitions.occupied {
+            self.notify(|| webhook::channel_occupied(channel));
         }
         if let Some((user_id, info)) = added {
+            self.notify(|| webhook::member_added(channel, &user_id));
             let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
             let frame: Utf8Bytes =
                 frame("pusher_internal:member_added", Some(channel), Some(&data)).into();
@@ -443,6 +463,7 @@ impl AppHub {
                 transitions.user_left = Some(user_id);
             } else if member.connections == 0 {
                 entry.members.remove(&user_id);
+                self.notify(|| webhook::member_removed(channel, &user_id));
                 let data = serde_json::json!({"user_id": user_id}).to_string();
                 let frame: Utf8Bytes =
                     frame("pusher_internal:member_removed", Some(channel), Some(&data)).into();
@@ -454,6 +475,9 @@ impl AppHub {
         if entry.subscribers.is_empty() {
             state.channels.remove(channel);
             transitions.vacated = true;
+            if !self.distributed() {
+                self.notify(|| webhook::channel_vacated(channel));
+            }
         }
         transitions
     }

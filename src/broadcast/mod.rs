@@ -49,6 +49,7 @@ mod hub;
 pub mod protocol;
 mod routes;
 pub mod signature;
+mod webhooks;
 
 pub use authorizer::{Access, AuthRequest, Authorizer, BoxFuture, User, authorizer_fn};
 pub use broadcaster::{BroadcastError, Broadcaster, Event, MAX_CHANNELS_PER_EVENT};

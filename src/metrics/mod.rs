@@ -389,6 +389,31 @@ pub(crate) fn observe_broadcast(metrics: &Metrics, broadcaster: &crate::broadcas
             })
             .build();
     }
+    #[cfg(feature = "webhooks")]
+    {
+        let b = broadcaster.clone();
+        meter
+            .u64_observable_counter("rustforge.broadcast.webhooks")
+            .with_description("Webhook events sent, failed after retries, or dropped on a full queue, per app.")
+            .with_callback(move |o| {
+                for hub in b.hubs() {
+                    let Some(webhooks) = &hub.webhooks else { continue };
+                    let s = &webhooks.stats;
+                    for (outcome, n) in [
+                        ("sent", s.sent.load(Relaxed)),
+                        ("failed", s.failed.load(Relaxed)),
+                        ("dropped", s.dropped.load(Relaxed)),
+                    ] {
+                        let attributes = [
+                            KeyValue::new("app", hub.app.id.clone()),
+                            KeyValue::new("outcome", outcome),
+                        ];
+                        o.observe(n, &attributes);
+                    }
+                }
+            })
+            .build();
+    }
     let b = broadcaster.clone();
     meter
         .u64_observable_counter("rustforge.broadcast.refused_connections")
