@@ -51,7 +51,11 @@ fn validated_events(headers: &HeaderMap, body: &str) -> Vec<Value> {
         .map(|(k, v)| (k.to_string(), Value::String(v.to_str().unwrap().to_owned())))
         .collect();
     let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), json!({ "headers": headers, "body": body }).to_string()).unwrap();
+    std::fs::write(
+        file.path(),
+        json!({ "headers": headers, "body": body }).to_string(),
+    )
+    .unwrap();
     let output = Command::new("node")
         .arg("webhook-check.js")
         .arg(file.path())
@@ -62,8 +66,16 @@ fn validated_events(headers: &HeaderMap, body: &str) -> Vec<Value> {
         .output()
         .expect("node");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert_ne!(stdout.trim(), "invalid", "the SDK refused the signature of {body}");
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_ne!(
+        stdout.trim(),
+        "invalid",
+        "the SDK refused the signature of {body}"
+    );
     serde_json::from_str(stdout.trim()).unwrap()
 }
 
@@ -84,7 +96,13 @@ async fn events(rx: &mut mpsc::UnboundedReceiver<(HeaderMap, String)>, count: us
 fn names(events: &[Value]) -> Vec<String> {
     events
         .iter()
-        .map(|e| format!("{} {}", e["name"].as_str().unwrap(), e["channel"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["name"].as_str().unwrap(),
+                e["channel"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -98,11 +116,20 @@ async fn one_server_sends_signed_webhooks_the_sdk_accepts() {
     let (server, _prod) = serve(with_webhooks(&hooks.url("/hook"))).await;
     let mut a = Client::connect(server.addr).await;
     a.subscribe("orders", None, None).await;
-    assert_eq!(names(&events(&mut rx, 1).await), ["channel_occupied orders"]);
+    assert_eq!(
+        names(&events(&mut rx, 1).await),
+        ["channel_occupied orders"]
+    );
 
     a.subscribe_signed("presence-room", Some(USER_A)).await;
     let got = events(&mut rx, 2).await;
-    assert_eq!(names(&got), ["channel_occupied presence-room", "member_added presence-room"]);
+    assert_eq!(
+        names(&got),
+        [
+            "channel_occupied presence-room",
+            "member_added presence-room"
+        ]
+    );
     assert_eq!(got[1]["user_id"], "ann");
 
     a.send(json!({"event": "client-typing", "channel": "presence-room", "data": {"who": "ann"}}))
@@ -116,7 +143,10 @@ async fn one_server_sends_signed_webhooks_the_sdk_accepts() {
 
     a.subscribe("cache-prices", None, None).await;
     let got = events(&mut rx, 2).await;
-    assert_eq!(names(&got), ["channel_occupied cache-prices", "cache_miss cache-prices"]);
+    assert_eq!(
+        names(&got),
+        ["channel_occupied cache-prices", "cache_miss cache-prices"]
+    );
 
     drop(a);
     let mut got = names(&events(&mut rx, 4).await);

@@ -394,10 +394,14 @@ pub(crate) fn observe_broadcast(metrics: &Metrics, broadcaster: &crate::broadcas
         let b = broadcaster.clone();
         meter
             .u64_observable_counter("rustforge.broadcast.webhooks")
-            .with_description("Webhook events sent, failed after retries, or dropped on a full queue, per app.")
+            .with_description(
+                "Webhook events sent, failed after retries, or dropped on a full queue, per app.",
+            )
             .with_callback(move |o| {
                 for hub in b.hubs() {
-                    let Some(webhooks) = &hub.webhooks else { continue };
+                    let Some(webhooks) = &hub.webhooks else {
+                        continue;
+                    };
                     let s = &webhooks.stats;
                     for (outcome, n) in [
                         ("sent", s.sent.load(Relaxed)),
