@@ -12,6 +12,19 @@ use support::redis::RedisServer;
 const USER_A: &str = r#"{"user_id":"ann","user_info":{"name":"Ann"}}"#;
 const USER_B: &str = r#"{"user_id":"bob","user_info":{"name":"Bob"}}"#;
 
+type Server = (support::http::TestServer, rustforge_prod::ProductionLayer);
+
+/// Two servers sharing `redis` under the key prefix `prefix`.
+async fn two_servers(
+    redis: &RedisServer,
+    config: rustforge_prod::broadcast::BroadcastConfig,
+    prefix: &str,
+) -> (Server, Server) {
+    let a = serve_on_redis(config.clone(), &redis.url(), prefix).await;
+    let b = serve_on_redis(config, &redis.url(), prefix).await;
+    (a, b)
+}
+
 fn fast_reaping() -> rustforge_prod::broadcast::BroadcastConfig {
     let mut settings = config();
     settings.node_timeout = Duration::from_secs(2);
@@ -21,8 +34,7 @@ fn fast_reaping() -> rustforge_prod::broadcast::BroadcastConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_share_events_exclusion_and_presence() {
     let redis = RedisServer::start();
-    let (a, prod_a) = serve_on_redis(config(), &redis.url(), "share").await;
-    let (b, prod_b) = serve_on_redis(config(), &redis.url(), "share").await;
+    let ((a, prod_a), (b, prod_b)) = two_servers(&redis, config(), "share").await;
     let mut on_a = Client::connect(a.addr).await;
     let mut on_b = Client::connect(b.addr).await;
     on_a.subscribe("news", None, None).await;
@@ -143,8 +155,7 @@ async fn a_server_killed_without_shutdown_loses_its_members_within_the_timeout()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_redis_restart_servers_resubscribe_and_count_what_was_lost() {
     let mut redis = RedisServer::start();
-    let (a, _prod_a) = serve_on_redis(config(), &redis.url(), "restart").await;
-    let (_b, prod_b) = serve_on_redis(config(), &redis.url(), "restart").await;
+    let ((a, _prod_a), (_b, prod_b)) = two_servers(&redis, config(), "restart").await;
     let mut on_a = Client::connect(a.addr).await;
     on_a.subscribe("feed", None, None).await;
     let b_api = prod_b.broadcaster().unwrap();
@@ -200,8 +211,7 @@ async fn after_a_redis_restart_servers_resubscribe_and_count_what_was_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_shutdown_removes_its_members_at_once() {
     let redis = RedisServer::start();
-    let (a, prod_a) = serve_on_redis(config(), &redis.url(), "drain").await;
-    let (b, _prod_b) = serve_on_redis(config(), &redis.url(), "drain").await;
+    let ((a, prod_a), (b, _prod_b)) = two_servers(&redis, config(), "drain").await;
     let mut ann = Client::connect(a.addr).await;
     ann.subscribe_signed("presence-room", Some(USER_A)).await;
     let mut bob = Client::connect(b.addr).await;
@@ -218,8 +228,7 @@ async fn a_clean_shutdown_removes_its_members_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leave_during_a_redis_outage_is_retried_and_leaves_no_ghost() {
     let mut redis = RedisServer::start();
-    let (a, prod_a) = serve_on_redis(fast_reaping(), &redis.url(), "ghost").await;
-    let (b, prod_b) = serve_on_redis(fast_reaping(), &redis.url(), "ghost").await;
+    let ((a, prod_a), (b, prod_b)) = two_servers(&redis, fast_reaping(), "ghost").await;
     let mut ann = Client::connect(a.addr).await;
     ann.subscribe_signed("presence-room", Some(USER_A)).await;
     let mut bob = Client::connect(b.addr).await;
@@ -319,8 +328,7 @@ async fn on_a_redis_cluster_servers_share_events_and_presence_over_sharded_pub_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_channels_replay_the_last_event_from_any_server() {
     let redis = RedisServer::start();
-    let (a, _prod_a) = serve_on_redis(config(), &redis.url(), "cache").await;
-    let (_b, prod_b) = serve_on_redis(config(), &redis.url(), "cache").await;
+    let ((a, _prod_a), (_b, prod_b)) = two_servers(&redis, config(), "cache").await;
     let mut first = Client::connect(a.addr).await;
     first.subscribe("cache-prices", None, None).await;
     assert_eq!(first.frame().await["event"], "pusher:cache_miss");
@@ -342,24 +350,6 @@ async fn cache_channels_replay_the_last_event_from_any_server() {
     );
 }
 
-/// The example binary `cargo test` built next to this test's binary.
-fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run the tests with `cargo test` (it builds examples)",
-        path.display()
-    );
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_process_killed_with_sigkill_loses_its_members_within_the_timeout() {
     use std::io::BufRead;
@@ -367,7 +357,7 @@ async fn a_server_process_killed_with_sigkill_loses_its_members_within_the_timeo
     let redis = RedisServer::start();
     let port = support::free_port();
     // Server A is the full_stack example, a real process, configured by the environment.
-    let mut a = std::process::Command::new(example("full_stack"))
+    let mut a = std::process::Command::new(support::example("full_stack"))
         .env_clear()
         .env("PORT", port.to_string())
         .env("REDIS_URL", redis.url())

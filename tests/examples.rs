@@ -4,30 +4,12 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use support::example;
 use support::http::{client, get};
-
-/// The example binary `cargo test` built next to this test's binary.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run the tests with `cargo test` (it builds examples)",
-        path.display()
-    );
-    path
-}
 
 struct Running {
     child: Child,

@@ -19,3 +19,21 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("cannot bind a loopback port")
 }
+
+/// The example binary `cargo test` built next to the test binaries.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run the tests with `cargo test` (it builds examples)",
+        path.display()
+    );
+    path
+}
