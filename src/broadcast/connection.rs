@@ -67,30 +67,26 @@ pub(crate) async fn serve(
     let closer = conn.closer().clone();
     let grace = config.pong_timeout;
     let writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                () = closer.closed() => break,
-                next = queue.recv() => {
-                    let Some(text) = next else { break };
-                    // Everything already queued goes out with one flush (one write syscall
-                    // for a burst instead of one per frame).
-                    let burst = async {
-                        sink.feed(Message::Text(text)).await?;
-                        for _ in 0..64 {
-                            match queue.try_recv() {
-                                Ok(more) => sink.feed(Message::Text(more)).await?,
-                                Err(_) => break,
-                            }
-                        }
-                        sink.flush().await
-                    };
-                    tokio::select! {
-                        sent = burst => if sent.is_err() { break },
-                        () = closer.closed() => break,
+        // One wait for the close switch for the whole connection, not one per frame.
+        let pump = async {
+            while let Some(text) = queue.recv().await {
+                // Everything already queued goes out with one flush (one write syscall for a
+                // burst instead of one per frame).
+                sink.feed(Message::Text(text)).await?;
+                for _ in 0..64 {
+                    match queue.try_recv() {
+                        Ok(more) => sink.feed(Message::Text(more)).await?,
+                        Err(_) => break,
                     }
                 }
+                sink.flush().await?;
             }
+            Ok::<(), axum::Error>(())
+        };
+        tokio::select! {
+            biased;
+            () = closer.closed() => {}
+            _ = pump => {}
         }
         // Say why, then close with the same code. A client that stopped reading gets the pong
         // timeout to take what was already written and the close; then the socket is dropped.
