@@ -463,6 +463,17 @@ impl ProductionLayerBuilder {
             #[cfg(not(feature = "redis"))]
             let broadcaster = Broadcaster::new(config.broadcast.clone(), self.authorizer);
             let broadcaster = broadcaster.map_err(|e| config.name_source(e))?;
+            // Behind trusted proxies, per-IP limits count the client, not the proxy.
+            #[cfg(feature = "ratelimit")]
+            let broadcaster = {
+                let client_ip = config
+                    .rate_limit
+                    .client_ip()
+                    .map_err(|e| config.name_source(e))?;
+                broadcaster.with_client_ip(Box::new(move |peer, headers| {
+                    client_ip.resolve(peer, headers)
+                }))
+            };
             #[cfg(feature = "metrics")]
             if config.metrics.enabled {
                 crate::metrics::observe_broadcast(&metrics, &broadcaster);

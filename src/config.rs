@@ -66,6 +66,7 @@
 //! | `RUSTFORGE_BROADCAST_CLIENT_EVENTS` | whether clients may send `client-` events | `true` |
 //! | `RUSTFORGE_BROADCAST_NODE_TIMEOUT` | with Redis: a server silent this long is dead, its presence members removed | `30s` |
 //! | `RUSTFORGE_BROADCAST_WEBHOOK_URL` | where webhooks go (feature `webhooks`) | `https://app.example.com/pusher/webhook` |
+//! | `RUSTFORGE_BROADCAST_MAX_CONNECTIONS`, `_PER_IP` | WebSocket connections per app / per client IP on one server (`0`: no limit) | `50000`, `100` |
 //! | `RUSTFORGE_BROADCAST_STORE` | `memory` (one server) or `redis` (default when `REDIS_URL` is set; Redis or Redis Cluster) | `redis` |
 //! | `REDIS_URL` | `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port` | `redis://127.0.0.1:6379` |
 //! | `RUSTFORGE_REDIS_PREFIX` | prefix of every Redis key the crate writes | `myapp` |
@@ -209,6 +210,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "broadcast.apps.client_events",
     ),
     ("RUSTFORGE_BROADCAST_STORE", "broadcast.store"),
+    (
+        "RUSTFORGE_BROADCAST_MAX_CONNECTIONS",
+        "broadcast.max_connections",
+    ),
+    (
+        "RUSTFORGE_BROADCAST_MAX_CONNECTIONS_PER_IP",
+        "broadcast.max_connections_per_ip",
+    ),
     (
         "RUSTFORGE_BROADCAST_WEBHOOK_URL",
         "broadcast.apps.webhook_url",

@@ -775,3 +775,36 @@ async fn configuration_from_the_environment() {
     assert_eq!(err.setting(), "RUSTFORGE_BROADCAST_STORE");
     assert!(err.reason().contains("REDIS_URL"), "{err}");
 }
+
+#[tokio::test]
+async fn per_ip_limits_count_the_client_behind_a_trusted_proxy() {
+    let prod = rustforge_prod::ProductionLayer::builder()
+        .from_vars([
+            ("PUSHER_APP_ID", APP_ID),
+            ("PUSHER_APP_KEY", KEY),
+            ("PUSHER_APP_SECRET", SECRET),
+            ("RUSTFORGE_BROADCAST_MAX_CONNECTIONS_PER_IP", "1"),
+            ("RUSTFORGE_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ])
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let server = support::http::TestServer::start(axum::Router::new().merge(prod.routes())).await;
+    let addr = server.addr;
+    let from = move |ip: &'static str| async move {
+        Client::connect_with(addr, KEY, &[("x-forwarded-for", ip)]).await
+    };
+    let _first = from("203.0.113.1")
+        .await
+        .expect("first connection of a client");
+    match from("203.0.113.1").await {
+        Err(Received::Frame(f)) => assert_eq!(f["data"]["code"], 4100, "{f}"),
+        other => panic!(
+            "second connection of one client: {:?}",
+            other.map(|c| c.socket_id)
+        ),
+    }
+    // Another client behind the same proxy has its own allowance.
+    let _other = from("203.0.113.2").await.expect("another client");
+}

@@ -100,10 +100,16 @@ pub struct Broadcaster {
     app: usize,
 }
 
+/// Finds the client's address from the peer and the request headers (trusted proxies).
+pub(crate) type ClientIpFn =
+    dyn Fn(std::net::IpAddr, &http::HeaderMap) -> std::net::IpAddr + Send + Sync;
+
 pub(crate) struct Inner {
     pub config: Arc<BroadcastConfig>,
     pub apps: Vec<Arc<AppHub>>,
     pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// Resolves the client IP for the per-IP limit; `None`: the peer address.
+    pub client_ip: Option<Box<ClientIpFn>>,
 }
 
 impl fmt::Debug for Broadcaster {
@@ -178,9 +184,19 @@ impl Broadcaster {
                 config: Arc::new(config),
                 apps,
                 authorizer,
+                client_ip: None,
             }),
             app: 0,
         })
+    }
+
+    /// Counts per-IP connections by the address `resolve` finds (the rate limiter's trusted
+    /// proxies), instead of the peer — behind a load balancer every peer is the balancer.
+    pub(crate) fn with_client_ip(mut self, resolve: Box<ClientIpFn>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.client_ip = Some(resolve);
+        }
+        self
     }
 
     /// The same handle acting on the app `id`.

@@ -133,7 +133,9 @@ pub struct BroadcastConfig {
     pub client_event_rate: u32,
     /// Connections per app (4100 above it; `0`: no limit).
     pub max_connections: usize,
-    /// Connections per client IP (4100 above it; `0`: no limit).
+    /// Connections per client IP (4100 above it; `0`: no limit). The client IP is found like the
+    /// rate limiter's: the peer, or the forwarding header of a trusted proxy
+    /// (`RUSTFORGE_TRUSTED_PROXIES`).
     pub max_connections_per_ip: usize,
     /// Members per presence channel.
     pub max_presence_members: usize,
@@ -332,6 +334,12 @@ impl BroadcastConfig {
             "RUSTFORGE_BROADCAST_WEBHOOK_URL" => {
                 let i = app(&mut self.apps);
                 self.apps[i].webhook_url = Some(value.to_owned());
+            }
+            "RUSTFORGE_BROADCAST_MAX_CONNECTIONS" => {
+                self.max_connections = parse::from_str(var, value)?
+            }
+            "RUSTFORGE_BROADCAST_MAX_CONNECTIONS_PER_IP" => {
+                self.max_connections_per_ip = parse::from_str(var, value)?
             }
             "RUSTFORGE_BROADCAST_NODE_TIMEOUT" => self.node_timeout = parse::duration(var, value)?,
             "RUSTFORGE_BROADCAST_STORE" => {

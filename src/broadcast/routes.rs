@@ -55,10 +55,14 @@ async fn websocket(
     ws: WebSocketUpgrade,
     request: Request,
 ) -> Response {
-    let ip = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let ip = match &broadcaster.inner.client_ip {
+        Some(resolve) => resolve(peer, request.headers()),
+        None => peer,
+    };
     let config = broadcaster.config().clone();
     // Frames up to 4× the protocol limit get a `pusher:error`; larger ones end the connection.
     let hard_limit = (config.max_message_size * 4).max(64 * 1024);

@@ -36,8 +36,29 @@ impl Client {
 
     /// Connects with `key`; `Err` holds what came instead of `connection_established`.
     pub async fn connect_key(addr: std::net::SocketAddr, key: &str) -> Result<Self, Received> {
+        Self::connect_with(addr, key, &[]).await
+    }
+
+    /// Like [`connect_key`](Self::connect_key), with extra request headers.
+    pub async fn connect_with(
+        addr: std::net::SocketAddr,
+        key: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Self, Received> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
         let url = format!("ws://{addr}/app/{key}?protocol=7&client=js&version=8.6.0&flash=false");
-        let mut client = Self::open(&url).await;
+        let mut request = url.into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().unwrap());
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ws connect");
+        let mut client = Self {
+            socket,
+            socket_id: String::new(),
+        };
         match client.next().await {
             Received::Frame(f) if f["event"] == "pusher:connection_established" => {
                 let data: Value = serde_json::from_str(f["data"].as_str().unwrap()).unwrap();
