@@ -192,6 +192,7 @@ impl Broadcaster {
 
     /// Counts per-IP connections by the address `resolve` finds (the rate limiter's trusted
     /// proxies), instead of the peer — behind a load balancer every peer is the balancer.
+    #[cfg(feature = "ratelimit")]
     pub(crate) fn with_client_ip(mut self, resolve: Box<ClientIpFn>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.client_ip = Some(resolve);
