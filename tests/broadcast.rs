@@ -263,7 +263,7 @@ trait AliveAfterErrors {
 }
 
 impl AliveAfterErrors for Client {
-    /// Pings, skipping `pusher:error`s of `code` queued before the pong; at least one came.
+    /// Pings; every frame before the pong must be a `pusher:error` of `code`, and at least one came.
     async fn assert_alive_after_errors(&mut self, code: u16) {
         self.send(json!({"event": "pusher:ping", "data": {}})).await;
         let mut errors = 0;

@@ -25,6 +25,12 @@ async fn two_servers(
     (a, b)
 }
 
+/// The occupied channels, cluster-wide, sorted.
+async fn channel_names(broadcaster: &rustforge_prod::broadcast::Broadcaster) -> Vec<String> {
+    let channels = broadcaster.channels("").await.unwrap();
+    channels.into_iter().map(|(name, _)| name).collect()
+}
+
 fn fast_reaping() -> rustforge_prod::broadcast::BroadcastConfig {
     let mut settings = config();
     settings.node_timeout = Duration::from_secs(2);
@@ -85,14 +91,7 @@ async fn servers_share_events_exclusion_and_presence() {
         assert_eq!((info.subscription_count, info.user_count), (2, Some(2)));
         let ids = broadcaster.presence("presence-room").await.unwrap().ids;
         assert_eq!(ids, ["ann", "bob"]);
-        let names: Vec<_> = broadcaster
-            .channels("")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.0)
-            .collect();
-        assert_eq!(names, ["news", "presence-room"]);
+        assert_eq!(channel_names(broadcaster).await, ["news", "presence-room"]);
     }
     // Bob opens a second tab on A: no member_added; closing the tab on B removes nobody.
     let mut bob_on_a = Client::connect(a.addr).await;
@@ -306,15 +305,7 @@ async fn on_a_redis_cluster_servers_share_events_and_presence_over_sharded_pub_s
     let f = on_b.subscribe_signed("presence-room", Some(USER_B)).await;
     assert_eq!(data(&f)["presence"]["count"], 2, "{f}");
     assert_eq!(data(&on_a.frame().await)["user_id"], "bob");
-    let names: Vec<_> = prod_b
-        .broadcaster()
-        .unwrap()
-        .channels("")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.0)
-        .collect();
+    let names = channel_names(prod_b.broadcaster().unwrap()).await;
     let mut expected: Vec<&str> = channels.to_vec();
     expected.push("presence-room");
     expected.sort();

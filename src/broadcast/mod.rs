@@ -57,4 +57,6 @@ pub(crate) use config::check_store;
 #[cfg(feature = "redis")]
 pub(crate) use config::uses_redis;
 pub use config::{AppConfig, BroadcastConfig, BroadcastStore};
+#[cfg(feature = "metrics")]
+pub(crate) use hub::Stats;
 pub use hub::{ChannelInfo, Presence};

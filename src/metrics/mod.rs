@@ -286,7 +286,10 @@ pub(crate) fn storage_observer(
 /// `rustforge.broadcast.refused_connections` (over a connection limit).
 #[cfg(feature = "broadcast")]
 pub(crate) fn observe_broadcast(metrics: &Metrics, broadcaster: &crate::broadcast::Broadcaster) {
+    use std::sync::atomic::AtomicU64;
     use std::sync::atomic::Ordering::Relaxed;
+
+    use crate::broadcast::Stats;
 
     use opentelemetry::KeyValue;
 
@@ -323,26 +326,41 @@ pub(crate) fn observe_broadcast(metrics: &Metrics, broadcaster: &crate::broadcas
             }
         })
         .build();
-    let b = broadcaster.clone();
-    meter
-        .u64_observable_counter("rustforge.broadcast.slow_consumers")
-        .with_description("Connections closed (4100) because their send queue was full.")
-        .with_callback(move |o| {
-            for hub in b.hubs() {
-                let app = [KeyValue::new("app", hub.app.id.clone())];
-                o.observe(hub.stats.slow_consumers.load(Relaxed), &app);
-            }
-        })
-        .build();
+    // A counter per app read from one field of the hub's stats.
+    let per_app =
+        |name: &'static str, description: &'static str, field: fn(&Stats) -> &AtomicU64| {
+            let b = broadcaster.clone();
+            meter
+                .u64_observable_counter(name)
+                .with_description(description)
+                .with_callback(move |o| {
+                    for hub in b.hubs() {
+                        let app = [KeyValue::new("app", hub.app.id.clone())];
+                        o.observe(field(&hub.stats).load(Relaxed), &app);
+                    }
+                })
+                .build();
+        };
+    per_app(
+        "rustforge.broadcast.slow_consumers",
+        "Connections closed (4100) because their send queue was full.",
+        |s| &s.slow_consumers,
+    );
+    per_app(
+        "rustforge.broadcast.refused_connections",
+        "Connections refused (4100) over the per-app or per-IP limit.",
+        |s| &s.refused_connections,
+    );
     #[cfg(feature = "redis")]
     if let Some(cluster) = broadcaster.hub().cluster().cloned() {
+        let events = cluster.clone();
         meter
             .u64_observable_counter("rustforge.broadcast.redis.events")
             .with_description(
                 "Events exchanged with the other servers through Redis: published, received, lost (could not be published).",
             )
             .with_callback(move |o| {
-                let s = &cluster.stats;
+                let s = &events.stats;
                 for (outcome, n) in [
                     ("published", s.published.load(Relaxed)),
                     ("received", s.received.load(Relaxed)),
@@ -352,40 +370,34 @@ pub(crate) fn observe_broadcast(metrics: &Metrics, broadcaster: &crate::broadcas
                 }
             })
             .build();
-        let stats = broadcaster.hub().cluster().cloned();
+        let c = cluster.clone();
         meter
             .u64_observable_counter("rustforge.broadcast.redis.reconnects")
             .with_description(
                 "Times the Redis pub/sub connection was re-established and resubscribed.",
             )
             .with_callback(move |o| {
-                if let Some(c) = &stats {
-                    o.observe(c.stats.reconnects.load(Relaxed), &[]);
-                }
+                o.observe(c.stats.reconnects.load(Relaxed), &[]);
             })
             .build();
-        let stats = broadcaster.hub().cluster().cloned();
+        let c = cluster.clone();
         meter
             .u64_observable_gauge("rustforge.broadcast.redis.pending")
             .with_description(
                 "Presence and subscription writes that failed and wait to be retried.",
             )
             .with_callback(move |o| {
-                if let Some(c) = &stats {
-                    o.observe(c.pending() as u64, &[]);
-                }
+                o.observe(c.pending() as u64, &[]);
             })
             .build();
-        let stats = broadcaster.hub().cluster().cloned();
+        let c = cluster;
         meter
             .u64_observable_counter("rustforge.broadcast.redis.reaped_servers")
             .with_description(
                 "Servers found dead (no heartbeat) whose presence members were removed.",
             )
             .with_callback(move |o| {
-                if let Some(c) = &stats {
-                    o.observe(c.stats.reaped_nodes.load(Relaxed), &[]);
-                }
+                o.observe(c.stats.reaped_nodes.load(Relaxed), &[]);
             })
             .build();
     }
@@ -418,15 +430,4 @@ pub(crate) fn observe_broadcast(metrics: &Metrics, broadcaster: &crate::broadcas
             })
             .build();
     }
-    let b = broadcaster.clone();
-    meter
-        .u64_observable_counter("rustforge.broadcast.refused_connections")
-        .with_description("Connections refused (4100) over the per-app or per-IP limit.")
-        .with_callback(move |o| {
-            for hub in b.hubs() {
-                let app = [KeyValue::new("app", hub.app.id.clone())];
-                o.observe(hub.stats.refused_connections.load(Relaxed), &app);
-            }
-        })
-        .build();
 }
