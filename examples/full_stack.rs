@@ -7,6 +7,9 @@
 //!   REDIS_URL=redis://127.0.0.1:6379 cargo run --example full_stack --features redis
 //! ```
 //!
+//! Add `OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318` (feature `otlp`) to push metrics
+//! and export one span per request; the last ones are flushed when the server stops.
+//!
 //! Every variable is listed in the README and in `rustforge_prod::config`. A bad value stops the
 //! program at start with a message naming the variable.
 //!
@@ -24,8 +27,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::serve::Listener as _;
 use axum::{Json, Router};
+use rustforge_prod::ProductionLayer;
 use rustforge_prod::broadcast::{Access, User, authorizer_fn};
-use rustforge_prod::{ProductionLayer, init_logging};
 use serde_json::{Value, json};
 
 #[tokio::main]
@@ -57,7 +60,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }))
         .build()
         .await?;
-    let _logs = init_logging(&prod.config().log)?;
+    // JSON logs; with OTEL_EXPORTER_OTLP_ENDPOINT set (feature `otlp`) also a span per request.
+    let _logs = prod.init_logging()?;
 
     let app = Router::new()
         .route("/", get(|| async { "rustforge-prod full stack\n" }))
@@ -77,6 +81,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     )
     .with_graceful_shutdown(prod.shutdown_signal())
     .await?;
+    // Push what OTLP metrics and spans are still buffered before the process exits.
+    prod.flush().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -69,6 +69,8 @@ struct Inner {
     storage: Option<Storage>,
     #[cfg(feature = "broadcast")]
     broadcaster: Option<Broadcaster>,
+    /// Exports request spans, when OTLP traces are configured.
+    traces: Option<crate::logging::Traces>,
     shutdown: Shutdown,
 }
 
@@ -99,7 +101,7 @@ impl ProductionLayer {
             router = router.merge(self.inner.health.routes());
         }
         #[cfg(feature = "metrics")]
-        if self.inner.config.metrics.enabled && self.inner.metrics_addr.is_none() {
+        if self.inner.config.metrics.serves_prometheus() && self.inner.metrics_addr.is_none() {
             let config = &self.inner.config.metrics;
             router = router.merge(
                 self.inner
@@ -167,6 +169,54 @@ impl ProductionLayer {
     #[cfg(feature = "redis")]
     pub fn redis(&self) -> Option<&RedisHandle> {
         self.inner.redis.as_ref()
+    }
+
+    /// Installs the global `tracing` subscriber: [`init_logging`](crate::init_logging) with
+    /// [`Config::log`], plus, when OTLP traces are configured (feature `otlp`), one exported
+    /// span per request carrying the ids of its log lines. Keep the guard until the end of
+    /// `main`.
+    pub fn init_logging(&self) -> Result<crate::LogGuard, Error> {
+        crate::logging::install(|writer| self.subscriber(writer))
+    }
+
+    /// The subscriber [`init_logging`](Self::init_logging) installs, writing to any `writer`
+    /// (for tests, or to write to a file).
+    pub fn subscriber<W>(
+        &self,
+        writer: W,
+    ) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, ConfigError>
+    where
+        W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    {
+        crate::logging::build_subscriber(&self.inner.config.log, writer, self.inner.traces.as_ref())
+    }
+
+    /// Exports what telemetry is still buffered — OTLP metrics and spans — and waits for it (up
+    /// to the export timeout each). Call it once the server has stopped, after
+    /// `axum::serve(…).with_graceful_shutdown(…)` returns; the Prometheus endpoint and the log
+    /// writer need nothing.
+    pub async fn flush(&self) {
+        let this = self.clone();
+        // The SDK blocks while exporting: off the async workers. Failures are logged here, in
+        // the caller's context.
+        let flushed = tokio::task::spawn_blocking(move || {
+            #[allow(unused_mut)]
+            let mut failed: Vec<(&str, String)> = Vec::new();
+            #[cfg(feature = "metrics")]
+            if let Err(err) = this.inner.metrics.flush() {
+                failed.push(("could not push metrics", err.to_string()));
+            }
+            #[cfg(feature = "otlp")]
+            if let Some(Err(err)) = this.inner.traces.as_ref().map(|t| t.force_flush()) {
+                failed.push(("could not export spans", err.to_string()));
+            }
+            #[cfg(not(feature = "otlp"))]
+            let _ = this;
+            failed
+        });
+        for (message, error) in flushed.await.unwrap_or_default() {
+            tracing::warn!(error, "{message}");
+        }
     }
 
     /// The shutdown flag shared by the modules.
@@ -306,6 +356,13 @@ impl ProductionLayerBuilder {
         self.forget_env("metrics.")
     }
 
+    /// Sets the OTLP export settings (metrics push and request spans).
+    #[cfg(feature = "otlp")]
+    pub fn otlp(mut self, otlp: crate::otlp::OtlpConfig) -> Self {
+        self.config.otlp = otlp;
+        self.forget_env("otlp.")
+    }
+
     /// Sets the rate-limit settings (global limit, store, failure policy, proxies).
     #[cfg(feature = "ratelimit")]
     pub fn rate_limit(mut self, rate_limit: RateLimitConfig) -> Self {
@@ -365,12 +422,22 @@ impl ProductionLayerBuilder {
             }
         }
         #[cfg(all(feature = "middleware", feature = "metrics"))]
-        if config.metrics.enabled {
+        if config.metrics.serves_prometheus() {
             let path = config.metrics.path.clone();
             config.http.trace.quiet_routes.push(path);
         }
-        #[cfg(feature = "metrics")]
+        #[cfg(all(feature = "metrics", not(feature = "otlp")))]
         let metrics = Metrics::new(&config.metrics)?;
+        #[cfg(feature = "otlp")]
+        let metrics =
+            Metrics::with_otlp(&config.metrics, &config.otlp).map_err(|e| config.name_source(e))?;
+        #[cfg(feature = "otlp")]
+        let traces = config
+            .otlp
+            .tracer_provider(crate::metrics::resource(&config.metrics))
+            .map_err(|e| config.name_source(e))?;
+        #[cfg(not(feature = "otlp"))]
+        let traces = None;
         #[cfg(feature = "middleware")]
         let stack = HttpStack::new(&config.http).map_err(|e| config.name_source(e))?;
         #[cfg(all(feature = "middleware", feature = "metrics"))]
@@ -386,7 +453,7 @@ impl ProductionLayerBuilder {
         let shutdown = Shutdown::new();
         #[cfg(feature = "metrics")]
         let metrics_addr = match config.metrics.port {
-            Some(port) if config.metrics.enabled => {
+            Some(port) if config.metrics.serves_prometheus() => {
                 let routes = metrics.routes(&config.metrics.path, config.metrics.token.clone());
                 Some(serve_metrics(port, routes, &shutdown).await.map_err(|e| {
                     config.name_source(ConfigError::new(
@@ -541,6 +608,7 @@ impl ProductionLayerBuilder {
                 storage,
                 #[cfg(feature = "broadcast")]
                 broadcaster,
+                traces,
                 shutdown,
             }),
         })

@@ -37,7 +37,14 @@
 //! | `RUSTFORGE_METRICS_PATH` | path of the Prometheus endpoint | `/metrics` |
 //! | `RUSTFORGE_METRICS_TOKEN` | bearer token the scraper must send | a long random string |
 //! | `RUSTFORGE_METRICS_PORT` | serve `/metrics` on this port instead of the app's router | `9464` |
-//! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the metrics resource (`target_info`) | `orders-api` |
+//! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the telemetry resource (`target_info`) | `orders-api` |
+//! | `OTEL_METRICS_EXPORTER` | `prometheus` (`/metrics`), `otlp` (push), both, or `none`; default `prometheus,otlp` | `otlp` |
+//! | `OTEL_TRACES_EXPORTER` | `otlp` or `none` (feature `otlp`; default `otlp`) | `none` |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | OTLP/HTTP collector base URL; unset: no OTLP export (feature `otlp`) | `http://collector:4318` |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL` | only `http/protobuf` is supported | `http/protobuf` |
+//! | `OTEL_EXPORTER_OTLP_TIMEOUT` | time allowed for one export, ms | `10000` |
+//! | `OTEL_METRIC_EXPORT_INTERVAL` | time between metric pushes, ms | `60000` |
+//! | `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER`(`_ARG`) | read by the OpenTelemetry SDK itself | `api-key=…` |
 //! | `RUSTFORGE_HEALTH_TOKEN` | bearer token that shows health details | a long random string |
 //! | `RUSTFORGE_HEALTH_TIMEOUT` | timeout of each health check | `1s` |
 //! | `RUSTFORGE_HEALTH_CACHE_TTL` | how long a health report is reused | `1s` |
@@ -133,6 +140,9 @@ pub struct Config {
     /// [`storage`](crate::ProductionLayerBuilder::storage) or any `RUSTFORGE_STORAGE_*` variable.
     #[cfg(feature = "storage")]
     pub storage: Option<StorageConfig>,
+    /// OTLP export of metrics and request spans (`OTEL_EXPORTER_OTLP_ENDPOINT`, …).
+    #[cfg(feature = "otlp")]
+    pub otlp: crate::otlp::OtlpConfig,
     /// Time between the shutdown signal (readiness turns 503) and the server closing its
     /// listener, so load balancers drain the instance first (default 0 s; 5–10 s behind a load
     /// balancer).
@@ -188,6 +198,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUSTFORGE_METRICS_PATH", "metrics.path"),
     ("RUSTFORGE_METRICS_TOKEN", "metrics.token"),
     ("RUSTFORGE_METRICS_PORT", "metrics.port"),
+    ("OTEL_METRICS_EXPORTER", "otlp.metrics"),
+    ("OTEL_TRACES_EXPORTER", "otlp.traces"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp.endpoint"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "otlp.protocol"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "otlp.timeout"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "otlp.metrics_interval"),
     ("RUSTFORGE_HEALTH_TOKEN", "health.token"),
     ("RUSTFORGE_HEALTH_TIMEOUT", "health.timeout"),
     ("RUSTFORGE_HEALTH_CACHE_TTL", "health.cache_ttl"),
@@ -302,8 +318,49 @@ impl Config {
                 .redis
                 .get_or_insert_with(RedisConfig::default)
                 .apply_var(var, value)?,
+            "otlp" => self.apply_otel_var(var, value)?,
             _ => {}
         }
+        Ok(())
+    }
+
+    /// The OpenTelemetry variables: `OTEL_METRICS_EXPORTER` chooses Prometheus and/or OTLP,
+    /// `OTEL_TRACES_EXPORTER` OTLP or none; asking for OTLP from a build without the `otlp`
+    /// feature is an error, not a silent no-op.
+    fn apply_otel_var(&mut self, var: &'static str, value: &str) -> Result<(), ConfigError> {
+        let without_otlp = || {
+            ConfigError::new(
+                var,
+                value,
+                "rustforge-prod was built without the `otlp` feature",
+            )
+        };
+        let exporters = match var {
+            "OTEL_METRICS_EXPORTER" => parse::exporters(var, value, &["otlp", "prometheus"])?,
+            "OTEL_TRACES_EXPORTER" => parse::exporters(var, value, &["otlp"])?,
+            #[cfg(feature = "otlp")]
+            _ => return self.otlp.apply_var(var, value),
+            #[cfg(not(feature = "otlp"))]
+            "OTEL_EXPORTER_OTLP_ENDPOINT" if !value.trim().is_empty() => return Err(without_otlp()),
+            #[cfg(not(feature = "otlp"))]
+            _ => return Ok(()),
+        };
+        let otlp = exporters.iter().any(|name| name == "otlp");
+        #[cfg(feature = "metrics")]
+        if var == "OTEL_METRICS_EXPORTER" {
+            self.metrics.prometheus = exporters.iter().any(|name| name == "prometheus");
+        }
+        #[cfg(feature = "otlp")]
+        match var {
+            "OTEL_METRICS_EXPORTER" => self.otlp.metrics = otlp,
+            _ => self.otlp.traces = otlp,
+        }
+        #[cfg(not(feature = "otlp"))]
+        if otlp {
+            return Err(without_otlp());
+        }
+        #[cfg(feature = "otlp")]
+        let _ = without_otlp;
         Ok(())
     }
 
@@ -320,6 +377,8 @@ impl Config {
         self.health.validate()?;
         #[cfg(feature = "metrics")]
         self.metrics.validate()?;
+        #[cfg(feature = "otlp")]
+        self.otlp.validate()?;
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
             redis.validate()?;
@@ -440,6 +499,27 @@ pub(crate) mod parse {
     }
 
     /// A comma-separated list; empty items are dropped.
+    /// An `OTEL_*_EXPORTER` list such as `otlp,prometheus` or `none`, of the names in `known`.
+    pub(crate) fn exporters(
+        setting: &str,
+        value: &str,
+        known: &[&str],
+    ) -> Result<Vec<String>, ConfigError> {
+        let names = list(value);
+        if names.is_empty()
+            || names
+                .iter()
+                .any(|n| n != "none" && !known.contains(&n.as_str()))
+        {
+            return Err(ConfigError::new(
+                setting,
+                value,
+                format!("a comma-separated list of {} or none", known.join(", ")),
+            ));
+        }
+        Ok(names)
+    }
+
     pub(crate) fn list(value: &str) -> Vec<String> {
         value
             .split(',')

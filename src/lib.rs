@@ -35,11 +35,12 @@
 //! | [`ratelimit`] | `ratelimit` | sharded, bounded in-process store | Redis, Redis Cluster (`redis`) | ready |
 //! | [`broadcast`] | `broadcast` | in-process hub | Redis, Redis Cluster (`redis`) | ready |
 //! | [`health`] | `health` | disk, memory, closure checks | Redis, PostgreSQL checks | ready |
-//! | [`metrics`] | `metrics` | Prometheus `/metrics` | OTLP (planned) | ready (tracing planned) |
+//! | [`metrics`] | `metrics` | Prometheus `/metrics` | OTLP push ([`otlp`](crate#features), feature `otlp`) | ready |
+//! | `otlp` | `otlp` | — | OTLP/HTTP metrics and request spans | ready |
 //! | [`storage`] | `storage` | local disk, memory | S3, S3-compatible (`s3`) | ready |
 //!
-//! `default` enables every module with its memory backend; `full` adds `redis`, `s3`, `webhooks`
-//! and `sqlx-postgres`;
+//! `default` enables every module with its memory backend; `full` adds `redis`, `s3`, `webhooks`,
+//! `otlp` and `sqlx-postgres`;
 //! `test-util` exposes the shared conformance suites.
 //!
 //! ## Configuration
@@ -66,6 +67,8 @@ pub mod health;
 pub mod metrics;
 #[cfg(feature = "middleware")]
 pub mod middleware;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;
 #[cfg(feature = "redis")]

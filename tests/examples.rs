@@ -221,6 +221,52 @@ async fn full_stack_is_configured_by_the_environment() {
     app.wait_for_clean_exit();
 }
 
+/// Graceful shutdown flushes telemetry: with a push interval of an hour, everything the
+/// collector gets was sent by `prod.flush()` after SIGTERM. (Multi-threaded: the collector must
+/// answer while this thread waits for the process to exit.)
+#[cfg(feature = "otlp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_stack_flushes_otlp_metrics_and_spans_when_it_stops() {
+    let collector = support::otlp::Collector::start().await;
+    let endpoint = collector.endpoint();
+    let app = Running::start(
+        "full_stack",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+            ("OTEL_SERVICE_NAME", "full-stack-e2e"),
+        ],
+    );
+    let res = get(app.url("/api/items/7"), &[("x-request-id", "otlp-e2e")]).await;
+    assert_eq!(res.status(), 200);
+    let line = app.wait_for_line(|l| l.contains("otlp-e2e"));
+    let line: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    assert!(
+        collector.metrics().is_empty(),
+        "nothing pushed before shutdown"
+    );
+    app.terminate();
+
+    let spans = collector.spans();
+    let (resource, span) = spans
+        .iter()
+        .find(|(_, s)| s.name == "GET /api/items/{id}")
+        .unwrap_or_else(|| panic!("the request span was flushed: {spans:?}"));
+    assert_eq!(
+        support::otlp::attribute(resource, "service.name").as_deref(),
+        Some("full-stack-e2e")
+    );
+    assert_eq!(support::otlp::hex(&span.span_id), line["span_id"]);
+    assert_eq!(support::otlp::hex(&span.trace_id), line["trace_id"]);
+    assert!(
+        collector
+            .metrics()
+            .iter()
+            .any(|(_, m)| m.name == "http.server.request.duration"),
+        "the metrics were pushed at shutdown"
+    );
+}
+
 #[test]
 fn full_stack_refuses_a_bad_variable_and_names_it() {
     let output = Command::new(example("full_stack"))

@@ -103,7 +103,8 @@ impl<'a, W: Write> JsonVisitor<'a, W> {
     }
 
     fn pair(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
-        if self.result.is_ok() {
+        // `otel.name`, `otel.kind`, …: instructions to the OpenTelemetry layer, not log data.
+        if self.result.is_ok() && !field.name().starts_with("otel.") {
             self.result = self.key(field).and_then(|()| value(self.writer));
         }
     }

@@ -93,14 +93,21 @@ pub struct LogGuard(#[allow(dead_code)] WriterGuard);
 
 /// Installs a global `tracing` subscriber writing to stdout through a [`BatchWriter`], so a
 /// slow terminal or log pipe never blocks a request (lines are dropped and counted, not waited
-/// for, when its buffer is full).
+/// for, when its buffer is full). [`ProductionLayer::init_logging`](crate::ProductionLayer::init_logging)
+/// does the same and also exports request spans when OTLP is configured.
 ///
 /// Fails with [`Error::Config`] for an invalid filter and [`Error::Logging`] when a global
 /// subscriber is already installed.
 pub fn init_logging(config: &LogConfig) -> Result<LogGuard, Error> {
+    install(|writer| subscriber(config, writer))
+}
+
+/// Installs the subscriber `make` builds around a non-blocking stdout writer.
+pub(crate) fn install(
+    make: impl FnOnce(BatchWriter) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, ConfigError>,
+) -> Result<LogGuard, Error> {
     let (writer, guard) = non_blocking(std::io::stdout());
-    let subscriber = subscriber(config, writer)?;
-    tracing::subscriber::set_global_default(subscriber)
+    tracing::subscriber::set_global_default(make(writer)?)
         .map_err(|e| Error::Logging(e.to_string()))?;
     Ok(LogGuard(guard))
 }
@@ -114,8 +121,31 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    build_subscriber(config, writer, None)
+}
+
+/// Exports spans through `traces` (feature `otlp`); without the feature there is nothing to
+/// export to.
+#[cfg(feature = "otlp")]
+pub(crate) type Traces = opentelemetry_sdk::trace::SdkTracerProvider;
+#[cfg(not(feature = "otlp"))]
+pub(crate) type Traces = std::convert::Infallible;
+
+/// The log subscriber, with the OpenTelemetry span layer when `traces` is given.
+pub(crate) fn build_subscriber<W>(
+    config: &LogConfig,
+    writer: W,
+    traces: Option<&Traces>,
+) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, ConfigError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = config.env_filter()?;
-    let registry = Registry::default().with(filter);
+    #[cfg(feature = "otlp")]
+    let spans = traces.map(crate::otlp::layer);
+    #[cfg(not(feature = "otlp"))]
+    let spans = traces.map(|never| -> tracing_subscriber::layer::Identity { match *never {} });
+    let registry = Registry::default().with(filter).with(spans);
 
     Ok(match config.format {
         LogFormat::Json => Box::new(

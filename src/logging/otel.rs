@@ -53,6 +53,8 @@ impl Extractor for Headers<'_> {
 pub struct TraceContext {
     trace_id: TraceId,
     span_id: SpanId,
+    /// The caller's span, from a valid incoming `traceparent`.
+    parent: Option<SpanId>,
     sampled: bool,
     tracestate: Option<HeaderValue>,
 }
@@ -73,12 +75,14 @@ impl TraceContext {
             Some(parent) => Self {
                 trace_id: parent.trace_id(),
                 span_id: ids.new_span_id(),
+                parent: Some(parent.span_id()),
                 sampled: parent.is_sampled(),
                 tracestate: headers.get("tracestate").cloned(),
             },
             None => Self {
                 trace_id: ids.new_trace_id(),
                 span_id: ids.new_span_id(),
+                parent: None,
                 sampled: true,
                 tracestate: None,
             },
@@ -110,6 +114,24 @@ impl TraceContext {
         if let Some(state) = &self.tracestate {
             headers.insert("tracestate", state.clone());
         }
+    }
+
+    /// The ids as OpenTelemetry types: (trace, this request's span, the caller's span).
+    #[cfg(all(feature = "otlp", feature = "middleware"))]
+    pub(crate) fn ids(&self) -> (TraceId, SpanId, Option<SpanId>) {
+        (self.trace_id, self.span_id, self.parent)
+    }
+
+    /// Whether the caller sampled this trace (new traces are sampled).
+    #[cfg(all(feature = "otlp", feature = "middleware"))]
+    pub(crate) fn is_sampled(&self) -> bool {
+        self.sampled
+    }
+
+    /// The incoming `tracestate`, if any.
+    #[cfg(all(feature = "otlp", feature = "middleware"))]
+    pub(crate) fn tracestate(&self) -> Option<&str> {
+        self.tracestate.as_ref().and_then(|v| v.to_str().ok())
     }
 
     /// Records `trace_id` and `span_id` on `span`.

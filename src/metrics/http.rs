@@ -193,7 +193,7 @@ pub struct HttpMetricsService<S> {
     metrics: HttpMetrics,
 }
 
-fn method_name(method: &Method) -> &'static str {
+pub(crate) fn method_name(method: &Method) -> &'static str {
     KNOWN_METHODS
         .iter()
         .copied()
@@ -202,7 +202,7 @@ fn method_name(method: &Method) -> &'static str {
 }
 
 /// `https` when the request says so (its URI, or `X-Forwarded-Proto` from a proxy), else `http`.
-fn scheme<B>(request: &Request<B>) -> &'static str {
+pub(crate) fn scheme<B>(request: &Request<B>) -> &'static str {
     let forwarded = request
         .headers()
         .get("x-forwarded-proto")

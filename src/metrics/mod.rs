@@ -27,6 +27,7 @@
 mod http;
 mod provider;
 mod routes;
+mod text;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,10 @@ pub use http::{
     CountingBody, DURATION_BUCKETS, HttpMetrics, HttpMetricsLayer, HttpMetricsService,
     ResponseFuture, SIZE_BUCKETS,
 };
+#[cfg(all(feature = "otlp", feature = "middleware"))]
+pub(crate) use http::{method_name, scheme};
+#[cfg(feature = "otlp")]
+pub(crate) use provider::resource;
 pub use provider::{Metrics, SCOPE};
 pub use routes::PROMETHEUS_TEXT;
 
@@ -57,6 +62,9 @@ pub struct MetricsConfig {
     /// it can stay off the public load balancer (`RUSTFORGE_METRICS_PORT`; `0` picks a free
     /// port, see [`ProductionLayer::metrics_addr`](crate::ProductionLayer::metrics_addr)).
     pub port: Option<u16>,
+    /// Keep the Prometheus registry and serve the endpoint (default `true`); off when
+    /// `OTEL_METRICS_EXPORTER` does not name `prometheus`, e.g. when only pushing over OTLP.
+    pub prometheus: bool,
 }
 
 impl Default for MetricsConfig {
@@ -67,6 +75,7 @@ impl Default for MetricsConfig {
             token: None,
             service_name: None,
             port: None,
+            prometheus: true,
         }
     }
 }
@@ -79,6 +88,7 @@ impl std::fmt::Debug for MetricsConfig {
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("service_name", &self.service_name)
             .field("port", &self.port)
+            .field("prometheus", &self.prometheus)
             .finish()
     }
 }
@@ -97,6 +107,11 @@ impl MetricsConfig {
             return Err(ConfigError::new("metrics.token", "", "must not be empty"));
         }
         Ok(())
+    }
+
+    /// Whether `/metrics` is served.
+    pub(crate) fn serves_prometheus(&self) -> bool {
+        self.enabled && self.prometheus
     }
 
     pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {

@@ -71,10 +71,17 @@ impl<B> MakeSpan<B> for MakeRequestSpan {
             request_id,
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
+            // Set only when spans are exported (feature `otlp`); never logged.
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
         );
         #[cfg(feature = "metrics")]
         match request.extensions().get::<crate::logging::TraceContext>() {
-            Some(context) => context.record(&span),
+            Some(context) => {
+                context.record(&span);
+                #[cfg(feature = "otlp")]
+                crate::otlp::start_request_span(&span, context, request, route);
+            }
             None => crate::logging::link_request_span(&span, request.headers()),
         }
         span
@@ -91,6 +98,8 @@ impl<B> OnResponse<B> for LogResponse {
         if span.is_none() {
             return;
         }
+        #[cfg(feature = "otlp")]
+        crate::otlp::end_request_span(span, response.status());
         tracing::info!(
             status = response.status().as_u16(),
             latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),

@@ -27,6 +27,15 @@ impl LogCapture {
         (capture, guard)
     }
 
+    /// Like [`install`](Self::install), with the subscriber `prod` builds (its log settings,
+    /// and span export when OTLP is configured).
+    pub fn install_for(prod: &rustforge_prod::ProductionLayer) -> (Self, DefaultGuard) {
+        let capture = Self::default();
+        let subscriber = prod.subscriber(capture.clone()).expect("valid log config");
+        let guard = tracing::subscriber::set_default(subscriber);
+        (capture, guard)
+    }
+
     /// Every line written so far, parsed as JSON (a line that is not JSON fails the test).
     pub fn lines(&self) -> Vec<Value> {
         let bytes = self.0.lock().unwrap().clone();

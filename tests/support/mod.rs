@@ -6,6 +6,8 @@
 pub mod apps;
 pub mod http;
 pub mod logs;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "broadcast")]
 pub mod pusher;
 pub mod redis;

@@ -1,0 +1,146 @@
+//! [`OtlpConfig`] and the exporters it builds.
+
+use std::time::Duration;
+
+use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::PeriodicReader;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde::{Deserialize, Serialize};
+
+use super::ids::RequestIds;
+use crate::error::ConfigError;
+
+/// OTLP export settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OtlpConfig {
+    /// Base URL of the collector's OTLP/HTTP receiver, e.g. `http://collector:4318`
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`); `/v1/metrics` and `/v1/traces` are appended. `None`
+    /// (the default) exports nothing.
+    pub endpoint: Option<String>,
+    /// Push metrics to the endpoint (default `true`; `OTEL_METRICS_EXPORTER`).
+    pub metrics: bool,
+    /// Export request spans to the endpoint (default `true`; `OTEL_TRACES_EXPORTER`).
+    pub traces: bool,
+    /// How often metrics are pushed (`OTEL_METRIC_EXPORT_INTERVAL`, in ms; default 60 s).
+    #[serde(with = "humantime_serde")]
+    pub metrics_interval: Duration,
+    /// How long one export may take (`OTEL_EXPORTER_OTLP_TIMEOUT`, in ms; default 10 s).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            metrics: true,
+            traces: true,
+            metrics_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl OtlpConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.endpoint {
+            let uri: http::Uri = endpoint.parse().map_err(|e| {
+                ConfigError::new("otlp.endpoint", endpoint, format!("not a URL: {e}"))
+            })?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(ConfigError::new(
+                    "otlp.endpoint",
+                    endpoint,
+                    "an http:// or https:// URL with a host, e.g. http://collector:4318",
+                ));
+            }
+        }
+        for (key, value) in [
+            ("otlp.metrics_interval", self.metrics_interval),
+            ("otlp.timeout", self.timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(key, "0", "must be longer than zero"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
+        let millis = |value: &str| -> Result<Duration, ConfigError> {
+            value
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| ConfigError::new(var, value, "a whole number of milliseconds"))
+        };
+        match var {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => {
+                self.endpoint = Some(value.trim().to_owned()).filter(|v| !v.is_empty())
+            }
+            "OTEL_EXPORTER_OTLP_PROTOCOL" if value.trim() != "http/protobuf" => {
+                return Err(ConfigError::new(
+                    var,
+                    value,
+                    "only http/protobuf is supported (gRPC would add tonic)",
+                ));
+            }
+            "OTEL_EXPORTER_OTLP_TIMEOUT" => self.timeout = millis(value)?,
+            "OTEL_METRIC_EXPORT_INTERVAL" => self.metrics_interval = millis(value)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn url(&self, enabled: bool, signal: &str) -> Option<String> {
+        let endpoint = self.endpoint.as_deref().filter(|_| enabled)?;
+        Some(format!("{}/v1/{signal}", endpoint.trim_end_matches('/')))
+    }
+
+    /// The periodic reader pushing metrics, when metrics export is on.
+    pub(crate) fn metric_reader(
+        &self,
+    ) -> Result<Option<PeriodicReader<MetricExporter>>, ConfigError> {
+        let Some(url) = self.url(self.metrics, "metrics") else {
+            return Ok(None);
+        };
+        let exporter = MetricExporter::builder()
+            .with_http()
+            .with_endpoint(&url)
+            .with_timeout(self.timeout)
+            .build()
+            .map_err(|e| ConfigError::new("otlp.endpoint", &url, e.to_string()))?;
+        Ok(Some(
+            PeriodicReader::builder(exporter)
+                .with_interval(self.metrics_interval)
+                .build(),
+        ))
+    }
+
+    /// The tracer provider exporting request spans, when trace export is on.
+    pub(crate) fn tracer_provider(
+        &self,
+        resource: Resource,
+    ) -> Result<Option<SdkTracerProvider>, ConfigError> {
+        let Some(url) = self.url(self.traces, "traces") else {
+            return Ok(None);
+        };
+        let exporter = SpanExporter::builder()
+            .with_http()
+            .with_endpoint(&url)
+            .with_timeout(self.timeout)
+            .build()
+            .map_err(|e| ConfigError::new("otlp.endpoint", &url, e.to_string()))?;
+        Ok(Some(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_id_generator(RequestIds)
+                .with_resource(resource)
+                .build(),
+        ))
+    }
+}

@@ -1,0 +1,102 @@
+//! The request span: what the middleware's `make_span` and `on_response` add when spans are
+//! exported.
+
+use http::Request;
+use opentelemetry::trace::{SpanContext, Status, TraceContextExt, TraceFlags, TraceState};
+use opentelemetry::{Context, KeyValue};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::exporting;
+use crate::logging::TraceContext;
+
+/// Prepares the request span for export: name `GET /users/{id}`, kind server, the semantic
+/// conventions' request attributes, the incoming `traceparent` as parent and the ids of the
+/// request's [`TraceContext`]. Declared fields `otel.name` and `otel.kind` must exist on `span`.
+pub(crate) fn start_request_span<B>(
+    span: &Span,
+    trace: &TraceContext,
+    request: &Request<B>,
+    route: &str,
+) {
+    if !exporting() || span.is_none() {
+        return;
+    }
+    let method = crate::metrics::method_name(request.method());
+    let name = match (method, route) {
+        ("_OTHER", "") => "HTTP".to_owned(),
+        ("_OTHER", route) => format!("HTTP {route}"),
+        (method, "") => method.to_owned(),
+        (method, route) => format!("{method} {route}"),
+    };
+    span.record("otel.name", name);
+    span.record("otel.kind", "server");
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method),
+        KeyValue::new("url.path", request.uri().path().to_owned()),
+        KeyValue::new("url.scheme", crate::metrics::scheme(request)),
+        KeyValue::new(
+            "network.protocol.version",
+            match request.version() {
+                http::Version::HTTP_10 => "1.0",
+                http::Version::HTTP_2 => "2",
+                http::Version::HTTP_3 => "3",
+                _ => "1.1",
+            },
+        ),
+    ];
+    if method == "_OTHER" {
+        attributes.push(KeyValue::new(
+            "http.request.method_original",
+            request.method().as_str().to_owned(),
+        ));
+    }
+    if !route.is_empty() {
+        attributes.push(KeyValue::new("http.route", route.to_owned()));
+    }
+    if let Some(query) = request.uri().query() {
+        attributes.push(KeyValue::new("url.query", query.to_owned()));
+    }
+    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(agent) = header(http::header::USER_AGENT) {
+        attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
+    }
+    if let Some(authority) =
+        header(http::header::HOST).and_then(|h| h.parse::<http::uri::Authority>().ok())
+    {
+        attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
+        if let Some(port) = authority.port_u16() {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+    }
+    for attribute in attributes {
+        span.set_attribute(attribute.key, attribute.value);
+    }
+    let (trace_id, span_id, parent) = trace.ids();
+    if let Some(parent) = parent {
+        let flags = match trace.is_sampled() {
+            true => TraceFlags::SAMPLED,
+            false => TraceFlags::default(),
+        };
+        let state = trace
+            .tracestate()
+            .and_then(|s| s.parse::<TraceState>().ok());
+        let parent = SpanContext::new(trace_id, parent, flags, true, state.unwrap_or_default());
+        let _ = span.set_parent(Context::new().with_remote_span_context(parent));
+    }
+    // Start the OpenTelemetry span now, on this thread, with the request's ids.
+    super::ids::with_ids((trace_id, span_id), || span.context());
+}
+
+/// Records the response status on the request span; a 5xx marks it as an error, as the
+/// conventions say for server spans.
+pub(crate) fn end_request_span(span: &Span, status: http::StatusCode) {
+    if !exporting() || span.is_none() {
+        return;
+    }
+    span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.set_attribute("error.type", status.as_str().to_owned());
+        span.set_status(Status::error(""));
+    }
+}
