@@ -71,12 +71,16 @@ impl Commit {
     }
 }
 
+// `floor`/`ceil` are libm calls on the x86-64 baseline (no SSE4.1 `roundsd`); a float-to-int
+// cast truncates and saturates (negative and NaN become 0), which is all these two need.
+
 fn us(micros: f64) -> Duration {
-    Duration::from_micros(micros.max(0.0).ceil() as u64)
+    let whole = micros as u64;
+    Duration::from_micros(whole + u64::from((whole as f64) < micros))
 }
 
 fn count_down(x: f64) -> u64 {
-    (x + EPS).floor().max(0.0) as u64
+    (x + EPS) as u64
 }
 
 /// Checks `cost` against one limit at time `now`, given the stored state (or `None`). Only
@@ -228,6 +232,39 @@ pub(crate) fn check(limit: &Limit, state: &mut Option<State>, now: f64, cost: u3
                     commit: Some(Commit::Push { at: now, n: cost }),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod rounding_tests {
+    use super::*;
+
+    #[test]
+    fn casts_round_like_floor_and_ceil() {
+        for x in [
+            -5.5,
+            -1.0,
+            -0.5,
+            -1e-9,
+            0.0,
+            1e-9,
+            0.25,
+            0.999_999_5,
+            1.0,
+            1.5,
+            2.0,
+            1e9 + 0.5,
+            1e15,
+            f64::NAN,
+        ] {
+            let ceil = Duration::from_micros(x.max(0.0).ceil() as u64);
+            assert_eq!(us(x), ceil, "us({x})");
+            assert_eq!(
+                count_down(x),
+                (x + EPS).floor().max(0.0) as u64,
+                "count_down({x})"
+            );
         }
     }
 }

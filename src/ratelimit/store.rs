@@ -118,6 +118,13 @@ impl FromIterator<LimitStatus> for Statuses {
 }
 
 impl Statuses {
+    /// The status of a check against one limit.
+    pub(crate) fn one(status: LimitStatus) -> Self {
+        let mut statuses = SmallVec::new();
+        statuses.push(status);
+        Self(statuses)
+    }
+
     pub(crate) fn with_capacity(n: usize) -> Self {
         Self(SmallVec::with_capacity(n))
     }
