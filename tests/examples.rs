@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use support::example;
-use support::http::{client, get};
+use support::http::{client, get, get_text};
 
 struct Running {
     child: Child,
@@ -285,14 +285,7 @@ fn full_stack_refuses_a_bad_variable_and_names_it() {
 #[tokio::test]
 async fn chat_serves_its_page_and_pusher_js_and_publishes_to_others() {
     let app = Running::start("chat", &[]);
-    let page = client()
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(app.url("/")).await;
     assert!(page.contains(r#"<script src="/pusher.min.js">"#), "{page}");
     assert!(page.contains("chat-key"), "the page carries the app key");
     let js = client()

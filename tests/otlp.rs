@@ -17,7 +17,7 @@ use rustforge_prod::config::Config;
 use rustforge_prod::logging::TraceContext;
 use rustforge_prod::otlp::OtlpConfig;
 use rustforge_prod::{Error, ProductionLayer};
-use support::http::{TestServer, client, get as get_with};
+use support::http::{TestServer, client, get as get_with, get_text};
 use support::logs::LogCapture;
 use support::otlp::{Collector, attribute, hex};
 
@@ -112,14 +112,7 @@ async fn http_metrics_are_pushed_on_flush() {
     };
     assert_eq!((count("200"), count("404")), (2, 1));
     // Pushing is an addition: /metrics still serves the same data.
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(server.url("/metrics")).await;
     assert!(text.contains("http_server_request_duration_seconds_count{"));
 }
 

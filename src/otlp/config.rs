@@ -101,6 +101,11 @@ impl OtlpConfig {
         Some(format!("{}/v1/{signal}", endpoint.trim_end_matches('/')))
     }
 
+    /// An exporter builder sending to `url` within the configured timeout.
+    fn http<B: WithExportConfig>(&self, builder: B, url: &str) -> B {
+        builder.with_endpoint(url).with_timeout(self.timeout)
+    }
+
     /// The periodic reader pushing metrics, when metrics export is on.
     pub(crate) fn metric_reader(
         &self,
@@ -108,12 +113,10 @@ impl OtlpConfig {
         let Some(url) = self.url(self.metrics, "metrics") else {
             return Ok(None);
         };
-        let exporter = MetricExporter::builder()
-            .with_http()
-            .with_endpoint(&url)
-            .with_timeout(self.timeout)
+        let exporter = self
+            .http(MetricExporter::builder().with_http(), &url)
             .build()
-            .map_err(|e| ConfigError::new("otlp.endpoint", &url, e.to_string()))?;
+            .map_err(|e| build_error(&url, e))?;
         Ok(Some(
             PeriodicReader::builder(exporter)
                 .with_interval(self.metrics_interval)
@@ -129,12 +132,10 @@ impl OtlpConfig {
         let Some(url) = self.url(self.traces, "traces") else {
             return Ok(None);
         };
-        let exporter = SpanExporter::builder()
-            .with_http()
-            .with_endpoint(&url)
-            .with_timeout(self.timeout)
+        let exporter = self
+            .http(SpanExporter::builder().with_http(), &url)
             .build()
-            .map_err(|e| ConfigError::new("otlp.endpoint", &url, e.to_string()))?;
+            .map_err(|e| build_error(&url, e))?;
         Ok(Some(
             SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
@@ -143,4 +144,8 @@ impl OtlpConfig {
                 .build(),
         ))
     }
+}
+
+fn build_error(url: &str, err: opentelemetry_otlp::ExporterBuildError) -> ConfigError {
+    ConfigError::new("otlp.endpoint", url, err.to_string())
 }

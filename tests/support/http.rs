@@ -70,6 +70,18 @@ where
     request.send().await.unwrap()
 }
 
+/// The body of `GET url` as text, whatever the status.
+pub async fn get_text(url: String) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Sends raw bytes (with `Connection: close`) and returns the whole raw response — for what an
 /// ordinary client will not send, such as a chunked body with no `Content-Length`.
 pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
