@@ -24,8 +24,8 @@
 //! ```
 //!
 //! The span of a request has the same `trace_id` and `span_id` as its log lines and as the
-//! [`TraceContext`] handlers pass on, so a trace in the collector and the log lines of the
-//! same request find each other.
+//! [`TraceContext`](crate::logging::TraceContext) handlers pass on, so a trace in the
+//! collector and the log lines of the same request find each other.
 
 mod config;
 mod ids;
