@@ -41,6 +41,7 @@
 //! | `OTEL_METRICS_EXPORTER` | `prometheus` (`/metrics`), `otlp` (push), both, or `none`; default `prometheus,otlp` | `otlp` |
 //! | `OTEL_TRACES_EXPORTER` | `otlp` or `none` (feature `otlp`; default `otlp`) | `none` |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | OTLP/HTTP collector base URL; unset: no OTLP export (feature `otlp`) | `http://collector:4318` |
+//! | `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `_TRACES_ENDPOINT` | one signal's full URL, used as is | `http://collector:4318/v1/traces` |
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL` | only `http/protobuf` is supported | `http/protobuf` |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT` | time allowed for one export, ms | `10000` |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` | time between metric pushes, ms | `60000` |
@@ -201,6 +202,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("OTEL_METRICS_EXPORTER", "otlp.metrics"),
     ("OTEL_TRACES_EXPORTER", "otlp.traces"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp.endpoint"),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "otlp.metrics_endpoint",
+    ),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otlp.traces_endpoint"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "otlp.protocol"),
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "otlp.timeout"),
     ("OTEL_METRIC_EXPORT_INTERVAL", "otlp.metrics_interval"),
@@ -341,7 +347,13 @@ impl Config {
             #[cfg(feature = "otlp")]
             _ => return self.otlp.apply_var(var, value),
             #[cfg(not(feature = "otlp"))]
-            "OTEL_EXPORTER_OTLP_ENDPOINT" if !value.trim().is_empty() => return Err(without_otlp()),
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+            | "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+            | "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+                if !value.trim().is_empty() =>
+            {
+                return Err(without_otlp());
+            }
             #[cfg(not(feature = "otlp"))]
             _ => return Ok(()),
         };

@@ -292,6 +292,44 @@ async fn otlp_only_turns_the_prometheus_endpoint_off() {
     assert!(collector.spans().is_empty(), "traces are off");
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn per_signal_endpoints_are_used_as_they_are() {
+    let collector = Collector::start().await;
+    // Only the per-signal variables: no base endpoint at all.
+    let config = Config::from_vars([
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            format!("{}/v1/metrics", collector.endpoint()),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            format!("{}/v1/traces", collector.endpoint()),
+        ),
+    ])
+    .unwrap();
+    let prod = ProductionLayer::builder()
+        .config(config)
+        .build()
+        .await
+        .unwrap();
+    let (_logs, _guard) = LogCapture::install_for(&prod);
+    let server = serve(&prod).await;
+    client().get(server.url("/users/4")).send().await.unwrap();
+    prod.flush().await;
+    assert!(
+        collector
+            .spans()
+            .iter()
+            .any(|(_, s)| s.name == "GET /users/{id}")
+    );
+    assert!(
+        collector
+            .metrics()
+            .iter()
+            .any(|(_, m)| m.name == "http.server.request.duration")
+    );
+}
+
 #[test]
 fn bad_otel_settings_name_the_variable() {
     let cases = [
@@ -301,6 +339,7 @@ fn bad_otel_settings_name_the_variable() {
         ("OTEL_METRICS_EXPORTER", ""),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "-5"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector/v1/traces"),
     ];
     for (var, value) in cases {
         let err = Config::from_vars([(var, value)]).unwrap_err();

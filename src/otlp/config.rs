@@ -20,6 +20,12 @@ pub struct OtlpConfig {
     /// (`OTEL_EXPORTER_OTLP_ENDPOINT`); `/v1/metrics` and `/v1/traces` are appended. `None`
     /// (the default) exports nothing.
     pub endpoint: Option<String>,
+    /// The full URL metrics go to, used as is (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`); wins
+    /// over [`endpoint`](Self::endpoint) for metrics.
+    pub metrics_endpoint: Option<String>,
+    /// The full URL spans go to, used as is (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); wins over
+    /// [`endpoint`](Self::endpoint) for spans.
+    pub traces_endpoint: Option<String>,
     /// Push metrics to the endpoint (default `true`; `OTEL_METRICS_EXPORTER`).
     pub metrics: bool,
     /// Export request spans to the endpoint (default `true`; `OTEL_TRACES_EXPORTER`).
@@ -36,6 +42,8 @@ impl Default for OtlpConfig {
     fn default() -> Self {
         Self {
             endpoint: None,
+            metrics_endpoint: None,
+            traces_endpoint: None,
             metrics: true,
             traces: true,
             metrics_interval: Duration::from_secs(60),
@@ -47,13 +55,18 @@ impl Default for OtlpConfig {
 impl OtlpConfig {
     /// Checks every setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(endpoint) = &self.endpoint {
-            let uri: http::Uri = endpoint.parse().map_err(|e| {
-                ConfigError::new("otlp.endpoint", endpoint, format!("not a URL: {e}"))
-            })?;
+        for (key, endpoint) in [
+            ("otlp.endpoint", &self.endpoint),
+            ("otlp.metrics_endpoint", &self.metrics_endpoint),
+            ("otlp.traces_endpoint", &self.traces_endpoint),
+        ] {
+            let Some(endpoint) = endpoint else { continue };
+            let uri: http::Uri = endpoint
+                .parse()
+                .map_err(|e| ConfigError::new(key, endpoint, format!("not a URL: {e}")))?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
                 return Err(ConfigError::new(
-                    "otlp.endpoint",
+                    key,
                     endpoint,
                     "an http:// or https:// URL with a host, e.g. http://collector:4318",
                 ));
@@ -78,10 +91,11 @@ impl OtlpConfig {
                 .map(Duration::from_millis)
                 .map_err(|_| ConfigError::new(var, value, "a whole number of milliseconds"))
         };
+        let url = || Some(value.trim().to_owned()).filter(|v| !v.is_empty());
         match var {
-            "OTEL_EXPORTER_OTLP_ENDPOINT" => {
-                self.endpoint = Some(value.trim().to_owned()).filter(|v| !v.is_empty())
-            }
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => self.endpoint = url(),
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" => self.metrics_endpoint = url(),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => self.traces_endpoint = url(),
             "OTEL_EXPORTER_OTLP_PROTOCOL" if value.trim() != "http/protobuf" => {
                 return Err(ConfigError::new(
                     var,
@@ -96,9 +110,15 @@ impl OtlpConfig {
         Ok(())
     }
 
-    fn url(&self, enabled: bool, signal: &str) -> Option<String> {
-        let endpoint = self.endpoint.as_deref().filter(|_| enabled)?;
-        Some(format!("{}/v1/{signal}", endpoint.trim_end_matches('/')))
+    /// Where `signal` goes: its own endpoint as is, else the base endpoint + `/v1/<signal>`.
+    fn url(&self, enabled: bool, own: &Option<String>, signal: &str) -> Option<String> {
+        if !enabled {
+            return None;
+        }
+        own.clone().or_else(|| {
+            let base = self.endpoint.as_deref()?;
+            Some(format!("{}/v1/{signal}", base.trim_end_matches('/')))
+        })
     }
 
     /// An exporter builder sending to `url` within the configured timeout.
@@ -110,7 +130,7 @@ impl OtlpConfig {
     pub(crate) fn metric_reader(
         &self,
     ) -> Result<Option<PeriodicReader<MetricExporter>>, ConfigError> {
-        let Some(url) = self.url(self.metrics, "metrics") else {
+        let Some(url) = self.url(self.metrics, &self.metrics_endpoint, "metrics") else {
             return Ok(None);
         };
         let exporter = self
@@ -129,7 +149,7 @@ impl OtlpConfig {
         &self,
         resource: Resource,
     ) -> Result<Option<SdkTracerProvider>, ConfigError> {
-        let Some(url) = self.url(self.traces, "traces") else {
+        let Some(url) = self.url(self.traces, &self.traces_endpoint, "traces") else {
             return Ok(None);
         };
         let exporter = self
