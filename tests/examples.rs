@@ -247,22 +247,17 @@ async fn full_stack_flushes_otlp_metrics_and_spans_when_it_stops() {
     );
     app.terminate();
 
-    let spans = collector.spans();
-    let (resource, span) = spans
-        .iter()
-        .find(|(_, s)| s.name == "GET /api/items/{id}")
-        .unwrap_or_else(|| panic!("the request span was flushed: {spans:?}"));
+    let (resource, span) = collector
+        .span("GET /api/items/{id}")
+        .unwrap_or_else(|| panic!("the request span was flushed: {:?}", collector.spans()));
     assert_eq!(
-        support::otlp::attribute(resource, "service.name").as_deref(),
+        support::otlp::attribute(&resource, "service.name").as_deref(),
         Some("full-stack-e2e")
     );
     assert_eq!(support::otlp::hex(&span.span_id), line["span_id"]);
     assert_eq!(support::otlp::hex(&span.trace_id), line["trace_id"]);
     assert!(
-        collector
-            .metrics()
-            .iter()
-            .any(|(_, m)| m.name == "http.server.request.duration"),
+        collector.metric("http.server.request.duration").is_some(),
         "the metrics were pushed at shutdown"
     );
 }

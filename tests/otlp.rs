@@ -63,6 +63,10 @@ async fn build(otlp_config: OtlpConfig, service: &str) -> ProductionLayer {
     let mut config = Config::default();
     config.metrics.service_name = Some(service.to_owned());
     config.otlp = otlp_config;
+    prod_from(config).await
+}
+
+async fn prod_from(config: Config) -> ProductionLayer {
     ProductionLayer::builder()
         .config(config)
         .build()
@@ -85,13 +89,11 @@ async fn http_metrics_are_pushed_on_flush() {
 
     prod.flush().await;
 
-    let metrics = collector.metrics();
-    let (resource, duration) = metrics
-        .iter()
-        .find(|(_, m)| m.name == "http.server.request.duration")
+    let (resource, duration) = collector
+        .metric("http.server.request.duration")
         .expect("the duration histogram was pushed");
     assert_eq!(
-        attribute(resource, "service.name").as_deref(),
+        attribute(&resource, "service.name").as_deref(),
         Some("orders-api")
     );
     assert_eq!(duration.unit, "s");
@@ -227,11 +229,7 @@ async fn handlers_pass_on_the_exported_span_as_parent() {
     let res = get_with(server.url("/downstream"), &[("traceparent", traceparent)]).await;
     let outgoing = res.text().await.unwrap();
     prod.flush().await;
-    let spans = collector.spans();
-    let (_, span) = spans
-        .iter()
-        .find(|(_, s)| s.name == "GET /downstream")
-        .expect("the request span");
+    let (_, span) = collector.span("GET /downstream").expect("the request span");
     assert_eq!(
         outgoing,
         format!("00-{PARENT_TRACE}-{}-01", hex(&span.span_id)),
@@ -272,23 +270,14 @@ async fn otlp_only_turns_the_prometheus_endpoint_off() {
     ])
     .unwrap();
     assert!(!config.metrics.prometheus && config.otlp.metrics && !config.otlp.traces);
-    let prod = ProductionLayer::builder()
-        .config(config)
-        .build()
-        .await
-        .unwrap();
+    let prod = prod_from(config).await;
     let (_logs, _guard) = LogCapture::install_for(&prod);
     let server = serve(&prod).await;
     let res = client().get(server.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 404, "no Prometheus endpoint");
     client().get(server.url("/users/1")).send().await.unwrap();
     prod.flush().await;
-    assert!(
-        collector
-            .metrics()
-            .iter()
-            .any(|(_, m)| m.name == "http.server.request.duration")
-    );
+    assert!(collector.metric("http.server.request.duration").is_some());
     assert!(collector.spans().is_empty(), "traces are off");
 }
 
@@ -307,27 +296,13 @@ async fn per_signal_endpoints_are_used_as_they_are() {
         ),
     ])
     .unwrap();
-    let prod = ProductionLayer::builder()
-        .config(config)
-        .build()
-        .await
-        .unwrap();
+    let prod = prod_from(config).await;
     let (_logs, _guard) = LogCapture::install_for(&prod);
     let server = serve(&prod).await;
     client().get(server.url("/users/4")).send().await.unwrap();
     prod.flush().await;
-    assert!(
-        collector
-            .spans()
-            .iter()
-            .any(|(_, s)| s.name == "GET /users/{id}")
-    );
-    assert!(
-        collector
-            .metrics()
-            .iter()
-            .any(|(_, m)| m.name == "http.server.request.duration")
-    );
+    assert!(collector.span("GET /users/{id}").is_some());
+    assert!(collector.metric("http.server.request.duration").is_some());
 }
 
 #[test]

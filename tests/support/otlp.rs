@@ -81,6 +81,16 @@ impl Collector {
         }
         out
     }
+
+    /// The first metric named `name` received so far, with its resource's attributes.
+    pub fn metric(&self, name: &str) -> Option<(Vec<KeyValue>, Metric)> {
+        self.metrics().into_iter().find(|(_, m)| m.name == name)
+    }
+
+    /// The first span named `name` received so far, with its resource's attributes.
+    pub fn span(&self, name: &str) -> Option<(Vec<KeyValue>, Span)> {
+        self.spans().into_iter().find(|(_, s)| s.name == name)
+    }
 }
 
 async fn metrics(State(received): State<Arc<Mutex<Received>>>, body: Bytes) {
