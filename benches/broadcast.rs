@@ -8,6 +8,7 @@
 //! BENCH_SERVERS=2 BENCH_CONNS=1000 cargo bench --bench broadcast --features redis
 //! ```
 //!
+//! The clients run on `BENCH_CLIENT_THREADS` tokio workers (default 2, like each server).
 //! With `BENCH_SERVERS=2` two server processes share a private `redis-server`; the clients
 //! alternate between them and events are published on the first, so half the deliveries cross
 //! Redis.
@@ -247,8 +248,9 @@ fn main() {
         let (server_cpu, client_cpu) = (servers_cpu(), cpu_ms("self"));
         let mut latencies = Vec::with_capacity(conns * events);
         let mut fanout = Vec::with_capacity(events);
-        // One HTTP client for every publish (building one costs milliseconds of TLS set-up),
-        // its connection opened by an event to a channel nobody is subscribed to.
+        // One HTTP client for every publish, its connection opened before the first measured
+        // event (by an event to a channel nobody is subscribed to): a connect would otherwise
+        // count as delivery latency.
         let client = reqwest::Client::new();
         publish(&client, port, "warm-up", 0).await;
         for seq in 0..events {
