@@ -238,6 +238,25 @@ fn redis_part() {
         let client = redis::Client::open(redis.url()).unwrap();
         redis::aio::ConnectionManager::new(client).await.unwrap()
     });
+    // Latency at the Phase 4 target rate: 10,000 checks/s, launched evenly (one every 100 µs)
+    // from a pacing thread — tokio's 1 ms timer would launch them in bursts of ten. Measured
+    // first, after one unmeasured second at the same rate: after the saturating runs below,
+    // Redis spends several seconds deleting their million expiring keys in expire cycles that
+    // stall every command for up to ~25 ms (13–56 ms at p99 when this ran last) — their cost,
+    // not this rate's.
+    let paced_run = |secs| {
+        let (s, l) = (store.clone(), limits.clone());
+        paced(&rt, 10_000, secs, move |k| {
+            let (s, l) = (s.clone(), l.clone());
+            async move {
+                let key = format!("p{k}");
+                black_box(s.check(&key, &l, 1).await.unwrap());
+            }
+        })
+    };
+    paced_run(1);
+    let paced = paced_run(secs * 2);
+
     let (mut ours, mut mux) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let (s, l) = (store.clone(), limits.clone());
@@ -329,17 +348,6 @@ fn redis_part() {
         println!("redis-benchmark gave no result: {csv}");
     }
 
-    // Latency at the Phase 4 target rate: 10,000 checks/s, launched evenly (one every 100 µs)
-    // from a pacing thread — tokio's 1 ms timer would launch them in bursts of ten.
-    let s = store.clone();
-    let l = limits.clone();
-    let paced = paced(&rt, 10_000, secs * 2, move |k| {
-        let (s, l) = (s.clone(), l.clone());
-        async move {
-            let key = format!("p{k}");
-            black_box(s.check(&key, &l, 1).await.unwrap());
-        }
-    });
     println!(
         "RedisStore paced           {:8.0} checks/s  p50 {:5} µs  p99 {:5} µs (target: ≥ 10,000/s, p99 < 1 ms)",
         paced.rate, paced.p50_us, paced.p99_us
