@@ -9,10 +9,11 @@
 //!
 //! Part 1 (memory, one thread): ns per check for one hot key and for 1,000,000 distinct keys,
 //! against governor 0.10 (direct and keyed) with the same quota, and the resident memory per key.
-//! Part 2 (Redis, 50 concurrent callers, 100,000 random keys, GCRA script): checks/s and
-//! p50/p99 for `RedisStore` (bb8 pool of multiplexed connections) and for the same script through
-//! one `redis::aio::ConnectionManager`, interleaved over rounds, then `redis-benchmark` sending
-//! the same `EVALSHA` at the same concurrency; then p50/p99 at a paced 10,000 checks/s.
+//! Part 2 (Redis, GCRA script): first p50/p99 at a paced 10,000 checks/s on the fresh Redis;
+//! then, with 50 concurrent callers and 100,000 random keys, checks/s and p50/p99 for
+//! `RedisStore` (bb8 pool of multiplexed connections) and for the same script through one
+//! `redis::aio::ConnectionManager`, interleaved over rounds, and `redis-benchmark` sending the
+//! same `EVALSHA` at the same concurrency.
 //! Part 3 (HTTP): requests/s through axum + the layer, Redis store vs memory store.
 
 mod common;
@@ -242,7 +243,7 @@ fn redis_part() {
     // from a pacing thread — tokio's 1 ms timer would launch them in bursts of ten. Measured
     // first, after one unmeasured second at the same rate: after the saturating runs below,
     // Redis spends several seconds deleting their million expiring keys in expire cycles that
-    // stall every command for up to ~25 ms (13–56 ms at p99 when this ran last) — their cost,
+    // stall every command for up to ~25 ms (13–56 ms at p99 when this run came after them) — their cost,
     // not this rate's.
     let paced_run = |secs| {
         let (s, l) = (store.clone(), limits.clone());
