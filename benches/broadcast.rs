@@ -8,7 +8,11 @@
 //! BENCH_SERVERS=2 BENCH_CONNS=1000 cargo bench --bench broadcast --features redis
 //! ```
 //!
-//! The clients run on `BENCH_CLIENT_THREADS` tokio workers (default 2, like each server).
+//! The clients run on `BENCH_CLIENT_THREADS` threads (default 2, one per core), each a
+//! single-threaded tokio runtime that owns its share of the connections, as wrk's threads do:
+//! with one work-stealing runtime the burst of 1,000 arrivals after each event was often read
+//! by one worker while the other core sat idle (seen in `perf`), so the load generator, not the
+//! server, made the tail.
 //! With `BENCH_SERVERS=2` two server processes share a private `redis-server`; the clients
 //! alternate between them and events are published on the first, so half the deliveries cross
 //! Redis.
@@ -177,10 +181,20 @@ fn main() {
     let ports: Vec<u16> = children.iter().map(|c| c.port).collect();
     let pids: Vec<u32> = children.iter().map(|c| c.process.id()).collect();
     let port = ports[0];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        // Two workers like the servers': with one, reading 10,000 sockets was the critical path
-        // (one thread of three sharing two cores).
-        .worker_threads(env("BENCH_CLIENT_THREADS", 2) as usize)
+    // One event loop per client thread, each reading only its own sockets; the main thread
+    // publishes and collects.
+    let client_loops: Vec<tokio::runtime::Handle> = (0..env("BENCH_CLIENT_THREADS", 2))
+        .map(|_| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let handle = runtime.handle().clone();
+            std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
+            handle
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
@@ -205,7 +219,9 @@ fn main() {
                 let target = ports[i % ports.len()];
                 let url = format!("ws://127.0.0.1:{target}/app/{KEY}?protocol=7");
                 let (table, ready) = (table.clone(), ready.clone());
-                handles.push(tokio::spawn(async move {
+                // Every loop holds connections to every server.
+                let client_loop = &client_loops[(i / ports.len()) % client_loops.len()];
+                handles.push(client_loop.spawn(async move {
                     // tungstenite zeroes its whole read buffer (128 KiB by default) on every
                     // read: with that default the clients' memset, not the server, dominated.
                     let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
