@@ -27,7 +27,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Redis, env};
+use common::{Redis, cpu_ms, env};
 use futures_util::{SinkExt, StreamExt};
 use rustforge_prod::broadcast::signature::{body_md5, sign};
 use rustforge_prod::broadcast::{AppConfig, BroadcastConfig, Broadcaster};
@@ -89,19 +89,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap()
-}
-
-/// User + system CPU time of a process so far, in milliseconds (`/proc/{pid}/stat`, 100 Hz ticks).
-fn cpu_ms(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks * 10
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {

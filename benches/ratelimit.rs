@@ -10,10 +10,11 @@
 //! Part 1 (memory, one thread): ns per check for one hot key and for 1,000,000 distinct keys,
 //! against governor 0.10 (direct and keyed) with the same quota, and the resident memory per key.
 //! Part 2 (Redis, GCRA script): first p50/p99 at a paced 10,000 checks/s on the fresh Redis;
-//! then, with 50 concurrent callers and 100,000 random keys, checks/s and p50/p99 for
-//! `RedisStore` (bb8 pool of multiplexed connections) and for the same script through one
-//! `redis::aio::ConnectionManager`, interleaved over rounds, and `redis-benchmark` sending the
-//! same `EVALSHA` at the same concurrency.
+//! then, with 50 concurrent callers and 100,000 random keys, checks/s, p50/p99 and this
+//! process's CPU per check for `RedisStore` (bb8 pool of multiplexed connections), for the bare
+//! pooled handle (`RedisHandle::eval`) and for one `redis::aio::ConnectionManager` running the
+//! same script with the same arguments, interleaved over rounds, and `redis-benchmark` sending
+//! the same `EVALSHA` at the same concurrency.
 //! Part 3 (HTTP): requests/s through axum + the layer, Redis store vs memory store.
 
 mod common;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use common::{Redis, env, load, median, runtime, serve};
+use common::{Redis, cpu_ms, env, load, median, runtime, serve};
 use rustforge_prod::ratelimit::{
     Key, Limit, MemoryStore, RateLimitLayer, RateLimiter, RedisStore, Store,
 };
@@ -140,15 +141,19 @@ struct Run {
     rate: f64,
     p50_us: u32,
     p99_us: u32,
+    /// This process's CPU time (the callers and the Redis client, not Redis) per check.
+    client_cpu_us: f64,
 }
 
-fn summarize(mut latencies: Vec<u32>, elapsed: Duration) -> Run {
+/// `cpu_before`: this process's CPU time (ms) when the run started.
+fn summarize(mut latencies: Vec<u32>, elapsed: Duration, cpu_before: u64) -> Run {
     latencies.sort_unstable();
     let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     Run {
         rate: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50_us: at(0.50),
         p99_us: at(0.99),
+        client_cpu_us: (cpu_ms("self") - cpu_before) as f64 * 1000.0 / latencies.len() as f64,
     }
 }
 
@@ -159,7 +164,7 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_ms("self"));
     let tasks: Vec<_> = (0..callers)
         .map(|c| {
             let check = check.clone();
@@ -180,7 +185,7 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    summarize(all, start.elapsed())
+    summarize(all, start.elapsed(), cpu)
 }
 
 /// Open-loop load: `rate` checks per second for `secs`, each launched on time by a pacing thread
@@ -192,7 +197,7 @@ where
 {
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let total = rate * secs;
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_ms("self"));
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         let due = start + interval * i as u32;
@@ -214,7 +219,7 @@ where
         }
         all
     });
-    summarize(latencies, start.elapsed())
+    summarize(latencies, start.elapsed(), cpu)
 }
 
 const ARGS: [&str; 7] = ["0", "n", "1", "gcra", "100", "60000000", "100"];
@@ -229,7 +234,7 @@ fn redis_part() {
     let _runtime = rt.enter(); // the pool starts its reaper task on the current runtime
     let handle = RedisHandle::connect(&RedisConfig::new(redis.url()).prefix("bench")).unwrap();
     let store = Arc::new(
-        RedisStore::new(handle)
+        RedisStore::new(handle.clone())
             .timeout(Duration::from_secs(1))
             .deny_cache(0),
     );
@@ -258,7 +263,9 @@ fn redis_part() {
     paced_run(1);
     let paced = paced_run(secs * 2);
 
-    let (mut ours, mut mux) = (Vec::new(), Vec::new());
+    let pooled_script =
+        rustforge_prod::redis::Script::new(include_str!("../src/ratelimit/check.lua"));
+    let (mut ours, mut pool, mut mux) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let (s, l) = (store.clone(), limits.clone());
         ours.push(rt.block_on(drive(callers, secs, move |k| {
@@ -266,6 +273,17 @@ fn redis_part() {
             async move {
                 let key = format!("k{k}");
                 black_box(s.check(&key, &l, 1).await.unwrap());
+            }
+        })));
+        // The pool's hot path alone: the same script and arguments as on the ConnectionManager,
+        // through the shared handle, without the store's key building, breaker and parsing.
+        let (h, sc) = (handle.clone(), pooled_script.clone());
+        pool.push(rt.block_on(drive(callers, secs, move |k| {
+            let (h, sc) = (h.clone(), sc.clone());
+            async move {
+                let key = format!("{{bench:rl:pool:k{k}}}:g");
+                let reply: Vec<i64> = h.eval(&sc, &[&key], &ARGS).await.unwrap();
+                black_box(reply);
             }
         })));
         let (m, sc) = (manager.clone(), script.clone());
@@ -283,18 +301,34 @@ fn redis_part() {
     }
     let med =
         |runs: &[Run], f: fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
-    let (o_rate, m_rate) = (med(&ours, |r| r.rate), med(&mux, |r| r.rate));
+    let (o_rate, p_rate, m_rate) = (
+        med(&ours, |r| r.rate),
+        med(&pool, |r| r.rate),
+        med(&mux, |r| r.rate),
+    );
     println!(
-        "RedisStore (bb8 pool)      {o_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs",
+        "RedisStore (bb8 pool)      {o_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs  client CPU {:4.1} µs/check",
         med(&ours, |r| f64::from(r.p50_us)),
-        med(&ours, |r| f64::from(r.p99_us))
+        med(&ours, |r| f64::from(r.p99_us)),
+        med(&ours, |r| r.client_cpu_us)
     );
     println!(
-        "ConnectionManager (mux)    {m_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs",
-        med(&mux, |r| f64::from(r.p50_us)),
-        med(&mux, |r| f64::from(r.p99_us))
+        "RedisHandle::eval (pool)   {p_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs  client CPU {:4.1} µs/check",
+        med(&pool, |r| f64::from(r.p50_us)),
+        med(&pool, |r| f64::from(r.p99_us)),
+        med(&pool, |r| r.client_cpu_us)
     );
-    println!("ratio RedisStore/ConnectionManager {:.2}", o_rate / m_rate);
+    println!(
+        "ConnectionManager (mux)    {m_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs  client CPU {:4.1} µs/check",
+        med(&mux, |r| f64::from(r.p50_us)),
+        med(&mux, |r| f64::from(r.p99_us)),
+        med(&mux, |r| r.client_cpu_us)
+    );
+    println!(
+        "ratio pool/ConnectionManager {:.2} (the same script; target ≥ 1.0); RedisStore/ConnectionManager {:.2}",
+        p_rate / m_rate,
+        o_rate / m_rate
+    );
 
     // redis-benchmark: the same script, same arguments, same concurrency.
     let sha = script.get_hash().to_owned();

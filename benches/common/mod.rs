@@ -27,6 +27,19 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// User + system CPU time of a process so far, in milliseconds (`/proc/{pid}/stat`, 100 Hz ticks).
+pub fn cpu_ms(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks * 10
+}
+
 /// A numeric setting from the environment.
 pub fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -151,26 +151,29 @@ impl RedisStore {
         limits: &[Limit],
         cost: u32,
     ) -> Result<Decision, String> {
-        let keys: Vec<String> = limits.iter().map(|l| self.redis_key(key, l)).collect();
-        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
-        let mut args = Vec::with_capacity(3 + 4 * limits.len());
-        args.push(self.clock_offset_us.load(Ordering::Relaxed).to_string());
-        args.push(format!("{:x}{nonce:x}", self.nonce_base));
-        args.push(cost.to_string());
+        // Arguments go straight into the command buffer (numbers as decimal text, as Redis
+        // reads them), without a string per argument first.
+        let mut invocation = self.script.invocation();
         for limit in limits {
-            args.push(limit.get_algorithm().as_str().to_owned());
-            args.push(limit.quota().to_string());
-            args.push((limit.period().as_micros() as u64).to_string());
-            args.push(limit.burst_size().to_string());
+            invocation.key(self.redis_key(key, limit));
         }
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let call = self.redis.eval::<Vec<i64>>(&self.script, &keys, &args);
-        let reply = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(err)) => return Err(err.to_string()),
-            Err(_) => return Err(format!("no answer within {:?}", self.timeout)),
-        };
+        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
+        invocation
+            .arg(self.clock_offset_us.load(Ordering::Relaxed))
+            .arg(format!("{:x}{nonce:x}", self.nonce_base))
+            .arg(cost);
+        for limit in limits {
+            invocation
+                .arg(limit.get_algorithm().as_str())
+                .arg(limit.quota())
+                .arg(limit.period().as_micros() as u64)
+                .arg(limit.burst_size());
+        }
+        let reply: Vec<i64> = self
+            .redis
+            .invoke(&invocation, self.timeout)
+            .await
+            .map_err(|err| err.to_string())?;
         parse_reply(&reply, limits.len()).ok_or_else(|| format!("unexpected reply {reply:?}"))
     }
 
