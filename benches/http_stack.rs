@@ -181,21 +181,29 @@ fn server_runtime(dispatch: tracing::Dispatch) -> tokio::runtime::Runtime {
 
 fn main() {
     // One JSON line per request (B and C) written to a file through a non-blocking writer, as in
-    // production.
-    let log_file =
-        std::env::temp_dir().join(format!("http_stack_bench_{}.log", std::process::id()));
-    let (writer, _guard) =
-        tracing_appender::non_blocking(std::fs::File::create(&log_file).unwrap());
+    // production: B's through tracing-appender, C's through the crate's BatchWriter (what
+    // `init_logging` uses), each to its own file.
+    let log_file = |variant: &str| {
+        std::env::temp_dir().join(format!(
+            "http_stack_bench_{}_{variant}.log",
+            std::process::id()
+        ))
+    };
+    let log_files = [log_file("B"), log_file("C")];
+    let (stock_writer, _stock_guard) =
+        tracing_appender::non_blocking(std::fs::File::create(&log_files[0]).unwrap());
     let stock = tracing_subscriber::fmt()
         .json()
         .with_env_filter("info")
-        .with_writer(writer.clone())
+        .with_writer(stock_writer)
         .finish();
     let config = LogConfig {
         format: LogFormat::Json,
         filter: Some("info".into()),
     };
-    let ours = rustforge_prod::logging::subscriber(&config, writer).unwrap();
+    let (batch_writer, _batch_guard) =
+        rustforge_prod::logging::non_blocking(std::fs::File::create(&log_files[1]).unwrap());
+    let ours = rustforge_prod::logging::subscriber(&config, batch_writer).unwrap();
 
     let runtimes = [
         server_runtime(tracing::Dispatch::none()),
@@ -216,11 +224,12 @@ fn main() {
     let client = runtime();
     client.block_on(async {
         println!(
-            "http_stack: {} connections, {} rounds × {} s, log file {}",
+            "http_stack: {} connections, {} rounds × {} s, log files {} and {}",
             env("BENCH_CONNS", 32),
             env("BENCH_ROUNDS", 4),
             env("BENCH_SECS", 3),
-            log_file.display()
+            log_files[0].display(),
+            log_files[1].display()
         );
         compare(
             "13-byte text, no compression (JSON log line per request in B and C)",
@@ -243,5 +252,7 @@ fn main() {
         }
     });
     drop(runtimes);
-    let _ = std::fs::remove_file(log_file);
+    for file in log_files {
+        let _ = std::fs::remove_file(file);
+    }
 }
