@@ -15,7 +15,7 @@ use futures_util::future::join_all;
 use rustforge_prod::ProductionLayer;
 use rustforge_prod::ratelimit::{
     Algorithm, FailurePolicy, Key, Limit, RateLimitConfig, RateLimitLayer, RateLimiter, RedisStore,
-    Store,
+    Source, Store,
 };
 use rustforge_prod::redis::{RedisConfig, RedisHandle};
 use support::http::{TestServer, client};
@@ -231,6 +231,39 @@ async fn a_blocked_redis_costs_a_request_no_more_than_the_timeout() {
         .unwrap();
     assert!(still_paused, "Redis should still be paused");
     assert!(store.stats().errors >= 1, "{:?}", store.stats());
+}
+
+#[tokio::test]
+async fn a_reply_that_misses_the_deadline_is_discarded_and_the_connection_stays_in_step() {
+    let redis = RedisServer::start();
+    let store = fragile_store(&redis.url(), "late", FailurePolicy::Fallback);
+    let limits = [Limit::per_minute(10)];
+    let first = store.check("k", &limits, 1).await.unwrap();
+    assert_eq!(
+        (first.source, first.limits[0].remaining),
+        (Source::Redis, 9)
+    );
+    // Redis holds every command for 1 s: the check gives up after its 200 ms, but its script is
+    // already on the wire and runs when the pause ends.
+    assert_eq!(
+        raw_command(redis.port(), "CLIENT PAUSE 1000 ALL").unwrap(),
+        "+OK"
+    );
+    let late = store.check("k", &limits, 1).await.unwrap();
+    assert_eq!(late.source, Source::Fallback);
+    let port = redis.port();
+    eventually("the pause to end", async || {
+        tokio::task::spawn_blocking(move || raw_command(port, "PING").is_ok())
+            .await
+            .unwrap()
+    })
+    .await;
+    // Same pooled connection: the abandoned script's reply (remaining 8) arrives first and must
+    // be dropped, so this check reads its own reply — the abandoned run counted once (never
+    // re-sent), this one is the third.
+    let next = store.check("k", &limits, 1).await.unwrap();
+    assert_eq!((next.source, next.limits[0].remaining), (Source::Redis, 7));
+    assert_eq!(store.stats().errors, 1, "{:?}", store.stats());
 }
 
 #[tokio::test]
