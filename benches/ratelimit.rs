@@ -306,24 +306,19 @@ fn redis_part() {
         med(&pool, |r| r.rate),
         med(&mux, |r| r.rate),
     );
-    println!(
-        "RedisStore (bb8 pool)      {o_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs  client CPU {:4.1} µs/check",
-        med(&ours, |r| f64::from(r.p50_us)),
-        med(&ours, |r| f64::from(r.p99_us)),
-        med(&ours, |r| r.client_cpu_us)
-    );
-    println!(
-        "RedisHandle::eval (pool)   {p_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs  client CPU {:4.1} µs/check",
-        med(&pool, |r| f64::from(r.p50_us)),
-        med(&pool, |r| f64::from(r.p99_us)),
-        med(&pool, |r| r.client_cpu_us)
-    );
-    println!(
-        "ConnectionManager (mux)    {m_rate:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs  client CPU {:4.1} µs/check",
-        med(&mux, |r| f64::from(r.p50_us)),
-        med(&mux, |r| f64::from(r.p99_us)),
-        med(&mux, |r| r.client_cpu_us)
-    );
+    for (name, runs) in [
+        ("RedisStore (bb8 pool)", &ours),
+        ("RedisHandle::eval (pool)", &pool),
+        ("ConnectionManager (mux)", &mux),
+    ] {
+        println!(
+            "{name:26} {:8.0} checks/s  p50 {:5.0} µs  p99 {:5.0} µs  client CPU {:4.1} µs/check",
+            med(runs, |r| r.rate),
+            med(runs, |r| f64::from(r.p50_us)),
+            med(runs, |r| f64::from(r.p99_us)),
+            med(runs, |r| r.client_cpu_us)
+        );
+    }
     println!(
         "ratio pool/ConnectionManager {:.2} (the same script; target ≥ 1.0); RedisStore/ConnectionManager {:.2}",
         p_rate / m_rate,

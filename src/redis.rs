@@ -506,7 +506,9 @@ impl RedisHandle {
         Fut: Future<Output = (Connection, redis::RedisResult<T>)> + 'a,
     {
         let command_timeout = self.inner.command_timeout;
-        let (conn, deadline) = if timeout < command_timeout {
+        let caller_deadline = timeout < command_timeout;
+        let timeout = timeout.min(command_timeout);
+        let (conn, deadline) = if caller_deadline {
             let deadline = tokio::time::Instant::now() + timeout;
             let conn = tokio::time::timeout_at(deadline, self.connection())
                 .await
@@ -514,14 +516,13 @@ impl RedisHandle {
             (conn, deadline)
         } else {
             let conn = self.connection().await?;
-            (conn, tokio::time::Instant::now() + command_timeout)
+            (conn, tokio::time::Instant::now() + timeout)
         };
-        let timeout = timeout.min(command_timeout);
         let broken = conn.broken.clone();
         match tokio::time::timeout_at(deadline, run(conn)).await {
             Ok((conn, result)) => self.finish(&conn, result),
             Err(_) => {
-                if timeout == command_timeout {
+                if !caller_deadline {
                     broken.store(true, Ordering::Relaxed);
                 }
                 Err(RedisError::Timeout(timeout))
