@@ -16,76 +16,7 @@
 //! # Ok::<(), rustforge_prod::ConfigError>(())
 //! ```
 //!
-//! # Environment variables
-//!
-//! | variable | meaning | example |
-//! |---|---|---|
-//! | `RUST_LOG` | log filter ([`EnvFilter`](tracing_subscriber::EnvFilter) syntax) | `info,my_app=debug` |
-//! | `RUSTFORGE_LOG_FORMAT` | `json` (production) or `pretty` (development) | `json` |
-//! | `RUSTFORGE_SHUTDOWN_DRAIN` | time between SIGTERM (readiness 503) and closing the listener | `5s` |
-//! | `RUSTFORGE_REQUEST_ID_HEADER` | header that carries the request id | `x-request-id` |
-//! | `RUSTFORGE_CORS_ORIGINS` | comma-separated allowed origins, or `*` (not with credentials) | `https://app.example.com` |
-//! | `RUSTFORGE_CORS_CREDENTIALS` | allow cookies / credentials cross-origin | `true` |
-//! | `RUSTFORGE_CORS_HEADERS` | comma-separated request headers browsers may send | `content-type,x-api-key` |
-//! | `RUSTFORGE_CORS_MAX_AGE` | how long browsers cache a preflight | `1h` |
-//! | `RUSTFORGE_COMPRESSION` | response compression on/off | `true` |
-//! | `RUSTFORGE_COMPRESSION_LEVEL` | compression level for every encoding (1–9) | `1` |
-//! | `RUSTFORGE_COMPRESSION_MIN_SIZE` | responses smaller than this are not compressed | `1KiB` |
-//! | `RUSTFORGE_REQUEST_TIMEOUT` | time to the response headers, or `off` | `30s` |
-//! | `RUSTFORGE_BODY_LIMIT` | largest accepted request body, or `off` | `2MiB` |
-//! | `RUSTFORGE_METRICS` | HTTP metrics and `/metrics` on/off | `true` |
-//! | `RUSTFORGE_METRICS_PATH` | path of the Prometheus endpoint | `/metrics` |
-//! | `RUSTFORGE_METRICS_TOKEN` | bearer token the scraper must send | a long random string |
-//! | `RUSTFORGE_METRICS_PORT` | serve `/metrics` on this port instead of the app's router | `9464` |
-//! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the telemetry resource (`target_info`) | `orders-api` |
-//! | `OTEL_METRICS_EXPORTER` | `prometheus` (`/metrics`), `otlp` (push), both, or `none`; default `prometheus,otlp` | `otlp` |
-//! | `OTEL_TRACES_EXPORTER` | `otlp` or `none` (feature `otlp`; default `otlp`) | `none` |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | OTLP/HTTP collector base URL; unset: no OTLP export (feature `otlp`) | `http://collector:4318` |
-//! | `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `_TRACES_ENDPOINT` | one signal's full URL, used as is | `http://collector:4318/v1/traces` |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL` | only `http/protobuf` is supported | `http/protobuf` |
-//! | `OTEL_EXPORTER_OTLP_TIMEOUT` | time allowed for one export, ms | `10000` |
-//! | `OTEL_METRIC_EXPORT_INTERVAL` | time between metric pushes, ms | `60000` |
-//! | `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER`(`_ARG`) | read by the OpenTelemetry SDK itself | `api-key=…` |
-//! | `RUSTFORGE_HEALTH_TOKEN` | bearer token that shows health details | a long random string |
-//! | `RUSTFORGE_HEALTH_TIMEOUT` | timeout of each health check | `1s` |
-//! | `RUSTFORGE_HEALTH_CACHE_TTL` | how long a health report is reused | `1s` |
-//! | `RUSTFORGE_HEALTH_PUBLIC_DETAILS` | show health details without the token | `false` |
-//! | `RUSTFORGE_HEALTH_DISK_PATH` | check free space of the disk holding this path | `/var/lib/app` |
-//! | `RUSTFORGE_HEALTH_DISK_WARN` / `_FAIL` | disk used-percent thresholds | `70` / `90` |
-//! | `RUSTFORGE_HEALTH_MEMORY_WARN` / `_FAIL` | memory used-percent thresholds | `90` / `97` |
-//! | `RUSTFORGE_RATE_LIMIT` | global limit(s) per client, decided together; unset or `off`: none | `100/min`, `10/s,1000/hour` |
-//! | `RUSTFORGE_RATE_LIMIT_ALGORITHM` | `gcra` (token bucket), `sliding-window`, `fixed-window`, `sliding-log` | `gcra` |
-//! | `RUSTFORGE_RATE_LIMIT_KEY` | what the global limit counts by: `ip`, `header:<name>`, `route`, `global` | `header:x-api-key` |
-//! | `RUSTFORGE_RATE_LIMIT_STORE` | `memory` or `redis` (default: `redis` when `REDIS_URL` is set) | `redis` |
-//! | `RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE` | `fallback` (local limits), `fail-open`, `fail-closed` (503) | `fallback` |
-//! | `RUSTFORGE_RATE_LIMIT_FALLBACK_REPLICAS` | app servers: the local fallback divides each limit by it | `4` |
-//! | `RUSTFORGE_RATE_LIMIT_TIMEOUT` | time allowed for one Redis check | `10ms` |
-//! | `RUSTFORGE_RATE_LIMIT_HEADERS` | `ietf` (`RateLimit-Policy`/`RateLimit`), `legacy` (`X-RateLimit-*`), `both`, `none` | `ietf` |
-//! | `RUSTFORGE_RATE_LIMIT_IPV6_PREFIX` | IPv6 clients share a limit per network of this size | `64` |
-//! | `RUSTFORGE_TRUSTED_PROXIES` | proxies whose forwarding header is believed (CIDRs) | `10.0.0.0/8,::1` |
-//! | `RUSTFORGE_PROXY_HEADER` | the header they set: `x-forwarded-for`, `forwarded`, `x-real-ip` | `x-forwarded-for` |
-//! | `RUSTFORGE_STORAGE_DISK` | the default storage disk: `local`, `memory`, `s3` or a configured name | `s3` |
-//! | `RUSTFORGE_STORAGE_ROOT` | directory of the `local` disk | `./storage` |
-//! | `RUSTFORGE_STORAGE_PUBLIC_URL` | public base URL of the default disk | `https://cdn.example.com` |
-//! | `RUSTFORGE_STORAGE_SIGNING_KEY` | key of the local disks' signed URLs (≥ 32 bytes; shared by all servers) | a long random string |
-//! | `RUSTFORGE_APP_URL` | absolute base of those signed URLs | `https://app.example.com` |
-//! | `AWS_BUCKET`, `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` | the `s3` disk (object_store's own variables) | `my-bucket` |
-//! | `PUSHER_APP_ID`, `PUSHER_APP_KEY`, `PUSHER_APP_SECRET` | turn broadcasting on for one app (Laravel's `.env` names) | `1`, `app-key`, a long secret |
-//! | `RUSTFORGE_BROADCAST_CLIENT_EVENTS` | whether clients may send `client-` events | `true` |
-//! | `RUSTFORGE_BROADCAST_NODE_TIMEOUT` | with Redis: a server silent this long is dead, its presence members removed | `30s` |
-//! | `RUSTFORGE_BROADCAST_WEBHOOK_URL` | where webhooks go (feature `webhooks`) | `https://app.example.com/pusher/webhook` |
-//! | `RUSTFORGE_BROADCAST_MAX_CONNECTIONS`, `_PER_IP` | WebSocket connections per app / per client IP on one server (`0`: no limit) | `50000`, `100` |
-//! | `RUSTFORGE_BROADCAST_STORE` | `memory` (one server) or `redis` (default when `REDIS_URL` is set; Redis or Redis Cluster) | `redis` |
-//! | `REDIS_URL` | `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port` | `redis://127.0.0.1:6379` |
-//! | `RUSTFORGE_REDIS_PREFIX` | prefix of every Redis key the crate writes | `myapp` |
-//! | `RUSTFORGE_REDIS_POOL_SIZE` | connections in the Redis pool | `8` |
-//! | `RUSTFORGE_REDIS_CONNECT_TIMEOUT` | time allowed to open a Redis connection | `1s` |
-//! | `RUSTFORGE_REDIS_COMMAND_TIMEOUT` | time allowed for one Redis command | `250ms` |
-//!
-//! Boolean values accept `true/false`, `1/0`, `yes/no`, `on/off`. Durations use
-//! [humantime](https://docs.rs/humantime) syntax (`500ms`, `30s`, `2m`); sizes accept `2MiB`,
-//! `512KB` or plain bytes. A variable that starts with `RUSTFORGE_` but is not in this table is an
-//! error too, so a typo never silently falls back to a default.
+#![doc = include_str!("../docs/environment.md")]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -94,6 +25,8 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "broadcast")]
 use crate::broadcast::BroadcastConfig;
+pub use crate::env::EnvVar;
+use crate::env::{self, Setting, parse};
 use crate::error::ConfigError;
 #[cfg(feature = "health")]
 use crate::health::HealthConfig;
@@ -155,98 +88,6 @@ pub struct Config {
     pub(crate) env_sources: BTreeMap<&'static str, &'static str>,
 }
 
-/// The environment variables [`Config::from_env`] reads, with the config key each one sets.
-pub const ENV_VARS: &[(&str, &str)] = &[
-    ("RUST_LOG", "log.filter"),
-    ("RUSTFORGE_LOG_FORMAT", "log.format"),
-    ("RUSTFORGE_SHUTDOWN_DRAIN", "shutdown_drain"),
-    ("RUSTFORGE_REQUEST_ID_HEADER", "http.request_id.header"),
-    ("RUSTFORGE_CORS_ORIGINS", "http.cors.origins"),
-    ("RUSTFORGE_CORS_CREDENTIALS", "http.cors.credentials"),
-    ("RUSTFORGE_CORS_HEADERS", "http.cors.headers"),
-    ("RUSTFORGE_CORS_MAX_AGE", "http.cors.max_age"),
-    ("RUSTFORGE_COMPRESSION", "http.compression.enabled"),
-    ("RUSTFORGE_COMPRESSION_LEVEL", "http.compression.level"),
-    (
-        "RUSTFORGE_COMPRESSION_MIN_SIZE",
-        "http.compression.min_size",
-    ),
-    ("RUSTFORGE_REQUEST_TIMEOUT", "http.timeout"),
-    ("RUSTFORGE_BODY_LIMIT", "http.body_limit"),
-    ("RUSTFORGE_RATE_LIMIT", "rate_limit.limits"),
-    ("RUSTFORGE_RATE_LIMIT_ALGORITHM", "rate_limit.algorithm"),
-    ("RUSTFORGE_RATE_LIMIT_KEY", "rate_limit.key"),
-    ("RUSTFORGE_RATE_LIMIT_STORE", "rate_limit.store"),
-    (
-        "RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE",
-        "rate_limit.on_redis_failure",
-    ),
-    (
-        "RUSTFORGE_RATE_LIMIT_FALLBACK_REPLICAS",
-        "rate_limit.fallback_replicas",
-    ),
-    ("RUSTFORGE_RATE_LIMIT_TIMEOUT", "rate_limit.timeout"),
-    ("RUSTFORGE_RATE_LIMIT_HEADERS", "rate_limit.headers"),
-    ("RUSTFORGE_RATE_LIMIT_IPV6_PREFIX", "rate_limit.ipv6_prefix"),
-    ("RUSTFORGE_TRUSTED_PROXIES", "rate_limit.trusted_proxies"),
-    ("RUSTFORGE_PROXY_HEADER", "rate_limit.proxy_header"),
-    ("REDIS_URL", "redis.url"),
-    ("RUSTFORGE_REDIS_PREFIX", "redis.prefix"),
-    ("RUSTFORGE_REDIS_POOL_SIZE", "redis.pool_size"),
-    ("RUSTFORGE_REDIS_CONNECT_TIMEOUT", "redis.connect_timeout"),
-    ("RUSTFORGE_REDIS_COMMAND_TIMEOUT", "redis.command_timeout"),
-    ("RUSTFORGE_METRICS", "metrics.enabled"),
-    ("RUSTFORGE_METRICS_PATH", "metrics.path"),
-    ("RUSTFORGE_METRICS_TOKEN", "metrics.token"),
-    ("RUSTFORGE_METRICS_PORT", "metrics.port"),
-    ("OTEL_METRICS_EXPORTER", "otlp.metrics"),
-    ("OTEL_TRACES_EXPORTER", "otlp.traces"),
-    ("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp.endpoint"),
-    (
-        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-        "otlp.metrics_endpoint",
-    ),
-    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otlp.traces_endpoint"),
-    ("OTEL_EXPORTER_OTLP_PROTOCOL", "otlp.protocol"),
-    ("OTEL_EXPORTER_OTLP_TIMEOUT", "otlp.timeout"),
-    ("OTEL_METRIC_EXPORT_INTERVAL", "otlp.metrics_interval"),
-    ("RUSTFORGE_HEALTH_TOKEN", "health.token"),
-    ("RUSTFORGE_HEALTH_TIMEOUT", "health.timeout"),
-    ("RUSTFORGE_HEALTH_CACHE_TTL", "health.cache_ttl"),
-    ("RUSTFORGE_HEALTH_PUBLIC_DETAILS", "health.public_details"),
-    ("RUSTFORGE_HEALTH_DISK_PATH", "health.disk_path"),
-    ("RUSTFORGE_HEALTH_DISK_WARN", "health.disk_warn_percent"),
-    ("RUSTFORGE_HEALTH_DISK_FAIL", "health.disk_fail_percent"),
-    ("RUSTFORGE_HEALTH_MEMORY_WARN", "health.memory_warn_percent"),
-    ("RUSTFORGE_HEALTH_MEMORY_FAIL", "health.memory_fail_percent"),
-    ("RUSTFORGE_STORAGE_DISK", "storage.default_disk"),
-    ("RUSTFORGE_STORAGE_ROOT", "storage.root"),
-    ("RUSTFORGE_STORAGE_PUBLIC_URL", "storage.public_url"),
-    ("RUSTFORGE_STORAGE_SIGNING_KEY", "storage.signing_key"),
-    ("RUSTFORGE_APP_URL", "storage.app_url"),
-    ("PUSHER_APP_ID", "broadcast.apps.id"),
-    ("PUSHER_APP_KEY", "broadcast.apps.key"),
-    ("PUSHER_APP_SECRET", "broadcast.apps.secret"),
-    (
-        "RUSTFORGE_BROADCAST_CLIENT_EVENTS",
-        "broadcast.apps.client_events",
-    ),
-    ("RUSTFORGE_BROADCAST_STORE", "broadcast.store"),
-    (
-        "RUSTFORGE_BROADCAST_MAX_CONNECTIONS",
-        "broadcast.max_connections",
-    ),
-    (
-        "RUSTFORGE_BROADCAST_MAX_CONNECTIONS_PER_IP",
-        "broadcast.max_connections_per_ip",
-    ),
-    (
-        "RUSTFORGE_BROADCAST_WEBHOOK_URL",
-        "broadcast.apps.webhook_url",
-    ),
-    ("RUSTFORGE_BROADCAST_NODE_TIMEOUT", "broadcast.node_timeout"),
-];
-
 impl Config {
     /// Reads the [environment variables](self#environment-variables) of the process on top of the
     /// defaults. Every bad value is a [`ConfigError`] naming the variable.
@@ -278,101 +119,114 @@ impl Config {
     {
         for (name, value) in vars {
             let (name, value) = (name.as_ref(), value.as_ref());
-            let Some(&(var, key)) = ENV_VARS.iter().find(|(v, _)| *v == name) else {
-                if name.starts_with("RUSTFORGE_") {
-                    return Err(ConfigError::new(
-                        name,
-                        value,
-                        "unknown RUSTFORGE_ variable (see the table in rustforge_prod::config)",
-                    ));
+            match self.apply_var(name, value)? {
+                Some(var) if !var.key.is_empty() => {
+                    self.env_sources.insert(var.key, var.name);
                 }
-                continue;
+                Some(_) => {}
+                None => check_not_compiled_out(name, value)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one variable through the table that declares it; `None` when no table of this
+    /// build does.
+    fn apply_var(&mut self, name: &str, value: &str) -> Result<Option<EnvVar>, ConfigError> {
+        /// Applies `name` to the section `target` returns when `table` declares it.
+        fn apply<'c, C: 'c>(
+            table: &'static [Setting<C>],
+            name: &str,
+            value: &str,
+            target: impl FnOnce() -> &'c mut C,
+        ) -> Result<Option<EnvVar>, ConfigError> {
+            let Some(setting) = env::find(table, name) else {
+                return Ok(None);
             };
-            self.apply_var(var, key, value)?;
-            self.env_sources.insert(key, var);
+            (setting.apply)(target(), setting.var.name, value)?;
+            Ok(Some(setting.var))
         }
-        Ok(())
-    }
-
-    /// Hands `var` to the section its config key names. A variable of a module that is
-    /// compiled out is ignored: without the feature the setting cannot matter.
-    fn apply_var(&mut self, var: &'static str, key: &str, value: &str) -> Result<(), ConfigError> {
-        let section = key.split('.').next().unwrap_or_default();
-        match section {
-            "log" if var == "RUST_LOG" => self.log.filter = Some(value.to_owned()),
-            "log" => self.log.format = parse::from_str(var, value)?,
-            "shutdown_drain" => {
-                self.shutdown_drain = parse::optional_duration(var, value)?.unwrap_or_default()
-            }
-            #[cfg(feature = "middleware")]
-            "http" => self.http.apply_var(var, value)?,
-            #[cfg(feature = "health")]
-            "health" => self.health.apply_var(var, value)?,
-            #[cfg(feature = "metrics")]
-            "metrics" => self.metrics.apply_var(var, value)?,
-            #[cfg(feature = "ratelimit")]
-            "rate_limit" => self.rate_limit.apply_var(var, value)?,
-            #[cfg(feature = "broadcast")]
-            "broadcast" => self.broadcast.apply_var(var, value)?,
-            #[cfg(feature = "storage")]
-            "storage" => self
-                .storage
-                .get_or_insert_with(StorageConfig::default)
-                .apply_var(var, value)?,
-            #[cfg(feature = "redis")]
-            "redis" => self
-                .redis
-                .get_or_insert_with(RedisConfig::default)
-                .apply_var(var, value)?,
-            "otlp" => self.apply_otel_var(var, value)?,
-            _ => {}
+        macro_rules! first_of {
+            ($($table:expr => $target:expr),* $(,)?) => {
+                $(if let Some(var) = apply($table, name, value, || $target)? {
+                    return Ok(Some(var));
+                })*
+            };
         }
-        Ok(())
-    }
-
-    /// The OpenTelemetry variables: `OTEL_METRICS_EXPORTER` chooses Prometheus and/or OTLP,
-    /// `OTEL_TRACES_EXPORTER` OTLP or none; asking for OTLP from a build without the `otlp`
-    /// feature is an error, not a silent no-op.
-    fn apply_otel_var(&mut self, var: &'static str, value: &str) -> Result<(), ConfigError> {
-        let without_otlp = || {
-            ConfigError::new(
-                var,
-                value,
-                "rustforge-prod was built without the `otlp` feature",
-            )
-        };
-        let exporters = match var {
-            "OTEL_METRICS_EXPORTER" => parse::exporters(var, value, &["otlp", "prometheus"])?,
-            "OTEL_TRACES_EXPORTER" => parse::exporters(var, value, &["otlp"])?,
-            #[cfg(feature = "otlp")]
-            _ => return self.otlp.apply_var(var, value),
-            #[cfg(not(feature = "otlp"))]
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
-            | "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
-            | "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-                if !value.trim().is_empty() =>
-            {
-                return Err(without_otlp());
-            }
-            #[cfg(not(feature = "otlp"))]
-            _ => return Ok(()),
-        };
-        let otlp = exporters.iter().any(|name| name == "otlp");
+        first_of! {
+            LogConfig::ENV => &mut self.log,
+            Self::ENV => &mut *self,
+        }
+        #[cfg(feature = "middleware")]
+        first_of! { HttpConfig::ENV => &mut self.http }
         #[cfg(feature = "metrics")]
-        if var == "OTEL_METRICS_EXPORTER" {
-            self.metrics.prometheus = exporters.iter().any(|name| name == "prometheus");
-        }
+        first_of! { MetricsConfig::ENV => &mut self.metrics }
+        #[cfg(feature = "otlp")]
+        first_of! { crate::otlp::OtlpConfig::ENV => &mut self.otlp }
+        #[cfg(feature = "health")]
+        first_of! { HealthConfig::ENV => &mut self.health }
+        #[cfg(feature = "ratelimit")]
+        first_of! { RateLimitConfig::ENV => &mut self.rate_limit }
+        #[cfg(feature = "broadcast")]
+        first_of! { BroadcastConfig::ENV => &mut self.broadcast }
+        #[cfg(feature = "storage")]
+        first_of! { StorageConfig::ENV => self.storage.get_or_insert_with(StorageConfig::default) }
+        #[cfg(feature = "redis")]
+        first_of! { RedisConfig::ENV => self.redis.get_or_insert_with(RedisConfig::default) }
+        Ok(None)
+    }
+
+    /// The variables of the crate itself: those that touch more than one module.
+    const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "RUSTFORGE_SHUTDOWN_DRAIN",
+            "shutdown_drain",
+            "`0s` (use `5s`–`10s` behind a load balancer)",
+            "time between SIGTERM (readiness turns 503) and closing the listener",
+            |c, var, v| {
+                c.shutdown_drain = parse::optional_duration(var, v)?.unwrap_or_default();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "OTEL_METRICS_EXPORTER",
+            "otlp.metrics",
+            "`prometheus,otlp`",
+            "`prometheus` (`/metrics`), `otlp` (push, feature `otlp`), both, or `none`",
+            |c, var, v| {
+                let exporters = parse::exporters(var, v, &["otlp", "prometheus"])?;
+                #[cfg(feature = "metrics")]
+                {
+                    c.metrics.prometheus = exporters.iter().any(|name| name == "prometheus");
+                }
+                c.set_otlp_export(var, v, exporters.iter().any(|name| name == "otlp"))
+            },
+        ),
+        Setting::new(
+            "OTEL_TRACES_EXPORTER",
+            "otlp.traces",
+            "`otlp`",
+            "`otlp` (a span per request, feature `otlp`) or `none`",
+            |c, var, v| {
+                let exporters = parse::exporters(var, v, &["otlp"])?;
+                c.set_otlp_export(var, v, exporters.iter().any(|name| name == "otlp"))
+            },
+        ),
+    ];
+
+    /// Turns OTLP export of the signal `var` names on or off; on is an error in a build
+    /// without the `otlp` feature.
+    fn set_otlp_export(&mut self, var: &str, value: &str, on: bool) -> Result<(), ConfigError> {
         #[cfg(feature = "otlp")]
         match var {
-            "OTEL_METRICS_EXPORTER" => self.otlp.metrics = otlp,
-            _ => self.otlp.traces = otlp,
+            "OTEL_METRICS_EXPORTER" => self.otlp.metrics = on,
+            _ => self.otlp.traces = on,
         }
         #[cfg(not(feature = "otlp"))]
-        if otlp {
-            return Err(without_otlp());
+        if on {
+            return Err(needs_feature(var, value, "otlp"));
         }
-        #[cfg(feature = "otlp")]
-        let _ = without_otlp;
+        let _ = (var, value);
         Ok(())
     }
 
@@ -434,129 +288,212 @@ impl Config {
                 .keys()
                 .any(|key| key.rsplit_once('.').map(|(p, _)| p) == Some(parent))
         });
-        match ENV_VARS.iter().find(|(_, key)| *key == err.setting()) {
-            Some((var, _)) if sibling_from_env => err.renamed(*var),
+        match env_vars().into_iter().find(|var| var.key == err.setting()) {
+            Some(var) if sibling_from_env => err.renamed(var.name),
             _ => err,
         }
     }
 }
 
-/// Parsers shared by every module's `apply_var`, each naming the variable in its error.
-pub(crate) mod parse {
-    // Each module uses the parsers it needs; with some features off, some go unused.
-    #![allow(dead_code)]
+/// Every environment variable this build reads, in the order the documentation lists them:
+/// the modules' tables joined.
+pub fn env_vars() -> Vec<EnvVar> {
+    fn vars<C>(table: &'static [Setting<C>]) -> impl Iterator<Item = EnvVar> {
+        table.iter().map(|setting| setting.var)
+    }
+    let all = vars(LogConfig::ENV).chain(vars(Config::ENV));
+    #[cfg(feature = "middleware")]
+    let all = all.chain(vars(HttpConfig::ENV));
+    #[cfg(feature = "metrics")]
+    let all = all.chain(vars(MetricsConfig::ENV));
+    #[cfg(feature = "otlp")]
+    let all = all.chain(vars(crate::otlp::OtlpConfig::ENV));
+    #[cfg(feature = "health")]
+    let all = all.chain(vars(HealthConfig::ENV));
+    #[cfg(feature = "ratelimit")]
+    let all = all.chain(vars(RateLimitConfig::ENV));
+    #[cfg(feature = "broadcast")]
+    let all = all.chain(vars(BroadcastConfig::ENV));
+    #[cfg(feature = "storage")]
+    let all = all.chain(vars(StorageConfig::ENV));
+    #[cfg(feature = "redis")]
+    let all = all.chain(vars(RedisConfig::ENV));
+    all.collect()
+}
 
+/// The variables of each optional feature, so that a build without the feature can say which
+/// one a variable needs instead of ignoring it. With every feature on, a test checks each list
+/// against the feature's own table.
+pub const FEATURE_VARS: &[(&str, &[&str])] = &[
+    (
+        "middleware",
+        &[
+            "RUSTFORGE_REQUEST_ID_HEADER",
+            "RUSTFORGE_CORS_ORIGINS",
+            "RUSTFORGE_CORS_CREDENTIALS",
+            "RUSTFORGE_CORS_HEADERS",
+            "RUSTFORGE_CORS_MAX_AGE",
+            "RUSTFORGE_COMPRESSION",
+            "RUSTFORGE_COMPRESSION_LEVEL",
+            "RUSTFORGE_COMPRESSION_MIN_SIZE",
+            "RUSTFORGE_REQUEST_TIMEOUT",
+            "RUSTFORGE_BODY_LIMIT",
+        ],
+    ),
+    (
+        "metrics",
+        &[
+            "RUSTFORGE_METRICS",
+            "RUSTFORGE_METRICS_PATH",
+            "RUSTFORGE_METRICS_TOKEN",
+            "RUSTFORGE_METRICS_PORT",
+        ],
+    ),
+    (
+        "otlp",
+        &[
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "OTEL_METRIC_EXPORT_INTERVAL",
+        ],
+    ),
+    (
+        "health",
+        &[
+            "RUSTFORGE_HEALTH_TOKEN",
+            "RUSTFORGE_HEALTH_TIMEOUT",
+            "RUSTFORGE_HEALTH_CACHE_TTL",
+            "RUSTFORGE_HEALTH_PUBLIC_DETAILS",
+            "RUSTFORGE_HEALTH_DISK_PATH",
+            "RUSTFORGE_HEALTH_DISK_WARN",
+            "RUSTFORGE_HEALTH_DISK_FAIL",
+            "RUSTFORGE_HEALTH_MEMORY_WARN",
+            "RUSTFORGE_HEALTH_MEMORY_FAIL",
+        ],
+    ),
+    (
+        "ratelimit",
+        &[
+            "RUSTFORGE_RATE_LIMIT",
+            "RUSTFORGE_RATE_LIMIT_ALGORITHM",
+            "RUSTFORGE_RATE_LIMIT_KEY",
+            "RUSTFORGE_RATE_LIMIT_STORE",
+            "RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE",
+            "RUSTFORGE_RATE_LIMIT_FALLBACK_REPLICAS",
+            "RUSTFORGE_RATE_LIMIT_TIMEOUT",
+            "RUSTFORGE_RATE_LIMIT_HEADERS",
+            "RUSTFORGE_RATE_LIMIT_IPV6_PREFIX",
+            "RUSTFORGE_TRUSTED_PROXIES",
+            "RUSTFORGE_PROXY_HEADER",
+        ],
+    ),
+    (
+        "broadcast",
+        &[
+            "PUSHER_APP_ID",
+            "PUSHER_APP_KEY",
+            "PUSHER_APP_SECRET",
+            "RUSTFORGE_BROADCAST_CLIENT_EVENTS",
+            "RUSTFORGE_BROADCAST_STORE",
+            "RUSTFORGE_BROADCAST_MAX_CONNECTIONS",
+            "RUSTFORGE_BROADCAST_MAX_CONNECTIONS_PER_IP",
+            "RUSTFORGE_BROADCAST_WEBHOOK_URL",
+            "RUSTFORGE_BROADCAST_NODE_TIMEOUT",
+        ],
+    ),
+    (
+        "storage",
+        &[
+            "RUSTFORGE_STORAGE_DISK",
+            "RUSTFORGE_STORAGE_ROOT",
+            "RUSTFORGE_STORAGE_PUBLIC_URL",
+            "RUSTFORGE_STORAGE_SIGNING_KEY",
+            "RUSTFORGE_APP_URL",
+        ],
+    ),
+    (
+        "redis",
+        &[
+            "REDIS_URL",
+            "RUSTFORGE_REDIS_PREFIX",
+            "RUSTFORGE_REDIS_POOL_SIZE",
+            "RUSTFORGE_REDIS_CONNECT_TIMEOUT",
+            "RUSTFORGE_REDIS_COMMAND_TIMEOUT",
+        ],
+    ),
+];
+
+/// A variable no table of this build declares: an error when it belongs to a feature that is
+/// compiled out (and is not empty), or when it looks like ours (`RUSTFORGE_*`, a typo);
+/// anything else in the environment is none of our business.
+fn check_not_compiled_out(name: &str, value: &str) -> Result<(), ConfigError> {
+    let feature = FEATURE_VARS
+        .iter()
+        .find(|(_, names)| names.contains(&name))
+        .map(|(feature, _)| *feature);
+    match feature {
+        Some(_) if value.trim().is_empty() => Ok(()),
+        Some(feature) => Err(needs_feature(name, value, feature)),
+        None if name.starts_with("RUSTFORGE_") => Err(ConfigError::new(
+            name,
+            value,
+            "unknown RUSTFORGE_ variable (see the table in rustforge_prod::config)",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `var` asks for something the `feature` of the crate would do, and it is not compiled in.
+fn needs_feature(var: &str, value: &str, feature: &str) -> ConfigError {
+    ConfigError::new(
+        var,
+        value,
+        format!("needs the `{feature}` feature of rustforge-prod, which this build does not have"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
-    /// `true/false`, `1/0`, `yes/no`, `on/off` (any case).
-    pub(crate) fn bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError::new(setting, value, "expected true or false")),
+    /// Runs in the test command's default-feature pass, where `redis` and `otlp` are off.
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn a_variable_of_a_compiled_out_feature_names_the_feature() {
+        let err = Config::from_vars([("REDIS_URL", "redis://127.0.0.1:6379")]).unwrap_err();
+        assert_eq!(err.setting(), "REDIS_URL");
+        assert_eq!(err.value(), "redis://127.0.0.1:6379");
+        assert!(err.reason().contains("`redis` feature"), "{err}");
+        // Empty is unset, not a request for the feature.
+        Config::from_vars([("REDIS_URL", "")]).unwrap();
+    }
+
+    #[cfg(not(feature = "otlp"))]
+    #[test]
+    fn otlp_export_without_the_feature_is_an_error() {
+        for (var, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+        ] {
+            let err = Config::from_vars([(var, value)]).unwrap_err();
+            assert_eq!((err.setting(), err.value()), (var, value));
+            assert!(err.reason().contains("`otlp` feature"), "{err}");
         }
+        Config::from_vars([
+            ("OTEL_METRICS_EXPORTER", "prometheus"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ])
+        .unwrap();
     }
 
-    /// A humantime duration such as `250ms`, `30s`, `2m`; zero is rejected.
-    pub(crate) fn duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
-        let d = humantime::parse_duration(value.trim()).map_err(|e| {
-            ConfigError::new(
-                setting,
-                value,
-                format!("expected a duration like 30s ({e})"),
-            )
-        })?;
-        if d.is_zero() {
-            return Err(ConfigError::new(
-                setting,
-                value,
-                "must be greater than zero",
-            ));
-        }
-        Ok(d)
-    }
-
-    /// A duration, or `off`/`none`/`false` for no limit.
-    pub(crate) fn optional_duration(
-        setting: &str,
-        value: &str,
-    ) -> Result<Option<Duration>, ConfigError> {
-        if is_off(value) {
-            return Ok(None);
-        }
-        duration(setting, value).map(Some)
-    }
-
-    /// A byte size such as `2MiB`, `512KB` or `1048576`; zero is rejected.
-    pub(crate) fn size(setting: &str, value: &str) -> Result<u64, ConfigError> {
-        let size: bytesize::ByteSize = value.trim().parse().map_err(|e| {
-            ConfigError::new(setting, value, format!("expected a size like 2MiB ({e})"))
-        })?;
-        if size.as_u64() == 0 {
-            return Err(ConfigError::new(
-                setting,
-                value,
-                "must be greater than zero",
-            ));
-        }
-        Ok(size.as_u64())
-    }
-
-    /// A size, or `off`/`none`/`false` for no limit.
-    pub(crate) fn optional_size(setting: &str, value: &str) -> Result<Option<u64>, ConfigError> {
-        if is_off(value) {
-            return Ok(None);
-        }
-        size(setting, value).map(Some)
-    }
-
-    /// A comma-separated list; empty items are dropped.
-    /// An `OTEL_*_EXPORTER` list such as `otlp,prometheus` or `none`, of the names in `known`.
-    pub(crate) fn exporters(
-        setting: &str,
-        value: &str,
-        known: &[&str],
-    ) -> Result<Vec<String>, ConfigError> {
-        let names = list(value);
-        if names.is_empty()
-            || names
-                .iter()
-                .any(|n| n != "none" && !known.contains(&n.as_str()))
-        {
-            return Err(ConfigError::new(
-                setting,
-                value,
-                format!("a comma-separated list of {} or none", known.join(", ")),
-            ));
-        }
-        Ok(names)
-    }
-
-    pub(crate) fn list(value: &str) -> Vec<String> {
-        value
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Any `FromStr` value.
-    pub(crate) fn from_str<T>(setting: &str, value: &str) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr,
-        T::Err: std::fmt::Display,
-    {
-        value
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::new(setting, value, format!("{e}")))
-    }
-
-    fn is_off(value: &str) -> bool {
-        matches!(
-            value.trim().to_ascii_lowercase().as_str(),
-            "off" | "none" | "false" | "disabled"
-        )
+    #[test]
+    fn unknown_rustforge_variables_are_errors_and_others_are_ignored() {
+        let err = Config::from_vars([("RUSTFORGE_REQEST_TIMEOUT", "5s")]).unwrap_err();
+        assert_eq!(err.setting(), "RUSTFORGE_REQEST_TIMEOUT");
+        Config::from_vars([("PATH", "/usr/bin")]).unwrap();
     }
 }

@@ -53,6 +53,7 @@
 
 mod builder;
 pub mod config;
+mod env;
 pub mod error;
 mod listener;
 pub mod logging;

@@ -38,7 +38,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::config::parse;
+use crate::env::{Setting, parse};
 use crate::error::ConfigError;
 
 /// Settings of the shared Redis handle.
@@ -143,22 +143,59 @@ impl RedisConfig {
         }
         Ok(())
     }
-
-    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
-        match var {
-            "REDIS_URL" => self.url = value.trim().to_owned(),
-            "RUSTFORGE_REDIS_PREFIX" => self.prefix = value.trim().to_owned(),
-            "RUSTFORGE_REDIS_POOL_SIZE" => self.pool_size = parse::from_str(var, value)?,
-            "RUSTFORGE_REDIS_CONNECT_TIMEOUT" => {
-                self.connect_timeout = parse::duration(var, value)?
-            }
-            "RUSTFORGE_REDIS_COMMAND_TIMEOUT" => {
-                self.command_timeout = parse::duration(var, value)?
-            }
-            _ => {}
-        }
-        Ok(())
-    }
+    /// The environment variables of the shared Redis handle.
+    pub(crate) const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "REDIS_URL",
+            "redis.url",
+            "unset (no Redis)",
+            "`redis://…`, `rediss://…` or `redis+cluster://host:port,host:port`",
+            |c, _, v| {
+                c.url = v.trim().to_owned();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REDIS_PREFIX",
+            "redis.prefix",
+            "`rustforge`",
+            "prefix of every Redis key the crate writes",
+            |c, _, v| {
+                c.prefix = v.trim().to_owned();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REDIS_POOL_SIZE",
+            "redis.pool_size",
+            "`8`",
+            "pooled (multiplexed) connections",
+            |c, var, v| {
+                c.pool_size = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REDIS_CONNECT_TIMEOUT",
+            "redis.connect_timeout",
+            "`1s`",
+            "connect / pool wait timeout",
+            |c, var, v| {
+                c.connect_timeout = parse::duration(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REDIS_COMMAND_TIMEOUT",
+            "redis.command_timeout",
+            "`500ms`",
+            "time allowed for one Redis command",
+            |c, var, v| {
+                c.command_timeout = parse::duration(var, v)?;
+                Ok(())
+            },
+        ),
+    ];
 
     /// Parses the URL into a client, without connecting.
     fn target(&self) -> Result<Target, ConfigError> {

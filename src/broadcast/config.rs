@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::parse;
+use crate::env::{Setting, parse};
 use crate::error::ConfigError;
 
 /// One Pusher app: the id, key and secret clients and server SDKs use.
@@ -304,54 +304,111 @@ impl BroadcastConfig {
         Ok(())
     }
 
-    /// The `PUSHER_*` variables describe one app, completed here as they arrive.
-    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
-        let value = value.trim();
-        let app = |apps: &mut Vec<AppConfig>| -> usize {
-            if apps.is_empty() {
-                apps.push(AppConfig::new("", "", ""));
-            }
-            0
-        };
-        match var {
-            "PUSHER_APP_ID" => {
-                let i = app(&mut self.apps);
-                self.apps[i].id = value.to_owned();
-            }
-            "PUSHER_APP_KEY" => {
-                let i = app(&mut self.apps);
-                self.apps[i].key = value.to_owned();
-            }
-            "PUSHER_APP_SECRET" => {
-                let i = app(&mut self.apps);
-                self.apps[i].secret = value.to_owned();
-            }
-            "RUSTFORGE_BROADCAST_CLIENT_EVENTS" => {
-                let enabled = parse::bool(var, value)?;
-                let i = app(&mut self.apps);
-                self.apps[i].client_events = enabled;
-            }
-            "RUSTFORGE_BROADCAST_WEBHOOK_URL" => {
-                let i = app(&mut self.apps);
-                self.apps[i].webhook_url = Some(value.to_owned());
-            }
-            "RUSTFORGE_BROADCAST_MAX_CONNECTIONS" => {
-                self.max_connections = parse::from_str(var, value)?
-            }
-            "RUSTFORGE_BROADCAST_MAX_CONNECTIONS_PER_IP" => {
-                self.max_connections_per_ip = parse::from_str(var, value)?
-            }
-            "RUSTFORGE_BROADCAST_NODE_TIMEOUT" => self.node_timeout = parse::duration(var, value)?,
-            "RUSTFORGE_BROADCAST_STORE" => {
-                self.store = match value.to_ascii_lowercase().as_str() {
+    /// The environment variables of broadcasting. The `PUSHER_*` variables (Laravel's `.env`
+    /// names) describe one app, completed as they arrive.
+    pub(crate) const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "PUSHER_APP_ID",
+            "broadcast.apps.id",
+            "unset",
+            "id of the one broadcasting app; broadcasting is on when the three are set",
+            |c, _, v| {
+                c.env_app().id = v.trim().to_owned();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "PUSHER_APP_KEY",
+            "broadcast.apps.key",
+            "unset",
+            "its key (what pusher-js / Echo connect with)",
+            |c, _, v| {
+                c.env_app().key = v.trim().to_owned();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "PUSHER_APP_SECRET",
+            "broadcast.apps.secret",
+            "unset",
+            "its secret (signs the HTTP API and channel authorization)",
+            |c, _, v| {
+                c.env_app().secret = v.trim().to_owned();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_CLIENT_EVENTS",
+            "broadcast.apps.client_events",
+            "`true`",
+            "allow `client-` events (Echo's `whisper`)",
+            |c, var, v| {
+                c.env_app().client_events = parse::bool(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_STORE",
+            "broadcast.store",
+            "`redis` when `REDIS_URL` is set, else `memory`",
+            "`memory` (one server) or `redis` (many servers; Redis or Redis Cluster)",
+            |c, var, v| {
+                c.store = match v.trim().to_ascii_lowercase().as_str() {
                     "memory" => Some(BroadcastStore::Memory),
                     "redis" => Some(BroadcastStore::Redis),
-                    _ => return Err(ConfigError::new(var, value, "expected memory or redis")),
-                }
-            }
-            _ => {}
+                    _ => return Err(ConfigError::new(var, v.trim(), "expected memory or redis")),
+                };
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_MAX_CONNECTIONS",
+            "broadcast.max_connections",
+            "`0` (no limit)",
+            "WebSocket connections per app on one server",
+            |c, var, v| {
+                c.max_connections = parse::from_str(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_MAX_CONNECTIONS_PER_IP",
+            "broadcast.max_connections_per_ip",
+            "`0` (no limit)",
+            "WebSocket connections per client IP on one server (the client behind `RUSTFORGE_TRUSTED_PROXIES`, as for rate limits)",
+            |c, var, v| {
+                c.max_connections_per_ip = parse::from_str(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_WEBHOOK_URL",
+            "broadcast.apps.webhook_url",
+            "unset",
+            "where Pusher webhooks go (feature `webhooks`)",
+            |c, _, v| {
+                c.env_app().webhook_url = Some(v.trim().to_owned());
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_NODE_TIMEOUT",
+            "broadcast.node_timeout",
+            "`30s`",
+            "with Redis: a server silent this long is dead and its presence members are removed",
+            |c, var, v| {
+                c.node_timeout = parse::duration(var, v.trim())?;
+                Ok(())
+            },
+        ),
+    ];
+
+    /// The app the `PUSHER_*` variables describe: the first, made when the first one arrives.
+    fn env_app(&mut self) -> &mut AppConfig {
+        if self.apps.is_empty() {
+            self.apps.push(AppConfig::new("", "", ""));
         }
-        Ok(())
+        &mut self.apps[0]
     }
 }
 

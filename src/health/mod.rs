@@ -63,7 +63,7 @@ pub use checks::{DiskCheck, DiskSpace, FnCheck, LatencyCheck, MemoryCheck, Memor
 pub use routes::HEALTH_JSON;
 pub use runner::{CheckReport, Health, Report};
 
-use crate::config::parse;
+use crate::env::{Setting, parse};
 use crate::error::ConfigError;
 
 /// Health settings.
@@ -216,21 +216,97 @@ impl HealthConfig {
         }
         Ok(())
     }
-
-    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
-        let percent = |v: &str| -> Result<f64, ConfigError> { parse::from_str(var, v) };
-        match var {
-            "RUSTFORGE_HEALTH_TOKEN" => self.token = Some(value.to_owned()),
-            "RUSTFORGE_HEALTH_TIMEOUT" => self.timeout = parse::duration(var, value)?,
-            "RUSTFORGE_HEALTH_CACHE_TTL" => self.cache_ttl = parse::duration(var, value)?,
-            "RUSTFORGE_HEALTH_PUBLIC_DETAILS" => self.public_details = parse::bool(var, value)?,
-            "RUSTFORGE_HEALTH_DISK_PATH" => self.disk_path = Some(PathBuf::from(value)),
-            "RUSTFORGE_HEALTH_DISK_WARN" => self.disk_warn_percent = percent(value)?,
-            "RUSTFORGE_HEALTH_DISK_FAIL" => self.disk_fail_percent = percent(value)?,
-            "RUSTFORGE_HEALTH_MEMORY_WARN" => self.memory_warn_percent = percent(value)?,
-            "RUSTFORGE_HEALTH_MEMORY_FAIL" => self.memory_fail_percent = percent(value)?,
-            _ => {}
-        }
-        Ok(())
-    }
+    /// The environment variables of the health module.
+    pub(crate) const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "RUSTFORGE_HEALTH_TOKEN",
+            "health.token",
+            "unset (details hidden)",
+            "bearer token that shows health details",
+            |c, _, v| {
+                c.token = Some(v.to_owned());
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HEALTH_TIMEOUT",
+            "health.timeout",
+            "`1s`",
+            "timeout of each health check",
+            |c, var, v| {
+                c.timeout = parse::duration(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HEALTH_CACHE_TTL",
+            "health.cache_ttl",
+            "`1s`",
+            "how long a health report is reused",
+            |c, var, v| {
+                c.cache_ttl = parse::duration(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HEALTH_PUBLIC_DETAILS",
+            "health.public_details",
+            "`false`",
+            "show health details to everyone",
+            |c, var, v| {
+                c.public_details = parse::bool(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HEALTH_DISK_PATH",
+            "health.disk_path",
+            "unset",
+            "check the free space of the disk holding this path",
+            |c, _, v| {
+                c.disk_path = Some(PathBuf::from(v));
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HEALTH_DISK_WARN",
+            "health.disk_warn_percent",
+            "`70`",
+            "disk used-% that makes the disk check warn",
+            |c, var, v| {
+                c.disk_warn_percent = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HEALTH_DISK_FAIL",
+            "health.disk_fail_percent",
+            "`90`",
+            "disk used-% that makes the disk check fail",
+            |c, var, v| {
+                c.disk_fail_percent = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HEALTH_MEMORY_WARN",
+            "health.memory_warn_percent",
+            "`90`",
+            "memory used-% that makes the memory check warn",
+            |c, var, v| {
+                c.memory_warn_percent = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HEALTH_MEMORY_FAIL",
+            "health.memory_fail_percent",
+            "`97`",
+            "memory used-% that makes the memory check fail",
+            |c, var, v| {
+                c.memory_fail_percent = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+    ];
 }

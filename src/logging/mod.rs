@@ -31,6 +31,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Registry};
 
+use crate::env::{Setting, parse};
 use crate::error::{ConfigError, Error};
 pub use json::{JsonFields, JsonFormat};
 #[cfg(feature = "metrics")]
@@ -75,6 +76,30 @@ pub struct LogConfig {
 }
 
 impl LogConfig {
+    /// The environment variables of logging.
+    pub(crate) const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "RUST_LOG",
+            "log.filter",
+            "`info`",
+            "log filter (`info,my_app=debug`)",
+            |c, _, v| {
+                c.filter = Some(v.to_owned());
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_LOG_FORMAT",
+            "log.format",
+            "`json`",
+            "`json` (production) or `pretty` (development)",
+            |c, var, v| {
+                c.format = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+    ];
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.env_filter().map(drop)
     }

@@ -42,7 +42,7 @@ pub(crate) use provider::resource;
 pub use provider::{Metrics, SCOPE};
 pub use routes::PROMETHEUS_TEXT;
 
-use crate::config::parse;
+use crate::env::{Setting, parse};
 use crate::error::ConfigError;
 
 /// Metrics settings.
@@ -113,17 +113,59 @@ impl MetricsConfig {
     pub(crate) fn serves_prometheus(&self) -> bool {
         self.enabled && self.prometheus
     }
-
-    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
-        match var {
-            "RUSTFORGE_METRICS" => self.enabled = parse::bool(var, value)?,
-            "RUSTFORGE_METRICS_PATH" => self.path = value.trim().to_owned(),
-            "RUSTFORGE_METRICS_TOKEN" => self.token = Some(value.to_owned()),
-            "RUSTFORGE_METRICS_PORT" => self.port = Some(parse::from_str(var, value)?),
-            _ => {}
-        }
-        Ok(())
-    }
+    /// The environment variables of the metrics module.
+    pub(crate) const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "RUSTFORGE_METRICS",
+            "metrics.enabled",
+            "`true`",
+            "HTTP metrics and `/metrics` on/off",
+            |c, var, v| {
+                c.enabled = parse::bool(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_METRICS_PATH",
+            "metrics.path",
+            "`/metrics`",
+            "Prometheus endpoint path",
+            |c, _, v| {
+                c.path = v.trim().to_owned();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_METRICS_TOKEN",
+            "metrics.token",
+            "unset (open)",
+            "bearer token the scraper must send",
+            |c, _, v| {
+                c.token = Some(v.to_owned());
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_METRICS_PORT",
+            "metrics.port",
+            "unset (app router)",
+            "serve `/metrics` on its own port (all interfaces) instead of the app's router",
+            |c, var, v| {
+                c.port = Some(parse::from_str(var, v)?);
+                Ok(())
+            },
+        ),
+        Setting::read_elsewhere(
+            "OTEL_SERVICE_NAME",
+            "unset",
+            "the telemetry resource's `service.name` (`target_info`), read by the OpenTelemetry SDK",
+        ),
+        Setting::read_elsewhere(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "unset",
+            "further resource attributes (`key=value,…`), read by the OpenTelemetry SDK",
+        ),
+    ];
 }
 
 /// The health module's instruments: `rustforge.health.check.status` (1 pass, 0.5 warn, 0 fail)

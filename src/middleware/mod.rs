@@ -49,7 +49,7 @@ pub use request_id::{MAX_REQUEST_ID_LEN, MakeRequestUuidV7, RequestIdConfig, is_
 pub use stack::{HttpService, HttpStack};
 pub use trace::{LogResponse, MakeRequestSpan, TraceConfig};
 
-use crate::config::parse;
+use crate::env::{Setting, parse};
 use crate::error::ConfigError;
 
 /// Settings of the middleware stack. `Default` is the production default.
@@ -145,24 +145,107 @@ impl HttpConfig {
         Ok(())
     }
 
-    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
-        match var {
-            "RUSTFORGE_REQUEST_ID_HEADER" => self.request_id.header = value.trim().to_owned(),
-            "RUSTFORGE_CORS_ORIGINS" => self.cors.origins = parse::list(value),
-            "RUSTFORGE_CORS_CREDENTIALS" => self.cors.credentials = parse::bool(var, value)?,
-            "RUSTFORGE_CORS_HEADERS" => self.cors.headers = parse::list(value),
-            "RUSTFORGE_CORS_MAX_AGE" => self.cors.max_age = parse::duration(var, value)?,
-            "RUSTFORGE_COMPRESSION" => self.compression.enabled = parse::bool(var, value)?,
-            "RUSTFORGE_COMPRESSION_LEVEL" => self.compression.level = parse::from_str(var, value)?,
-            "RUSTFORGE_COMPRESSION_MIN_SIZE" => {
-                self.compression.min_size = ByteSize::b(parse::size(var, value)?)
-            }
-            "RUSTFORGE_REQUEST_TIMEOUT" => self.timeout = parse::optional_duration(var, value)?,
-            "RUSTFORGE_BODY_LIMIT" => {
-                self.body_limit = parse::optional_size(var, value)?.map(ByteSize::b)
-            }
-            _ => {}
-        }
-        Ok(())
-    }
+    /// The environment variables of the middleware stack.
+    pub(crate) const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "RUSTFORGE_REQUEST_ID_HEADER",
+            "http.request_id.header",
+            "`x-request-id`",
+            "request-id header",
+            |c, _, v| {
+                c.request_id.header = v.trim().to_owned();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_CORS_ORIGINS",
+            "http.cors.origins",
+            "none (same-origin only)",
+            "comma-separated origins, or `*` (not with credentials)",
+            |c, _, v| {
+                c.cors.origins = parse::list(v);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_CORS_CREDENTIALS",
+            "http.cors.credentials",
+            "`false`",
+            "allow cookies / credentials cross-origin (`true`/`false`)",
+            |c, var, v| {
+                c.cors.credentials = parse::bool(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_CORS_HEADERS",
+            "http.cors.headers",
+            "`accept, accept-language, authorization, content-type, x-requested-with, x-request-id, x-socket-id`",
+            "comma-separated request headers browsers may send",
+            |c, _, v| {
+                c.cors.headers = parse::list(v);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_CORS_MAX_AGE",
+            "http.cors.max_age",
+            "`1h`",
+            "how long browsers cache a preflight",
+            |c, var, v| {
+                c.cors.max_age = parse::duration(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_COMPRESSION",
+            "http.compression.enabled",
+            "`true`",
+            "response compression on/off",
+            |c, var, v| {
+                c.compression.enabled = parse::bool(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_COMPRESSION_LEVEL",
+            "http.compression.level",
+            "`1` (fastest)",
+            "level 1–9 for gzip, brotli, zstd, deflate",
+            |c, var, v| {
+                c.compression.level = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_COMPRESSION_MIN_SIZE",
+            "http.compression.min_size",
+            "`1KiB`",
+            "smaller responses are not compressed",
+            |c, var, v| {
+                c.compression.min_size = ByteSize::b(parse::size(var, v)?);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REQUEST_TIMEOUT",
+            "http.timeout",
+            "`30s`",
+            "time to the response headers (`30s`, `off`)",
+            |c, var, v| {
+                c.timeout = parse::optional_duration(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BODY_LIMIT",
+            "http.body_limit",
+            "`2MiB`",
+            "largest request body (`2MiB`, `off`)",
+            |c, var, v| {
+                c.body_limit = parse::optional_size(var, v)?.map(ByteSize::b);
+                Ok(())
+            },
+        ),
+    ];
 }

@@ -9,6 +9,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
 
 use super::ids::RequestIds;
+use crate::env::Setting;
 use crate::error::ConfigError;
 
 /// OTLP export settings.
@@ -82,33 +83,84 @@ impl OtlpConfig {
         }
         Ok(())
     }
-
-    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
-        let millis = |value: &str| -> Result<Duration, ConfigError> {
-            value
-                .trim()
-                .parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| ConfigError::new(var, value, "a whole number of milliseconds"))
-        };
-        let url = || Some(value.trim().to_owned()).filter(|v| !v.is_empty());
-        match var {
-            "OTEL_EXPORTER_OTLP_ENDPOINT" => self.endpoint = url(),
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" => self.metrics_endpoint = url(),
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => self.traces_endpoint = url(),
-            "OTEL_EXPORTER_OTLP_PROTOCOL" if value.trim() != "http/protobuf" => {
-                return Err(ConfigError::new(
+    /// The environment variables of OTLP export (the exporter choices, `OTEL_*_EXPORTER`, are
+    /// the crate's: they switch the Prometheus endpoint too).
+    pub(crate) const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "otlp.endpoint",
+            "unset (no OTLP export)",
+            "OTLP/HTTP collector base URL (feature `otlp`): push metrics, export a span per request",
+            |c, _, v| {
+                c.endpoint = url(v);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "otlp.metrics_endpoint",
+            "unset",
+            "the metrics' full URL, used as is (feature `otlp`)",
+            |c, _, v| {
+                c.metrics_endpoint = url(v);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "otlp.traces_endpoint",
+            "unset",
+            "the spans' full URL, used as is (feature `otlp`)",
+            |c, _, v| {
+                c.traces_endpoint = url(v);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "otlp.protocol",
+            "`http/protobuf`",
+            "only `http/protobuf` is supported",
+            |_, var, v| match v.trim() {
+                "http/protobuf" => Ok(()),
+                _ => Err(ConfigError::new(
                     var,
-                    value,
+                    v,
                     "only http/protobuf is supported (gRPC would add tonic)",
-                ));
-            }
-            "OTEL_EXPORTER_OTLP_TIMEOUT" => self.timeout = millis(value)?,
-            "OTEL_METRIC_EXPORT_INTERVAL" => self.metrics_interval = millis(value)?,
-            _ => {}
-        }
-        Ok(())
-    }
+                )),
+            },
+        ),
+        Setting::new(
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "otlp.timeout",
+            "`10000`",
+            "time allowed for one export, ms",
+            |c, var, v| {
+                c.timeout = millis(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            "otlp.metrics_interval",
+            "`60000`",
+            "time between metric pushes, ms",
+            |c, var, v| {
+                c.metrics_interval = millis(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::read_elsewhere(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "unset",
+            "headers sent with each export (`api-key=…`), read by the OpenTelemetry SDK",
+        ),
+        Setting::read_elsewhere(
+            "OTEL_TRACES_SAMPLER",
+            "`parentbased_always_on`",
+            "span sampler (and `OTEL_TRACES_SAMPLER_ARG`), read by the OpenTelemetry SDK",
+        ),
+    ];
 
     /// Where `signal` goes: its own endpoint as is, else the base endpoint + `/v1/<signal>`.
     fn url(&self, enabled: bool, own: &Option<String>, signal: &str) -> Option<String> {
@@ -168,4 +220,18 @@ impl OtlpConfig {
 
 fn build_error(url: &str, err: opentelemetry_otlp::ExporterBuildError) -> ConfigError {
     ConfigError::new("otlp.endpoint", url, err.to_string())
+}
+
+/// A URL variable; empty means unset.
+fn url(value: &str) -> Option<String> {
+    Some(value.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// A whole number of milliseconds, as the OpenTelemetry variables give durations.
+fn millis(var: &str, value: &str) -> Result<Duration, ConfigError> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| ConfigError::new(var, value, "a whole number of milliseconds"))
 }

@@ -10,7 +10,7 @@ use super::headers::HeaderDialect;
 use super::key::{ClientIp, Key, ProxyHeader, parse_cidrs};
 use super::limit::parse_list;
 use super::{Algorithm, Limit, RateLimiter};
-use crate::config::parse;
+use crate::env::{Setting, parse};
 use crate::error::ConfigError;
 
 /// Where counts are kept.
@@ -206,40 +206,124 @@ impl RateLimitConfig {
             .header(self.proxy_header)
             .ipv6_prefix(self.ipv6_prefix)
     }
-
-    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
-        match var {
-            "RUSTFORGE_RATE_LIMIT" => {
-                self.limits = match value.trim().to_ascii_lowercase().as_str() {
+    /// The environment variables of the rate limiter.
+    pub(crate) const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "RUSTFORGE_RATE_LIMIT",
+            "rate_limit.limits",
+            "unset (no global limit)",
+            "global limit(s) per client, decided together (`100/min`, `10/s,1000/hour`; `off`)",
+            |c, var, v| {
+                c.limits = match v.trim().to_ascii_lowercase().as_str() {
                     "" | "off" | "none" => Vec::new(),
-                    _ => parse_list(var, value)?,
-                }
-            }
-            "RUSTFORGE_RATE_LIMIT_ALGORITHM" => self.algorithm = parse::from_str(var, value)?,
-            "RUSTFORGE_RATE_LIMIT_KEY" => {
-                value
-                    .parse::<Key>()
-                    .map_err(|e| ConfigError::new(var, value, e.reason().to_owned()))?;
-                self.key = value.trim().to_owned();
-            }
-            "RUSTFORGE_RATE_LIMIT_STORE" => self.store = Some(parse::from_str(var, value)?),
-            "RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE" => {
-                self.on_redis_failure = parse::from_str(var, value)?
-            }
-            "RUSTFORGE_RATE_LIMIT_FALLBACK_REPLICAS" => {
-                self.fallback_replicas = parse::from_str(var, value)?
-            }
-            "RUSTFORGE_RATE_LIMIT_TIMEOUT" => self.timeout = parse::duration(var, value)?,
-            "RUSTFORGE_RATE_LIMIT_HEADERS" => self.headers = parse::from_str(var, value)?,
-            "RUSTFORGE_TRUSTED_PROXIES" => {
-                self.trusted_proxies = parse_cidrs(var, parse::list(value))?
-            }
-            "RUSTFORGE_PROXY_HEADER" => self.proxy_header = parse::from_str(var, value)?,
-            "RUSTFORGE_RATE_LIMIT_IPV6_PREFIX" => self.ipv6_prefix = parse::from_str(var, value)?,
-            _ => {}
-        }
-        Ok(())
-    }
+                    _ => parse_list(var, v)?,
+                };
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_RATE_LIMIT_ALGORITHM",
+            "rate_limit.algorithm",
+            "`gcra`",
+            "`gcra` (token bucket), `sliding-window`, `fixed-window`, `sliding-log`",
+            |c, var, v| {
+                c.algorithm = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_RATE_LIMIT_KEY",
+            "rate_limit.key",
+            "`ip`",
+            "what the global limit counts by: `ip`, `header:<name>`, `route`, `global`",
+            |c, var, v| {
+                v.parse::<Key>()
+                    .map_err(|e| ConfigError::new(var, v, e.reason().to_owned()))?;
+                c.key = v.trim().to_owned();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_RATE_LIMIT_STORE",
+            "rate_limit.store",
+            "`redis` when `REDIS_URL` is set, else `memory`",
+            "`memory` or `redis`",
+            |c, var, v| {
+                c.store = Some(parse::from_str(var, v)?);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE",
+            "rate_limit.on_redis_failure",
+            "`fallback`",
+            "`fallback` (local limits), `fail-open`, `fail-closed` (503)",
+            |c, var, v| {
+                c.on_redis_failure = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_RATE_LIMIT_FALLBACK_REPLICAS",
+            "rate_limit.fallback_replicas",
+            "`1`",
+            "app servers; the local fallback divides each limit by it",
+            |c, var, v| {
+                c.fallback_replicas = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_RATE_LIMIT_TIMEOUT",
+            "rate_limit.timeout",
+            "`10ms`",
+            "time allowed for one Redis check",
+            |c, var, v| {
+                c.timeout = parse::duration(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_RATE_LIMIT_HEADERS",
+            "rate_limit.headers",
+            "`ietf`",
+            "`ietf` (`RateLimit-Policy`/`RateLimit`), `legacy` (`X-RateLimit-*`), `both`, `none`",
+            |c, var, v| {
+                c.headers = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_RATE_LIMIT_IPV6_PREFIX",
+            "rate_limit.ipv6_prefix",
+            "`64`",
+            "IPv6 clients share a limit per network of this size",
+            |c, var, v| {
+                c.ipv6_prefix = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_TRUSTED_PROXIES",
+            "rate_limit.trusted_proxies",
+            "none",
+            "proxies whose forwarding header is believed (CIDRs)",
+            |c, var, v| {
+                c.trusted_proxies = parse_cidrs(var, parse::list(v))?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_PROXY_HEADER",
+            "rate_limit.proxy_header",
+            "`x-forwarded-for`",
+            "the header they set: `x-forwarded-for`, `forwarded` or `x-real-ip`",
+            |c, var, v| {
+                c.proxy_header = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+    ];
 }
 
 /// `RUSTFORGE_RATE_LIMIT_STORE=redis` with no Redis configured (or compiled in).

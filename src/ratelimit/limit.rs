@@ -297,7 +297,7 @@ impl FromStr for Limit {
 
 /// Parses a comma-separated list of limits (`10/s,1000/hour`).
 pub(crate) fn parse_list(setting: &str, value: &str) -> Result<Vec<Limit>, ConfigError> {
-    crate::config::parse::list(value)
+    crate::env::parse::list(value)
         .iter()
         .map(|item| {
             item.parse::<Limit>()

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::env::Setting;
 use crate::error::ConfigError;
 
 /// One disk's backend and settings. In a file: `{ "driver": "local", "root": "/var/app" }`.
@@ -353,25 +354,97 @@ impl StorageConfig {
         }
         Ok(())
     }
-
-    pub(crate) fn apply_var(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
-        let value = value.trim();
-        match var {
-            "RUSTFORGE_STORAGE_DISK" => self.default_disk = value.to_owned(),
-            "RUSTFORGE_STORAGE_ROOT" => self.root = PathBuf::from(value),
-            "RUSTFORGE_STORAGE_PUBLIC_URL" => {
-                check_url(var, value)?;
-                self.public_url = Some(value.to_owned());
-            }
-            "RUSTFORGE_STORAGE_SIGNING_KEY" => self.signing_key = Some(value.to_owned()),
-            "RUSTFORGE_APP_URL" => {
-                check_url(var, value)?;
-                self.app_url = Some(value.to_owned());
-            }
-            _ => {}
-        }
-        Ok(())
-    }
+    /// The environment variables of the storage module; setting any of the `RUSTFORGE_*` ones
+    /// turns storage on.
+    pub(crate) const ENV: &'static [Setting<Self>] = &[
+        Setting::new(
+            "RUSTFORGE_STORAGE_DISK",
+            "storage.default_disk",
+            "`local`",
+            "default storage disk: `local`, `memory`, `s3` or a configured name",
+            |c, _, v| {
+                c.default_disk = v.trim().to_owned();
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_STORAGE_ROOT",
+            "storage.root",
+            "`./storage`",
+            "directory of the `local` disk",
+            |c, _, v| {
+                c.root = PathBuf::from(v.trim());
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_STORAGE_PUBLIC_URL",
+            "storage.public_url",
+            "unset",
+            "public base URL of the default disk",
+            |c, var, v| {
+                check_url(var, v.trim())?;
+                c.public_url = Some(v.trim().to_owned());
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_STORAGE_SIGNING_KEY",
+            "storage.signing_key",
+            "random per process",
+            "key of local/memory signed URLs (≥ 32 bytes, the same on every server)",
+            |c, _, v| {
+                c.signing_key = Some(v.trim().to_owned());
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_APP_URL",
+            "storage.app_url",
+            "unset (relative URLs)",
+            "absolute base of those signed URLs",
+            |c, var, v| {
+                check_url(var, v.trim())?;
+                c.app_url = Some(v.trim().to_owned());
+                Ok(())
+            },
+        ),
+        Setting::read_elsewhere(
+            "AWS_BUCKET",
+            "unset",
+            "bucket of the `s3` disk (read by object_store)",
+        ),
+        Setting::read_elsewhere(
+            "AWS_REGION",
+            "unset",
+            "region of the `s3` disk (read by object_store)",
+        ),
+        Setting::read_elsewhere(
+            "AWS_ENDPOINT",
+            "unset (AWS)",
+            "endpoint of an S3-compatible store (read by object_store)",
+        ),
+        Setting::read_elsewhere(
+            "AWS_ACCESS_KEY_ID",
+            "unset",
+            "credentials of the `s3` disk (read by object_store)",
+        ),
+        Setting::read_elsewhere(
+            "AWS_SECRET_ACCESS_KEY",
+            "unset",
+            "credentials of the `s3` disk (read by object_store)",
+        ),
+        Setting::read_elsewhere(
+            "AWS_ALLOW_HTTP",
+            "`false`",
+            "allow a plain-HTTP endpoint (read by object_store)",
+        ),
+        Setting::read_elsewhere(
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+            "`false`",
+            "virtual-hosted-style URLs (read by object_store)",
+        ),
+    ];
 }
 
 /// An S3 disk in a build without the `s3` feature.
