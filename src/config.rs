@@ -254,25 +254,10 @@ impl Config {
             storage.validate()?;
         }
         #[cfg(feature = "broadcast")]
-        {
-            self.broadcast.validate()?;
-            #[cfg(feature = "redis")]
-            let redis = self.redis.as_ref();
-            #[cfg(not(feature = "redis"))]
-            let redis: Option<&()> = None;
-            crate::broadcast::check_store(&self.broadcast, redis)?;
-        }
+        self.broadcast.validate()?;
         #[cfg(feature = "ratelimit")]
-        {
-            self.rate_limit.validate()?;
-            #[cfg(feature = "redis")]
-            let has_redis = self.redis.is_some();
-            #[cfg(not(feature = "redis"))]
-            let has_redis = false;
-            if self.rate_limit.store == Some(crate::ratelimit::StoreKind::Redis) && !has_redis {
-                return Err(crate::ratelimit::redis_store_without_redis());
-            }
-        }
+        self.rate_limit.validate()?;
+        crate::production::check_config(self)?;
         Ok(())
     }
 

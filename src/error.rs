@@ -81,10 +81,11 @@ pub enum Error {
     /// A setting was invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The shared Redis handle could not be created.
+    /// The shared Redis handle could not be created; the source is a
+    /// [`RedisError`](crate::redis::RedisError).
     #[cfg(feature = "redis")]
     #[error(transparent)]
-    Redis(#[from] crate::redis::RedisError),
+    Redis(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Logging could not be initialised (a global subscriber was already installed).
     #[error("logging could not be initialised: {0}")]
     Logging(String),

@@ -51,13 +51,15 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod builder;
 pub mod config;
 mod env;
 pub mod error;
 mod listener;
 pub mod logging;
+pub mod production;
 mod shutdown;
+#[cfg(feature = "metrics")]
+mod telemetry;
 mod util;
 
 #[cfg(feature = "broadcast")]
@@ -84,9 +86,11 @@ pub mod testing;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use builder::{ProductionLayer, ProductionLayerBuilder};
 pub use config::Config;
 pub use error::{ConfigError, Error};
 pub use listener::{Listener, bind};
 pub use logging::{LogConfig, LogFormat, LogGuard, init_logging};
+#[cfg(feature = "middleware")]
+pub use production::ProductionStack;
+pub use production::{ProductionLayer, ProductionLayerBuilder};
 pub use shutdown::Shutdown;

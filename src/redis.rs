@@ -697,3 +697,9 @@ impl bb8::ManageConnection for Manager {
         conn.broken.load(Ordering::Relaxed)
     }
 }
+
+impl From<RedisError> for crate::Error {
+    fn from(err: RedisError) -> Self {
+        Self::Redis(Box::new(err))
+    }
+}

@@ -3,13 +3,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 
 use http::HeaderMap;
 use serde_json::Value;
 
-/// A boxed future, as the [`Authorizer`] methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::util::BoxFuture;
 
 /// An auth request from a client: the socket, the channel and the HTTP request it came with.
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! [`Broadcaster`]: the Rust API — publish, channel info, presence members, terminating a user.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -101,8 +102,7 @@ pub struct Broadcaster {
 }
 
 /// Finds the client's address from the peer and the request headers (trusted proxies).
-pub(crate) type ClientIpFn =
-    dyn Fn(std::net::IpAddr, &http::HeaderMap) -> std::net::IpAddr + Send + Sync;
+pub(crate) type ClientIpFn = dyn Fn(IpAddr, &http::HeaderMap) -> IpAddr + Send + Sync;
 
 pub(crate) struct Inner {
     pub config: Arc<BroadcastConfig>,
@@ -190,12 +190,16 @@ impl Broadcaster {
         })
     }
 
-    /// Counts per-IP connections by the address `resolve` finds (the rate limiter's trusted
-    /// proxies), instead of the peer — behind a load balancer every peer is the balancer.
-    #[cfg(feature = "ratelimit")]
-    pub(crate) fn with_client_ip(mut self, resolve: Box<ClientIpFn>) -> Self {
+    /// Counts per-IP connections by the address `resolve` finds from the peer address and the
+    /// request headers, instead of the peer — behind a load balancer every peer is the balancer.
+    /// `ProductionLayer` passes the rate limiter's trusted-proxy resolution. Call it before the
+    /// handle is cloned; on a shared handle it changes nothing.
+    pub fn with_client_ip(
+        mut self,
+        resolve: impl Fn(IpAddr, &http::HeaderMap) -> IpAddr + Send + Sync + 'static,
+    ) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.client_ip = Some(resolve);
+            inner.client_ip = Some(Box::new(resolve));
         }
         self
     }

@@ -422,32 +422,26 @@ pub(crate) fn uses_redis(config: &BroadcastConfig, redis_configured: bool) -> bo
     }
 }
 
-/// Checks the store against the Redis settings: Redis needs `REDIS_URL`.
-#[cfg(feature = "redis")]
+/// Checks the store against the Redis settings: Redis needs `REDIS_URL` (and the `redis`
+/// feature).
 pub(crate) fn check_store(
     config: &BroadcastConfig,
-    redis: Option<&crate::redis::RedisConfig>,
+    redis_configured: bool,
 ) -> Result<(), ConfigError> {
-    if !config.enabled() || !uses_redis(config, redis.is_some()) {
+    if !config.enabled() {
         return Ok(());
     }
-    match redis {
-        None => Err(ConfigError::new(
+    #[cfg(feature = "redis")]
+    if uses_redis(config, redis_configured) && !redis_configured {
+        return Err(ConfigError::new(
             "broadcast.store",
             "redis",
             "broadcasting on Redis needs REDIS_URL",
-        )),
-        Some(_) => Ok(()),
+        ));
     }
-}
-
-/// Without the `redis` feature only the memory store exists.
-#[cfg(not(feature = "redis"))]
-pub(crate) fn check_store(
-    config: &BroadcastConfig,
-    _redis: Option<&()>,
-) -> Result<(), ConfigError> {
-    if config.enabled() && config.store == Some(BroadcastStore::Redis) {
+    #[cfg(not(feature = "redis"))]
+    if config.store == Some(BroadcastStore::Redis) {
+        let _ = redis_configured;
         return Err(ConfigError::new(
             "broadcast.store",
             "redis",

@@ -46,6 +46,8 @@ mod cluster;
 mod config;
 mod connection;
 mod hub;
+#[cfg(feature = "metrics")]
+mod instruments;
 pub mod protocol;
 mod routes;
 pub mod signature;
@@ -60,3 +62,5 @@ pub use config::{AppConfig, BroadcastConfig, BroadcastStore};
 #[cfg(feature = "metrics")]
 pub(crate) use hub::Stats;
 pub use hub::{ChannelInfo, Presence};
+#[cfg(feature = "metrics")]
+pub(crate) use instruments::observe as instruments;

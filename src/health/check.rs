@@ -1,13 +1,10 @@
 //! The model: [`HealthCheck`], its [`CheckResult`] and the [`Status`] order.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// A boxed future, as [`HealthCheck::check`] returns (keeps the trait usable as `dyn`).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::util::BoxFuture;
 
 /// The state of one check, or of the whole service. The order is explicit:
 /// `Unhealthy` beats `Degraded` beats `Healthy` — nothing unknown ever counts as healthy.

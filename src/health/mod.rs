@@ -46,6 +46,8 @@
 
 mod check;
 mod checks;
+#[cfg(feature = "metrics")]
+mod instruments;
 mod routes;
 mod runner;
 
@@ -60,6 +62,8 @@ pub use checks::RedisCheck;
 #[cfg(feature = "sqlx-postgres")]
 pub use checks::postgres_check;
 pub use checks::{DiskCheck, DiskSpace, FnCheck, LatencyCheck, MemoryCheck, MemoryUsage, check_fn};
+#[cfg(feature = "metrics")]
+pub(crate) use instruments::observer as instruments;
 pub use routes::HEALTH_JSON;
 pub use runner::{CheckReport, Health, Report};
 

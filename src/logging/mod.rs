@@ -20,8 +20,6 @@
 //! ```
 
 mod json;
-#[cfg(feature = "metrics")]
-mod otel;
 mod writer;
 
 use std::str::FromStr;
@@ -33,9 +31,9 @@ use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::env::{Setting, parse};
 use crate::error::{ConfigError, Error};
-pub use json::{JsonFields, JsonFormat};
 #[cfg(feature = "metrics")]
-pub use otel::{TraceContext, link_request_span};
+pub use crate::telemetry::{TraceContext, link_request_span};
+pub use json::{JsonFields, JsonFormat};
 pub use writer::{BatchWriter, FLUSH_AT, FLUSH_INTERVAL, MAX_BUFFERED, WriterGuard, non_blocking};
 
 /// The filter used when neither [`LogConfig::filter`] nor `RUST_LOG` is set.
@@ -149,28 +147,21 @@ where
     build_subscriber(config, writer, None)
 }
 
-/// Exports spans through `traces` (feature `otlp`); without the feature there is nothing to
-/// export to.
-#[cfg(feature = "otlp")]
-pub(crate) type Traces = opentelemetry_sdk::trace::SdkTracerProvider;
-#[cfg(not(feature = "otlp"))]
-pub(crate) type Traces = std::convert::Infallible;
+/// A layer that follows every span next to the log output (the OTLP span exporter).
+pub(crate) type SpanLayer = Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync>;
 
-/// The log subscriber, with the OpenTelemetry span layer when `traces` is given.
+/// The log subscriber, with `spans` (when given) seeing every span the filter lets through.
 pub(crate) fn build_subscriber<W>(
     config: &LogConfig,
     writer: W,
-    traces: Option<&Traces>,
+    spans: Option<SpanLayer>,
 ) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, ConfigError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = config.env_filter()?;
-    #[cfg(feature = "otlp")]
-    let spans = traces.map(crate::otlp::layer);
-    #[cfg(not(feature = "otlp"))]
-    let spans = traces.map(|never| -> tracing_subscriber::layer::Identity { match *never {} });
-    let registry = Registry::default().with(filter).with(spans);
+    // The filter is global whatever its place: what it rejects reaches no layer.
+    let registry = Registry::default().with(spans).with(filter);
 
     Ok(match config.format {
         LogFormat::Json => Box::new(

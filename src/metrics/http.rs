@@ -17,33 +17,14 @@ use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use bytes::Buf;
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter, UpDownCounter};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-/// Bucket boundaries of `http.server.request.duration`, from the semantic conventions (s).
-pub const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
-
-/// Bucket boundaries of the body-size histograms (bytes).
-pub const SIZE_BUCKETS: &[f64] = &[
-    0.0,
-    100.0,
-    1_000.0,
-    10_000.0,
-    100_000.0,
-    1_000_000.0,
-    10_000_000.0,
-    100_000_000.0,
-];
-
-const KNOWN_METHODS: [&str; 9] = [
-    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
-];
+use crate::telemetry::{DURATION_BUCKETS, KNOWN_METHODS, SIZE_BUCKETS, method_name, scheme};
 
 /// (method, status, scheme) → route → attributes.
 type AttributeCache =
@@ -193,27 +174,6 @@ pub struct HttpMetricsService<S> {
     metrics: HttpMetrics,
 }
 
-pub(crate) fn method_name(method: &Method) -> &'static str {
-    KNOWN_METHODS
-        .iter()
-        .copied()
-        .find(|m| *m == method.as_str())
-        .unwrap_or("_OTHER")
-}
-
-/// `https` when the request says so (its URI, or `X-Forwarded-Proto` from a proxy), else `http`.
-pub(crate) fn scheme<B>(request: &Request<B>) -> &'static str {
-    let forwarded = request
-        .headers()
-        .get("x-forwarded-proto")
-        .map(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    if request.uri().scheme_str() == Some("https") || forwarded == Some(true) {
-        "https"
-    } else {
-        "http"
-    }
-}
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMetricsService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -239,7 +199,7 @@ where
         });
         let in_flight = (!quiet).then(|| {
             let method = method_name(request.method());
-            let scheme = scheme(&request);
+            let scheme = scheme(request.uri(), request.headers());
             let active = self.metrics.inner.active_attributes[&(method, scheme)].clone();
             self.metrics.inner.active.add(1, &active);
             let request_size = request.body().size_hint().exact().or_else(|| {

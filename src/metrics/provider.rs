@@ -11,9 +11,6 @@ use prometheus::Registry;
 use super::MetricsConfig;
 use crate::error::ConfigError;
 
-/// The name of the instrumentation scope of the crate's own instruments.
-pub const SCOPE: &str = "rustforge-prod";
-
 /// The metrics handle: cheap to clone. Get application meters from it; everything recorded on
 /// them appears on `/metrics`.
 ///
@@ -50,14 +47,13 @@ impl Metrics {
         Self::build(config, None::<opentelemetry_sdk::metrics::ManualReader>)
     }
 
-    /// Like [`new`](Self::new), also pushing to an OTLP collector when `otlp` says so (and
-    /// without the Prometheus registry when [`MetricsConfig::prometheus`] is off).
-    #[cfg(feature = "otlp")]
-    pub fn with_otlp(
+    /// Like [`new`](Self::new), also exporting through `push` (a periodic OTLP reader, say),
+    /// and without the Prometheus registry when [`MetricsConfig::prometheus`] is off.
+    pub fn with_reader(
         config: &MetricsConfig,
-        otlp: &crate::otlp::OtlpConfig,
+        push: Option<impl opentelemetry_sdk::metrics::reader::MetricReader>,
     ) -> Result<Self, ConfigError> {
-        Self::build(config, otlp.metric_reader()?)
+        Self::build(config, push)
     }
 
     fn build(

@@ -46,7 +46,10 @@ pub use cors::{
 };
 pub use errors::ErrorBody;
 pub use request_id::{MAX_REQUEST_ID_LEN, MakeRequestUuidV7, RequestIdConfig, is_sane_request_id};
-pub use stack::{HttpService, HttpStack};
+pub use stack::{HttpService, HttpServiceLike, HttpStack};
+// For `ProductionStack`, which puts other modules' layers into the stack.
+#[allow(unused_imports)]
+pub(crate) use stack::optional;
 pub use trace::{LogResponse, MakeRequestSpan, TraceConfig};
 
 use crate::env::{Setting, parse};

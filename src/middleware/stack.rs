@@ -10,8 +10,8 @@
 //! 4. propagate request id — every response, including those made by the layers below, echoes it;
 //! 5. trace — the `request` span and the one log line per request;
 //! 6. CORS — inside the layers that make 408/413/500/503 responses, so browsers can read them;
-//! 7. rate limiting (feature `ratelimit`, when limits are configured) — inside CORS so browsers
-//!    can read a 429, outside everything that does work for the request;
+//! 7. (`ProductionLayer` puts the rate limiter here — inside CORS so browsers can read a 429,
+//!    outside everything that does work for the request — and the HTTP metrics between 5 and 6);
 //! 8. panic catching — a panicking handler becomes a logged 500, still with CORS headers;
 //! 9. timeout — time to the response headers;
 //! 10. request decompression (optional) — outside the body limit, so the limit bounds the
@@ -47,8 +47,10 @@ use super::HttpConfig;
 use super::compression::ShouldCompress;
 use super::errors::{fill_error_body, panic_response};
 use super::request_id::{MakeRequestUuidV7, drop_insane_request_id};
-use super::trace::{LogResponse, MakeRequestSpan};
+use super::trace::MakeRequestSpan;
 use crate::error::ConfigError;
+#[cfg(feature = "metrics")]
+use crate::telemetry::{RequestSpanHook, TraceContext};
 
 /// The service [`HttpStack`] wraps a route in.
 pub type HttpService = BoxCloneSyncService<Request, Response, Infallible>;
@@ -72,10 +74,6 @@ struct Layers {
     decompression: bool,
     body_limit: Option<usize>,
     compression: Option<CompressionLayer<ShouldCompress>>,
-    #[cfg(feature = "metrics")]
-    metrics: Option<crate::metrics::HttpMetrics>,
-    #[cfg(feature = "ratelimit")]
-    rate_limit: Option<crate::ratelimit::RateLimitLayer>,
 }
 
 impl HttpStack {
@@ -106,46 +104,24 @@ impl HttpStack {
                 decompression: config.compression.request_decompression,
                 body_limit,
                 compression: config.compression.build()?,
-                #[cfg(feature = "metrics")]
-                metrics: None,
-                #[cfg(feature = "ratelimit")]
-                rate_limit: None,
             }),
         })
     }
 
-    /// The same stack, also recording HTTP server metrics (inside the trace layer, outside CORS,
-    /// so preflights and the stack's own 408/413/500/503 responses are measured too).
+    /// The same stack with `hook` told of every request span (the OTLP span export).
     #[cfg(feature = "metrics")]
-    pub fn with_metrics(self, metrics: crate::metrics::HttpMetrics) -> Self {
+    #[allow(dead_code)] // the hooks exist with the `otlp` feature
+    pub(crate) fn with_span_hook(self, hook: Arc<dyn RequestSpanHook>) -> Self {
         let mut layers = (*self.inner).clone();
-        layers.metrics = Some(metrics);
+        layers.trace = layers.trace.map(|trace| trace.with_hook(hook));
         Self {
             inner: Arc::new(layers),
         }
     }
-}
 
-impl HttpStack {
-    /// The same stack, also rate limiting (inside CORS, outside panic catching and the timeout).
-    #[cfg(feature = "ratelimit")]
-    pub fn with_rate_limit(self, rate_limit: crate::ratelimit::RateLimitLayer) -> Self {
-        let mut layers = (*self.inner).clone();
-        layers.rate_limit = Some(rate_limit);
-        Self {
-            inner: Arc::new(layers),
-        }
-    }
-}
-
-impl<S> Layer<S> for HttpStack
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-{
-    type Service = HttpService;
-
-    fn layer(&self, inner: S) -> HttpService {
+    /// Layers 8–12, closest to the handler: panic catching, timeout, decompression, body limit,
+    /// compression.
+    pub(crate) fn inner<S: HttpServiceLike>(&self, inner: S) -> HttpService {
         let l = &*self.inner;
         // Built inside out. `optional` keeps one concrete type whether a layer is on or off.
         let svc = optional(inner, l.compression.as_ref(), |c, s| c.layer(s));
@@ -168,21 +144,26 @@ where
         let svc = optional(svc, l.catch_panic.then_some(()), |(), s| {
             CatchPanicLayer::custom(panic_response).layer(s)
         });
-        // Boxed halfway: the nested `Either<MapResponse<…>>` type of the whole stack is deep
+        // Boxed here: the nested `Either<MapResponse<…>>` type of the whole stack is deep
         // enough to make rustc's type normalisation take minutes in crates that use the stack.
-        let svc = BoxCloneSyncService::new(svc);
-        #[cfg(feature = "ratelimit")]
-        let svc = optional(svc, l.rate_limit.clone(), |r, s| r.layer(s));
-        let svc = optional(svc, l.cors.as_ref(), |c, s| c.layer(s));
-        #[cfg(feature = "metrics")]
-        let svc = optional(svc, l.metrics.clone(), |m, s| {
-            crate::metrics::HttpMetricsLayer::new(m).layer(s)
-        });
-        let svc = optional(svc, l.trace.clone(), |make_span, s| {
+        BoxCloneSyncService::new(svc)
+    }
+
+    /// Layer 6, CORS.
+    pub(crate) fn cors<S: HttpServiceLike>(&self, inner: S) -> impl HttpServiceLike {
+        optional(inner, self.inner.cors.as_ref(), |c, s| c.layer(s))
+    }
+
+    /// Layers 1–5, outermost: sensitive headers, request id, error bodies, request-id echo, the
+    /// trace context and the request span.
+    pub(crate) fn outer<S: HttpServiceLike>(&self, inner: S) -> HttpService {
+        let l = &*self.inner;
+        let svc = optional(inner, l.trace.clone(), |make_span, s| {
+            let log_response = make_span.log_response();
             TraceLayer::new_for_http()
                 .make_span_with(make_span)
                 .on_request(())
-                .on_response(LogResponse)
+                .on_response(log_response)
                 .on_body_chunk(())
                 .on_eos(())
                 .on_failure(())
@@ -190,7 +171,7 @@ where
         });
         // The W3C trace context, for the request span and for handlers to pass downstream.
         #[cfg(feature = "metrics")]
-        let svc = MapRequest::new(svc, crate::logging::TraceContext::attach::<Body>);
+        let svc = MapRequest::new(svc, TraceContext::attach::<Body>);
         let svc = optional(svc, l.request_id.as_ref(), |h, s| {
             PropagateRequestIdLayer::new(h.clone()).layer(s)
         });
@@ -223,12 +204,39 @@ where
     }
 }
 
+/// A service the stack can wrap: takes axum requests, answers axum responses, never fails.
+pub trait HttpServiceLike:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpServiceLike for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+impl<S: HttpServiceLike> Layer<S> for HttpStack {
+    type Service = HttpService;
+
+    fn layer(&self, inner: S) -> HttpService {
+        self.outer(self.cors(self.inner(inner)))
+    }
+}
+
 /// The response-body adapter `optional` puts behind every layer.
-type ToBody<B> = fn(http::Response<B>) -> Response;
+pub(crate) type ToBody<B> = fn(http::Response<B>) -> Response;
 
 /// Wraps `inner` with `wrap` when `setting` is `Some`, mapping the response body back to axum's
 /// `Body` so that both arms have the same type.
-fn optional<S, T, W, B>(
+pub(crate) fn optional<S, T, W, B>(
     inner: S,
     setting: Option<T>,
     wrap: impl FnOnce(T, S) -> W,

@@ -10,6 +10,9 @@ use tower_http::request_id::RequestId;
 use tower_http::trace::{MakeSpan, OnResponse};
 use tracing::Span;
 
+#[cfg(feature = "metrics")]
+use crate::telemetry::{RequestHead, RequestSpanHook, TraceContext, link_request_span};
+
 /// Request-logging settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +41,8 @@ impl Default for TraceConfig {
 #[derive(Clone, Debug, Default)]
 pub struct MakeRequestSpan {
     quiet_routes: Arc<[String]>,
+    #[cfg(feature = "metrics")]
+    hook: Option<Arc<dyn RequestSpanHook>>,
 }
 
 impl MakeRequestSpan {
@@ -45,6 +50,26 @@ impl MakeRequestSpan {
     pub fn new(quiet_routes: &[String]) -> Self {
         Self {
             quiet_routes: quiet_routes.into(),
+            #[cfg(feature = "metrics")]
+            hook: None,
+        }
+    }
+
+    /// The same, also telling `hook` of each span it makes.
+    #[cfg(feature = "metrics")]
+    #[allow(dead_code)] // the hooks exist with the `otlp` feature
+    pub(crate) fn with_hook(self, hook: Arc<dyn RequestSpanHook>) -> Self {
+        Self {
+            hook: Some(hook),
+            ..self
+        }
+    }
+
+    /// The response logger that goes with these spans.
+    pub(crate) fn log_response(&self) -> LogResponse {
+        LogResponse {
+            #[cfg(feature = "metrics")]
+            hook: self.hook.clone(),
         }
     }
 }
@@ -76,13 +101,14 @@ impl<B> MakeSpan<B> for MakeRequestSpan {
             otel.kind = tracing::field::Empty,
         );
         #[cfg(feature = "metrics")]
-        match request.extensions().get::<crate::logging::TraceContext>() {
+        match request.extensions().get::<TraceContext>() {
             Some(context) => {
                 context.record(&span);
-                #[cfg(feature = "otlp")]
-                crate::otlp::start_request_span(&span, context, request, route);
+                if let Some(hook) = &self.hook {
+                    hook.on_request(&span, context, RequestHead::of(request), route);
+                }
             }
-            None => crate::logging::link_request_span(&span, request.headers()),
+            None => link_request_span(&span, request.headers()),
         }
         span
     }
@@ -90,16 +116,21 @@ impl<B> MakeSpan<B> for MakeRequestSpan {
 
 /// Logs the one line per request: `status` and `latency_us`, inside the `request` span (none
 /// for quiet routes).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LogResponse;
+#[derive(Clone, Debug, Default)]
+pub struct LogResponse {
+    #[cfg(feature = "metrics")]
+    hook: Option<Arc<dyn RequestSpanHook>>,
+}
 
 impl<B> OnResponse<B> for LogResponse {
     fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
         if span.is_none() {
             return;
         }
-        #[cfg(feature = "otlp")]
-        crate::otlp::end_request_span(span, response.status());
+        #[cfg(feature = "metrics")]
+        if let Some(hook) = &self.hook {
+            hook.on_response(span, response.status());
+        }
         tracing::info!(
             status = response.status().as_u16(),
             latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),

@@ -6,12 +6,12 @@ use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 thread_local! {
-    /// Ids for the next span the SDK starts on this thread: the request's [`TraceContext`](crate::logging::TraceContext).
+    /// Ids for the next span the SDK starts on this thread: the request's [`TraceContext`](crate::telemetry::TraceContext).
     static NEXT_IDS: Cell<Option<(TraceId, SpanId)>> = const { Cell::new(None) };
 }
 
 /// Random ids, except for the request span, which takes the ids of the request's
-/// [`TraceContext`](crate::logging::TraceContext) — the ones already in its log lines and passed to downstream calls. The
+/// [`TraceContext`](crate::telemetry::TraceContext) — the ones already in its log lines and passed to downstream calls. The
 /// SDK has no other way to start a span with given ids.
 #[derive(Debug)]
 pub(super) struct RequestIds;

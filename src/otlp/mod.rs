@@ -24,7 +24,7 @@
 //! ```
 //!
 //! The span of a request has the same `trace_id` and `span_id` as its log lines and as the
-//! [`TraceContext`](crate::logging::TraceContext) handlers pass on, so a trace in the
+//! [`TraceContext`](crate::telemetry::TraceContext) handlers pass on, so a trace in the
 //! collector and the log lines of the same request find each other.
 
 mod config;
@@ -38,7 +38,7 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 pub use config::OtlpConfig;
 #[cfg(feature = "middleware")]
-pub(crate) use request::{end_request_span, start_request_span};
+pub(crate) use request::SpanExport;
 
 /// Whether a span exporter is installed: the request span is only prepared for OpenTelemetry
 /// when someone consumes it (the `tracing-opentelemetry` layer costs about a quarter of the
@@ -55,7 +55,7 @@ where
     use opentelemetry::trace::TracerProvider as _;
     EXPORTING.store(true, Ordering::Relaxed);
     tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer(crate::metrics::SCOPE))
+        .with_tracer(provider.tracer(crate::telemetry::SCOPE))
         // No code.*, thread.*, level/target or busy/idle attributes on every span: they say
         // little about a request and cost time on each one. Log lines inside a span still
         // become its events.

@@ -1,28 +1,37 @@
 //! The request span: what the middleware's `make_span` and `on_response` add when spans are
 //! exported.
 
-use http::Request;
 use opentelemetry::trace::{SpanContext, Status, TraceContextExt, TraceFlags, TraceState};
 use opentelemetry::{Context, KeyValue};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::exporting;
-use crate::logging::TraceContext;
+use crate::telemetry::{RequestHead, RequestSpanHook, TraceContext};
+
+/// The OTLP export of request spans, as the middleware's [`RequestSpanHook`]; it does nothing
+/// until the span layer is installed (`ProductionLayer::init_logging`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SpanExport;
+
+impl RequestSpanHook for SpanExport {
+    fn on_request(&self, span: &Span, trace: &TraceContext, head: RequestHead<'_>, route: &str) {
+        start_request_span(span, trace, head, route);
+    }
+
+    fn on_response(&self, span: &Span, status: http::StatusCode) {
+        end_request_span(span, status);
+    }
+}
 
 /// Prepares the request span for export: name `GET /users/{id}`, kind server, the semantic
 /// conventions' request attributes, the incoming `traceparent` as parent and the ids of the
 /// request's [`TraceContext`]. Declared fields `otel.name` and `otel.kind` must exist on `span`.
-pub(crate) fn start_request_span<B>(
-    span: &Span,
-    trace: &TraceContext,
-    request: &Request<B>,
-    route: &str,
-) {
+fn start_request_span(span: &Span, trace: &TraceContext, request: RequestHead<'_>, route: &str) {
     if !exporting() || span.is_none() {
         return;
     }
-    let method = crate::metrics::method_name(request.method());
+    let method = crate::telemetry::method_name(request.method);
     let name = match (method, route) {
         ("_OTHER", "") => "HTTP".to_owned(),
         ("_OTHER", route) => format!("HTTP {route}"),
@@ -33,11 +42,14 @@ pub(crate) fn start_request_span<B>(
     span.record("otel.kind", "server");
     let mut attributes = vec![
         KeyValue::new("http.request.method", method),
-        KeyValue::new("url.path", request.uri().path().to_owned()),
-        KeyValue::new("url.scheme", crate::metrics::scheme(request)),
+        KeyValue::new("url.path", request.uri.path().to_owned()),
+        KeyValue::new(
+            "url.scheme",
+            crate::telemetry::scheme(request.uri, request.headers),
+        ),
         KeyValue::new(
             "network.protocol.version",
-            match request.version() {
+            match request.version {
                 http::Version::HTTP_10 => "1.0",
                 http::Version::HTTP_2 => "2",
                 http::Version::HTTP_3 => "3",
@@ -48,16 +60,16 @@ pub(crate) fn start_request_span<B>(
     if method == "_OTHER" {
         attributes.push(KeyValue::new(
             "http.request.method_original",
-            request.method().as_str().to_owned(),
+            request.method.as_str().to_owned(),
         ));
     }
     if !route.is_empty() {
         attributes.push(KeyValue::new("http.route", route.to_owned()));
     }
-    if let Some(query) = request.uri().query() {
+    if let Some(query) = request.uri.query() {
         attributes.push(KeyValue::new("url.query", redact_query(query)));
     }
-    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let header = |name| request.headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(agent) = header(http::header::USER_AGENT) {
         attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
     }
@@ -90,7 +102,7 @@ pub(crate) fn start_request_span<B>(
 
 /// Records the response status on the request span; a 5xx marks it as an error, as the
 /// conventions say for server spans.
-pub(crate) fn end_request_span(span: &Span, status: http::StatusCode) {
+fn end_request_span(span: &Span, status: http::StatusCode) {
     if !exporting() || span.is_none() {
         return;
     }

@@ -345,15 +345,16 @@ pub(crate) type RedisRef<'a> = Option<&'a ()>;
 /// The layer of `ProductionLayer`: the global limiter plus the named ones, on the configured
 /// store; `None` when there is no limiter at all.
 pub(crate) fn build_layer(
-    config: &crate::Config,
+    rl: &RateLimitConfig,
     limiters: Vec<RateLimiter>,
     redis: RedisRef<'_>,
+    exempt_routes: impl IntoIterator<Item = String>,
+    request_id_header: Option<http::HeaderName>,
 ) -> Result<Option<super::RateLimitLayer>, ConfigError> {
     use std::sync::Arc;
 
     use super::{MemoryStore, RateLimitLayer, Store};
 
-    let rl = &config.rate_limit;
     let global = rl.global_limiter()?;
     if global.is_none() && limiters.is_empty() {
         return Ok(None);
@@ -370,32 +371,13 @@ pub(crate) fn build_layer(
         (StoreKind::Redis, _) => return Err(redis_store_without_redis()),
         (StoreKind::Memory, _) => Arc::new(MemoryStore::new().max_keys(rl.max_keys)),
     };
-    #[allow(unused_mut)]
     let mut exempt = rl.exempt.clone();
-    #[cfg(feature = "health")]
-    if config.health.enabled {
-        let h = &config.health;
-        exempt.extend([h.live_path.clone(), h.ready_path.clone(), h.path.clone()]);
-    }
-    #[cfg(feature = "metrics")]
-    if config.metrics.enabled {
-        exempt.push(config.metrics.path.clone());
-    }
-    #[allow(unused_mut)]
+    exempt.extend(exempt_routes);
     let mut builder = RateLimitLayer::builder(store)
         .client_ip(rl.client_ip()?)
         .headers(rl.headers)
-        .exempt(exempt);
-    #[cfg(feature = "middleware")]
-    {
-        let request_id = &config.http.request_id;
-        builder = builder.request_id_header(
-            request_id
-                .enabled
-                .then(|| request_id.header_name())
-                .transpose()?,
-        );
-    }
+        .exempt(exempt)
+        .request_id_header(request_id_header);
     for limiter in global.into_iter().chain(limiters) {
         builder = builder.limiter(limiter);
     }

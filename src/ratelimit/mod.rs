@@ -51,6 +51,8 @@ mod config;
 #[cfg(feature = "redis")]
 mod deny_cache;
 mod headers;
+#[cfg(feature = "metrics")]
+mod instruments;
 mod key;
 mod layer;
 mod limit;
@@ -62,6 +64,8 @@ mod store;
 pub use config::{FailurePolicy, RateLimitConfig, StoreKind};
 pub(crate) use config::{build_layer, redis_store_without_redis};
 pub use headers::HeaderDialect;
+#[cfg(feature = "metrics")]
+pub(crate) use instruments::observe as instruments;
 pub use key::{ClientIp, Key, ProxyHeader};
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder, RateLimitService, RateLimiter, Rejection};
 pub use limit::{Algorithm, Limit, SLIDING_LOG_MAX};

@@ -2,16 +2,13 @@
 //! ([`RateLimitError`]).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use smallvec::SmallVec;
 
 use super::Limit;
 
-/// A boxed future, the return type of [`Store::check`].
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::util::BoxFuture;
 
 /// Where rate-limit state lives: [`MemoryStore`](super::MemoryStore) for one process,
 /// [`RedisStore`](super::RedisStore) (feature `redis`) for many.

@@ -360,6 +360,13 @@ impl Disk {
         }
     }
 
+    /// Whether the backend answers: one metadata request for `.rustforge-health`, a path that
+    /// need not exist ("not found" is an answer, and shows the credentials work). Nothing is
+    /// written. Storage's readiness check is built on it.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.exists(".rustforge-health").await.map(drop)
+    }
+
     /// The object's size, modification time, entity tag and content type.
     pub async fn metadata(&self, path: &str) -> Result<Metadata, StorageError> {
         let location = self.path(path)?;

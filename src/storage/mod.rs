@@ -40,8 +40,8 @@
 mod config;
 mod disk;
 mod error;
-#[cfg(feature = "health")]
-mod health;
+#[cfg(feature = "metrics")]
+mod instruments;
 mod observe;
 mod path;
 mod response;
@@ -54,8 +54,6 @@ mod storage;
 pub use config::{DiskConfig, S3Config, StorageConfig};
 pub use disk::{ByteStream, Disk, Driver, Listing, Metadata, PresignedRequest, WriteOptions};
 pub use error::{Operation, StorageError};
-#[cfg(feature = "health")]
-pub use health::health_check;
 #[cfg(feature = "metrics")]
-pub(crate) use observe::{Direction, Outcome, StorageObserver};
+pub(crate) use instruments::observer as instruments;
 pub use storage::Storage;
