@@ -23,7 +23,7 @@ use crate::redis::RedisConfig;
 #[cfg(feature = "storage")]
 use crate::storage::StorageConfig;
 
-/// Configures a [`ProductionLayer`]. Later calls win over earlier ones, so
+/// Configures a [`ProductionLayer`](super::ProductionLayer). Later calls win over earlier ones, so
 /// `.from_env()?.cors(…)` lets code override the environment and `.cors(…).from_env()?` the
 /// reverse.
 #[derive(Default)]
@@ -167,7 +167,7 @@ impl ProductionLayerBuilder {
         self
     }
 
-    /// Configures storage disks ([`ProductionLayer::storage`]); the default disk gets a health
+    /// Configures storage disks ([`ProductionLayer::storage`](super::ProductionLayer::storage)); the default disk gets a health
     /// check and, with metrics on, operation and byte counters.
     #[cfg(feature = "storage")]
     pub fn storage(mut self, storage: StorageConfig) -> Self {

@@ -137,7 +137,7 @@ impl ProductionLayer {
         self.inner.storage.as_ref()
     }
 
-    /// The address of the separate metrics listener ([`MetricsConfig::port`]), once bound.
+    /// The address of the separate metrics listener ([`MetricsConfig::port`](crate::metrics::MetricsConfig::port)), once bound.
     #[cfg(feature = "metrics")]
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.inner.metrics_addr
