@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 
 use super::authorizer::Authorizer;
+use super::bus::{Bus, LocalBus};
 use super::config::BroadcastConfig;
 use super::hub::{AppHub, ChannelInfo, Presence};
 use super::protocol::{Channel, ChannelKind, MAX_NAME_LEN, codes, frame};
@@ -163,17 +164,17 @@ impl Broadcaster {
         #[cfg(feature = "redis")]
         let cluster =
             redis.map(|redis| super::cluster::RedisBackend::start(redis, config.node_timeout));
+        #[cfg(feature = "redis")]
+        let bus: Arc<dyn Bus> = match &cluster {
+            Some(cluster) => cluster.clone(),
+            None => Arc::new(LocalBus),
+        };
+        #[cfg(not(feature = "redis"))]
+        let bus: Arc<dyn Bus> = Arc::new(LocalBus);
         let apps: Vec<Arc<AppHub>> = config
             .apps
             .iter()
-            .map(|app| {
-                Arc::new(AppHub::new(
-                    app.clone(),
-                    &config,
-                    #[cfg(feature = "redis")]
-                    cluster.clone(),
-                ))
-            })
+            .map(|app| Arc::new(AppHub::new(app.clone(), &config, bus.clone())))
             .collect();
         #[cfg(feature = "redis")]
         if let Some(cluster) = &cluster {
@@ -261,11 +262,9 @@ impl Broadcaster {
         let mut delivered = 0;
         for (channel, cache) in channels.into_iter().zip(cache) {
             let text = frame(&event.name, Some(channel), Some(&event.data));
-            #[cfg(feature = "redis")]
-            if let Some(cluster) = self.hub().cluster() {
-                let app = &self.hub().app.id;
-                cluster.publish(app, channel, &text, event.except.as_deref(), cache);
-            }
+            let (hub, except) = (self.hub(), event.except.as_deref());
+            hub.bus()
+                .publish(&hub.app.id, channel, &text, except, cache);
             delivered += self.hub().publish(
                 channel,
                 &Utf8Bytes::from(text),
@@ -324,14 +323,8 @@ impl Broadcaster {
     /// Whether the channel is occupied, its subscription count and (presence) user count.
     pub async fn channel_info(&self, channel: &str) -> Result<ChannelInfo, BroadcastError> {
         let presence = parse(channel)?.kind == ChannelKind::Presence;
-        #[cfg(feature = "redis")]
-        if let Some(cluster) = self.hub().cluster() {
-            return cluster
-                .channel_info(&self.hub().app.id, channel, presence)
-                .await
-                .map_err(unavailable);
-        }
-        Ok(self.hub().channel_info(channel, presence))
+        let hub = self.hub();
+        hub.bus().channel_info(hub, channel, presence).await
     }
 
     /// Occupied channels whose name starts with `prefix` (`""`: all), sorted, with their info.
@@ -339,22 +332,8 @@ impl Broadcaster {
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, ChannelInfo)>, BroadcastError> {
-        #[cfg(feature = "redis")]
-        if let Some(cluster) = self.hub().cluster() {
-            let names = cluster
-                .channels(&self.hub().app.id, prefix)
-                .await
-                .map_err(unavailable)?;
-            let mut list = Vec::with_capacity(names.len());
-            for name in names {
-                let info = self.channel_info(&name).await?;
-                if info.occupied {
-                    list.push((name, info));
-                }
-            }
-            return Ok(list);
-        }
-        Ok(self.hub().channels(prefix))
+        let hub = self.hub();
+        hub.bus().channels(hub, prefix).await
     }
 
     /// The members of a presence channel (unique users and their `user_info`).
@@ -362,24 +341,16 @@ impl Broadcaster {
         if parse(channel)?.kind != ChannelKind::Presence {
             return Err(BroadcastError::NotPresence(channel.to_owned()));
         }
-        #[cfg(feature = "redis")]
-        if let Some(cluster) = self.hub().cluster() {
-            return cluster
-                .presence(&self.hub().app.id, channel)
-                .await
-                .map_err(unavailable);
-        }
-        Ok(self.hub().presence(channel))
+        let hub = self.hub();
+        hub.bus().presence(hub, channel).await
     }
 
     /// Closes every connection of the signed-in user `user_id` (code 4009: pusher-js does not
     /// reconnect); returns how many were closed.
     pub async fn terminate_user_connections(&self, user_id: &str) -> usize {
-        #[cfg(feature = "redis")]
-        if let Some(cluster) = self.hub().cluster() {
-            cluster.terminate_user(&self.hub().app.id, user_id);
-        }
-        self.hub().terminate_user(user_id)
+        let hub = self.hub();
+        hub.bus().terminate_user(&hub.app.id, user_id);
+        hub.terminate_user(user_id)
     }
 
     /// Closes every connection of every app with 4200 (pusher-js reconnects at once, to another
@@ -395,12 +366,7 @@ impl Broadcaster {
     /// leaving them to the node timeout.
     pub async fn shutdown(&self) {
         self.close_all();
-        #[cfg(feature = "redis")]
-        if let Some(cluster) = self.hub().cluster()
-            && let Err(err) = cluster.reap(&cluster.node).await
-        {
-            tracing::warn!(error = %err, "broadcast: could not remove this server's presence from Redis");
-        }
+        self.hub().bus().shutdown().await;
     }
 
     /// The WebSocket endpoint `/app/{key}`, the auth endpoints and the HTTP API
@@ -437,9 +403,4 @@ fn parse(channel: &str) -> Result<Channel<'_>, BroadcastError> {
         channel: channel.to_owned(),
         reason,
     })
-}
-
-#[cfg(feature = "redis")]
-fn unavailable(err: crate::redis::RedisError) -> BroadcastError {
-    BroadcastError::Unavailable(err.to_string())
 }

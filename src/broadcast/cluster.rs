@@ -23,10 +23,12 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::BroadcastError;
+use super::bus::{Bus, announce_added, announce_removed};
 use super::hub::{AppHub, ChannelInfo, Presence, Subscribed, Transitions};
-use super::protocol::frame;
 use super::webhooks::event as webhook;
 use crate::redis::{RedisError, RedisHandle, Script};
+use crate::util::BoxFuture;
 
 /// Frames waiting to be published while Redis is slow; more are counted as lost.
 const PUBLISH_QUEUE: usize = 10_000;
@@ -204,7 +206,7 @@ impl RedisBackend {
 
     /// Sends a frame to the other servers' subscribers of `channel` (never waits; a full queue
     /// counts the frame as lost). A cache channel's last event is kept in Redis.
-    pub(crate) fn publish(
+    fn publish_frame(
         &self,
         app: &str,
         channel: &str,
@@ -228,7 +230,7 @@ impl RedisBackend {
     /// subscription, joins presence (sending `member_added` everywhere for a new user, never to
     /// `socket` itself) and replaces the local snapshot and cache with the cluster's. While Redis
     /// fails, the local state is kept and the failure logged: presence is then this server's.
-    pub(crate) async fn joined(
+    async fn joined(
         &self,
         hub: &AppHub,
         channel: &str,
@@ -261,13 +263,8 @@ impl RedisBackend {
                 Ok((added, members)) => {
                     subscribed.presence = Some(members);
                     if added {
-                        hub.notify(|| webhook::member_added(channel, user));
-                        let data =
-                            serde_json::json!({ "user_id": user, "user_info": info }).to_string();
-                        let text =
-                            frame("pusher_internal:member_added", Some(channel), Some(&data));
-                        hub.deliver(channel, &Utf8Bytes::from(text.clone()), Some(socket));
-                        self.publish(app, channel, &text, Some(socket), false);
+                        let text = announce_added(hub, channel, socket, user, info);
+                        self.publish_frame(app, channel, &text, Some(socket), false);
                     }
                 }
                 Err(err) => {
@@ -286,7 +283,7 @@ impl RedisBackend {
 
     /// Completes a local unsubscription (or a disconnect) cluster-wide: the count, the watch,
     /// and `member_removed` everywhere when the user's last connection anywhere is gone.
-    pub(crate) async fn left(&self, hub: &AppHub, channel: &str, t: Transitions) {
+    async fn left(&self, hub: &AppHub, channel: &str, t: Transitions) {
         let app = hub.app.id.as_str();
         if t.vacated {
             self.unwatch_channel(app, channel);
@@ -370,11 +367,8 @@ impl RedisBackend {
 
     /// Sends `member_removed` to this server's subscribers and the others'.
     fn announce_removed(&self, hub: &AppHub, channel: &str, user: &str) {
-        hub.notify(|| webhook::member_removed(channel, user));
-        let data = serde_json::json!({ "user_id": user }).to_string();
-        let text = frame("pusher_internal:member_removed", Some(channel), Some(&data));
-        hub.deliver(channel, &Utf8Bytes::from(text.clone()), None);
-        self.publish(&hub.app.id, channel, &text, None, false);
+        let text = announce_removed(hub, channel, user);
+        self.publish_frame(&hub.app.id, channel, &text, None, false);
     }
 
     /// Writes this server's whole local state back to Redis (idempotent), after the pub/sub
@@ -462,7 +456,7 @@ impl RedisBackend {
     }
 
     /// Asks every other server to close the connections of a signed-in user.
-    pub(crate) fn terminate_user(&self, app: &str, user: &str) {
+    fn terminate_user_everywhere(&self, app: &str, user: &str) {
         let outgoing = Outgoing {
             topic: self.control_topic(app),
             payload: format!("{}\nterminate\n{user}", self.node),
@@ -903,4 +897,110 @@ async fn heartbeat(backend: Weak<RedisBackend>) {
         drop(strong);
         tokio::time::sleep(every).await;
     }
+}
+
+impl Bus for RedisBackend {
+    fn publish(&self, app: &str, channel: &str, text: &str, except: Option<&str>, cache: bool) {
+        self.publish_frame(app, channel, text, except, cache);
+    }
+
+    fn joined<'a>(
+        &'a self,
+        hub: &'a AppHub,
+        channel: &'a str,
+        socket: &'a str,
+        cache: bool,
+        subscribed: &'a mut Subscribed,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(RedisBackend::joined(
+            self, hub, channel, socket, cache, subscribed,
+        ))
+    }
+
+    fn left<'a>(
+        &'a self,
+        hub: &'a AppHub,
+        channel: &'a str,
+        transitions: Transitions,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(RedisBackend::left(self, hub, channel, transitions))
+    }
+
+    fn channel_info<'a>(
+        &'a self,
+        hub: &'a AppHub,
+        channel: &'a str,
+        presence: bool,
+    ) -> BoxFuture<'a, Result<ChannelInfo, BroadcastError>> {
+        Box::pin(async move {
+            RedisBackend::channel_info(self, &hub.app.id, channel, presence)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn channels<'a>(
+        &'a self,
+        hub: &'a AppHub,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, ChannelInfo)>, BroadcastError>> {
+        Box::pin(async move {
+            let names = RedisBackend::channels(self, &hub.app.id, prefix)
+                .await
+                .map_err(unavailable)?;
+            let mut list = Vec::with_capacity(names.len());
+            for name in names {
+                let presence = name.starts_with("presence-");
+                let info = RedisBackend::channel_info(self, &hub.app.id, &name, presence)
+                    .await
+                    .map_err(unavailable)?;
+                if info.occupied {
+                    list.push((name, info));
+                }
+            }
+            Ok(list)
+        })
+    }
+
+    fn presence<'a>(
+        &'a self,
+        hub: &'a AppHub,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Presence, BroadcastError>> {
+        Box::pin(async move {
+            RedisBackend::presence(self, &hub.app.id, channel)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn terminate_user(&self, app: &str, user: &str) {
+        self.terminate_user_everywhere(app, user);
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(err) = self.reap(&self.node).await {
+                tracing::warn!(error = %err, "broadcast: could not remove this server's presence from Redis");
+            }
+        })
+    }
+
+    #[cfg(feature = "metrics")]
+    fn stats(&self) -> Option<super::bus::BusStats> {
+        let s = &self.stats;
+        Some(super::bus::BusStats {
+            published: s.published.load(Ordering::Relaxed),
+            received: s.received.load(Ordering::Relaxed),
+            lost: s.lost.load(Ordering::Relaxed),
+            reconnects: s.reconnects.load(Ordering::Relaxed),
+            pending: self.pending() as u64,
+            reaped_nodes: s.reaped_nodes.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Redis did not answer a read of the fleet's state.
+fn unavailable(err: RedisError) -> BroadcastError {
+    BroadcastError::Unavailable(err.to_string())
 }

@@ -162,14 +162,9 @@ pub(crate) async fn serve(
     }
     let left = hub.disconnect(&socket_id);
     conn.close(1000);
-    #[cfg(feature = "redis")]
-    if let Some(cluster) = hub.cluster() {
-        for (channel, transitions) in left {
-            cluster.left(&hub, &channel, transitions).await;
-        }
+    for (channel, transitions) in left {
+        hub.bus().left(&hub, &channel, transitions).await;
     }
-    #[cfg(not(feature = "redis"))]
-    drop(left);
     let _ = writer.await;
 }
 
@@ -230,12 +225,7 @@ impl Session<'_> {
             "pusher:unsubscribe" => {
                 if let Ok(d) = serde_json::from_str::<SubscribeData>(data) {
                     let transitions = self.hub.unsubscribe(self.socket_id(), &d.channel);
-                    #[cfg(feature = "redis")]
-                    if let Some(cluster) = self.hub.cluster() {
-                        cluster.left(self.hub, &d.channel, transitions).await;
-                    }
-                    #[cfg(not(feature = "redis"))]
-                    drop(transitions);
+                    self.hub.bus().left(self.hub, &d.channel, transitions).await;
                 }
             }
             "pusher:signin" => self.sign_in(data),
@@ -299,7 +289,6 @@ impl Session<'_> {
             }
         }
         let presence = member.is_some();
-        #[allow(unused_mut)]
         let mut subscribed = match self.hub.subscribe(socket, name, member, channel.cache) {
             Ok(subscribed) => subscribed,
             Err(SubscribeError::PresenceFull) => {
@@ -307,12 +296,9 @@ impl Session<'_> {
             }
             Err(SubscribeError::NotConnected) => return,
         };
-        #[cfg(feature = "redis")]
-        if let Some(cluster) = hub.cluster() {
-            cluster
-                .joined(hub, name, socket, channel.cache, &mut subscribed)
-                .await;
-        }
+        hub.bus()
+            .joined(hub, name, socket, channel.cache, &mut subscribed)
+            .await;
         let data = match subscribed.presence.filter(|_| presence) {
             Some(p) => {
                 let count = p.ids.len();
@@ -408,10 +394,9 @@ impl Session<'_> {
         let socket = self.socket_id();
         self.hub
             .notify(|| webhook::client_event(name, event, data, socket, user_id.as_deref()));
-        #[cfg(feature = "redis")]
-        if let Some(cluster) = self.hub.cluster() {
-            cluster.publish(&self.hub.app.id, name, &text, Some(self.socket_id()), false);
-        }
+        let hub = self.hub;
+        hub.bus()
+            .publish(&hub.app.id, name, &text, Some(self.socket_id()), false);
         self.hub
             .publish(name, &Utf8Bytes::from(text), Some(self.socket_id()), false);
     }

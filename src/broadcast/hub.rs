@@ -15,11 +15,9 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
-#[cfg(feature = "redis")]
-use super::cluster::RedisBackend;
+use super::bus::Bus;
 use super::config::{AppConfig, BroadcastConfig};
-use super::protocol::{codes, frame};
-use super::webhooks::event as webhook;
+use super::protocol::codes;
 
 /// How long a cache channel keeps its last event.
 const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -199,7 +197,6 @@ pub(crate) struct LocalChannel {
 pub(crate) struct Subscribed {
     pub presence: Option<Presence>,
     pub cached: Option<Utf8Bytes>,
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub transitions: Transitions,
 }
 
@@ -218,20 +215,15 @@ pub(crate) struct AppHub {
     max_per_ip: usize,
     max_members: usize,
     state: Mutex<State>,
-    /// The Redis backend; `None` for the in-process hub alone.
-    #[cfg(feature = "redis")]
-    cluster: Option<Arc<RedisBackend>>,
+    /// The other servers: [`LocalBus`](super::bus::LocalBus) when there are none.
+    bus: Arc<dyn Bus>,
     /// The webhook sender, when the app has a webhook URL.
     #[cfg(feature = "webhooks")]
     pub(crate) webhooks: Option<super::webhooks::Webhooks>,
 }
 
 impl AppHub {
-    pub(crate) fn new(
-        app: AppConfig,
-        config: &BroadcastConfig,
-        #[cfg(feature = "redis")] cluster: Option<Arc<RedisBackend>>,
-    ) -> Self {
+    pub(crate) fn new(app: AppConfig, config: &BroadcastConfig, bus: Arc<dyn Bus>) -> Self {
         Self {
             stats: Stats::default(),
             max_connections: config.max_connections,
@@ -243,8 +235,7 @@ impl AppHub {
             }),
             app,
             state: Mutex::new(State::default()),
-            #[cfg(feature = "redis")]
-            cluster,
+            bus,
         }
     }
 
@@ -257,18 +248,9 @@ impl AppHub {
         }
     }
 
-    /// The Redis backend, when several servers share the channels.
-    #[cfg(feature = "redis")]
-    pub(crate) fn cluster(&self) -> Option<&Arc<RedisBackend>> {
-        self.cluster.as_ref()
-    }
-
-    /// Whether presence events and channel state are the backend's (cluster-wide).
-    fn distributed(&self) -> bool {
-        #[cfg(feature = "redis")]
-        return self.cluster.is_some();
-        #[cfg(not(feature = "redis"))]
-        false
+    /// The other servers, which complete every subscription change.
+    pub(crate) fn bus(&self) -> &dyn Bus {
+        &*self.bus
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -337,8 +319,8 @@ impl AppHub {
 
     /// Subscribes; for presence, `member` is the verified `(user_id, user_info)`. Returns the
     /// presence snapshot (presence channels), the cached event (cache channels) and the local
-    /// transitions. With a Redis backend the snapshot, the cache and `member_added` are the
-    /// caller's to fetch and send, cluster-wide.
+    /// transitions, which the caller hands to the [`Bus`]; a distributed bus replaces the snapshot
+    /// and the cache with the fleet's. `member_added` is the bus's to send.
     pub(crate) fn subscribe(
         &self,
         socket_id: &str,
@@ -392,22 +374,7 @@ impl AppHub {
             },
         );
         let presence = member.is_some().then(|| presence_of(entry));
-        if self.distributed() {
-            transitions.user_joined = added.take();
-        } else if transitions.occupied {
-            self.notify(|| webhook::channel_occupied(channel));
-        }
-        if let Some((user_id, info)) = added {
-            self.notify(|| webhook::member_added(channel, &user_id));
-            let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
-            let frame: Utf8Bytes =
-                frame("pusher_internal:member_added", Some(channel), Some(&data)).into();
-            for (id, s) in &entry.subscribers {
-                if s.active && **id != *socket_id {
-                    s.conn.send(frame.clone(), &self.stats);
-                }
-            }
-        }
+        transitions.user_joined = added;
         if let Some(c) = state.conns.get_mut(socket_id) {
             c.channels.insert(channel.to_owned());
         }
@@ -458,26 +425,14 @@ impl AppHub {
             && let Some(member) = entry.members.get_mut(&user_id)
         {
             member.connections -= 1;
-            if member.connections == 0 && self.distributed() {
+            if member.connections == 0 {
                 entry.members.remove(&user_id);
                 transitions.user_left = Some(user_id);
-            } else if member.connections == 0 {
-                entry.members.remove(&user_id);
-                self.notify(|| webhook::member_removed(channel, &user_id));
-                let data = serde_json::json!({"user_id": user_id}).to_string();
-                let frame: Utf8Bytes =
-                    frame("pusher_internal:member_removed", Some(channel), Some(&data)).into();
-                for s in entry.subscribers.values().filter(|s| s.active) {
-                    s.conn.send(frame.clone(), &self.stats);
-                }
             }
         }
         if entry.subscribers.is_empty() {
             state.channels.remove(channel);
             transitions.vacated = true;
-            if !self.distributed() {
-                self.notify(|| webhook::channel_vacated(channel));
-            }
         }
         transitions
     }
@@ -539,8 +494,8 @@ impl AppHub {
             .collect()
     }
 
-    /// Delivers a frame from another server to this server's subscribers.
-    #[cfg(feature = "redis")]
+    /// Delivers a frame (from another server, or a presence announcement) to this server's
+    /// subscribers.
     pub(crate) fn deliver(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
         self.publish(channel, frame, except, false);
     }
@@ -653,9 +608,8 @@ fn presence_of(entry: &ChannelState) -> Presence {
     Presence { ids, hash }
 }
 
-/// Which local transitions a subscription change caused, for the backend calls that follow.
+/// Which local transitions a subscription change caused, for the bus to complete.
 #[derive(Debug, Default)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Transitions {
     /// A subscription was added or removed (false for a repeated subscribe).
     pub subscribed: bool,

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
+use super::bus::BusStats;
 use super::{Broadcaster, Stats};
 
 /// The broadcaster's instruments, per app: `rustforge.broadcast.connections` (gauge),
@@ -71,55 +72,70 @@ pub(crate) fn observe(meter: &Meter, broadcaster: &Broadcaster) {
         "Connections refused (4100) over the per-app or per-IP limit.",
         |s| &s.refused_connections,
     );
-    #[cfg(feature = "redis")]
-    if let Some(cluster) = broadcaster.hub().cluster().cloned() {
-        let events = cluster.clone();
+    // A distributed bus (Redis) also counts what it exchanges with the other servers.
+    if broadcaster.hub().bus().stats().is_some() {
+        // A counter or gauge read from one field of the bus's stats.
+        let bus_stat = |name: &'static str,
+                        description: &'static str,
+                        gauge: bool,
+                        field: fn(&BusStats) -> u64| {
+            let b = broadcaster.clone();
+            let callback = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+                if let Some(stats) = b.hub().bus().stats() {
+                    o.observe(field(&stats), &[]);
+                }
+            };
+            if gauge {
+                meter
+                    .u64_observable_gauge(name)
+                    .with_description(description)
+                    .with_callback(callback)
+                    .build();
+            } else {
+                meter
+                    .u64_observable_counter(name)
+                    .with_description(description)
+                    .with_callback(callback)
+                    .build();
+            }
+        };
+        let b = broadcaster.clone();
         meter
             .u64_observable_counter("rustforge.broadcast.redis.events")
             .with_description(
                 "Events exchanged with the other servers through Redis: published, received, lost (could not be published).",
             )
             .with_callback(move |o| {
-                let s = &events.stats;
+                let Some(s) = b.hub().bus().stats() else {
+                    return;
+                };
                 for (outcome, n) in [
-                    ("published", s.published.load(Relaxed)),
-                    ("received", s.received.load(Relaxed)),
-                    ("lost", s.lost.load(Relaxed)),
+                    ("published", s.published),
+                    ("received", s.received),
+                    ("lost", s.lost),
                 ] {
                     o.observe(n, &[KeyValue::new("outcome", outcome)]);
                 }
             })
             .build();
-        let c = cluster.clone();
-        meter
-            .u64_observable_counter("rustforge.broadcast.redis.reconnects")
-            .with_description(
-                "Times the Redis pub/sub connection was re-established and resubscribed.",
-            )
-            .with_callback(move |o| {
-                o.observe(c.stats.reconnects.load(Relaxed), &[]);
-            })
-            .build();
-        let c = cluster.clone();
-        meter
-            .u64_observable_gauge("rustforge.broadcast.redis.pending")
-            .with_description(
-                "Presence and subscription writes that failed and wait to be retried.",
-            )
-            .with_callback(move |o| {
-                o.observe(c.pending() as u64, &[]);
-            })
-            .build();
-        let c = cluster;
-        meter
-            .u64_observable_counter("rustforge.broadcast.redis.reaped_servers")
-            .with_description(
-                "Servers found dead (no heartbeat) whose presence members were removed.",
-            )
-            .with_callback(move |o| {
-                o.observe(c.stats.reaped_nodes.load(Relaxed), &[]);
-            })
-            .build();
+        bus_stat(
+            "rustforge.broadcast.redis.reconnects",
+            "Times the Redis pub/sub connection was re-established and resubscribed.",
+            false,
+            |s| s.reconnects,
+        );
+        bus_stat(
+            "rustforge.broadcast.redis.pending",
+            "Presence and subscription writes that failed and wait to be retried.",
+            true,
+            |s| s.pending,
+        );
+        bus_stat(
+            "rustforge.broadcast.redis.reaped_servers",
+            "Servers found dead (no heartbeat) whose presence members were removed.",
+            false,
+            |s| s.reaped_nodes,
+        );
     }
     #[cfg(feature = "webhooks")]
     {

@@ -41,6 +41,7 @@
 
 mod authorizer;
 mod broadcaster;
+mod bus;
 #[cfg(feature = "redis")]
 mod cluster;
 mod config;
