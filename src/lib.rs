@@ -56,6 +56,8 @@ mod env;
 pub mod error;
 mod listener;
 pub mod logging;
+#[cfg(any(feature = "middleware", feature = "ratelimit", feature = "storage"))]
+mod problem;
 pub mod production;
 mod shutdown;
 #[cfg(feature = "metrics")]

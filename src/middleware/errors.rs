@@ -7,22 +7,12 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName};
 use http::{HeaderValue, Response, StatusCode};
 use http_body::Body as HttpBody;
-use serde::Serialize;
 
-/// The body of an error response made by the stack:
-/// `{"status":503,"error":"Service Unavailable","request_id":"…"}`.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    /// The HTTP status code.
-    pub status: u16,
-    /// The status' reason phrase.
-    pub error: &'a str,
-    /// The request id, when request ids are on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<&'a str>,
-}
+use crate::problem::PROBLEM_JSON;
 
-/// Gives a JSON [`ErrorBody`] to error responses that have none: those of the timeout (empty),
+/// Gives an RFC 9457 problem-details body
+/// (`{"type":"about:blank","title":"Service Unavailable","status":503,"request_id":"…"}`) to
+/// error responses that have none: those of the timeout (empty),
 /// the panic handler (empty), axum's defaults such as 404/405 (empty), and the body-limit 413s
 /// (tower-http's and axum's plain-text ones). Responses the application gave a body to are left
 /// alone.
@@ -47,14 +37,10 @@ pub(crate) fn fill_error_body(
     let request_id = request_id_header
         .and_then(|h| headers.get(h))
         .and_then(|v| v.to_str().ok());
-    let body = ErrorBody {
-        status: status.as_u16(),
-        error: status.canonical_reason().unwrap_or("Error"),
-        request_id,
-    };
-    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let extra = serde_json::json!({ "request_id": request_id });
+    let json = crate::problem::body(status, None, None, extra);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     headers.remove(CONTENT_LENGTH);
     *response.body_mut() = Body::from(Bytes::from(json));
     response

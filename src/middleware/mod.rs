@@ -24,7 +24,8 @@
 //! instead, configured by the builder or the environment.
 //!
 //! Error responses made by the stack (timeout, body limit, panic, and axum's empty 404/405) carry
-//! a JSON body `{"status":…,"error":"…","request_id":"…"}`; turn that off with
+//! an RFC 9457 problem-details body (`application/problem+json`:
+//! `{"type":"about:blank","title":"…","status":…,"request_id":"…"}`); turn that off with
 //! [`HttpConfig::error_bodies`].
 
 mod compression;
@@ -44,7 +45,6 @@ pub use cors::{
     CorsConfig, DEFAULT_ALLOW_HEADERS, DEFAULT_ALLOW_METHODS, DEFAULT_EXPOSE_HEADERS,
     OriginPredicate,
 };
-pub use errors::ErrorBody;
 pub use request_id::{MAX_REQUEST_ID_LEN, MakeRequestUuidV7, RequestIdConfig, is_sane_request_id};
 pub use stack::{HttpService, HttpServiceLike, HttpStack};
 // For `ProductionStack`, which puts other modules' layers into the stack.

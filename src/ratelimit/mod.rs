@@ -47,6 +47,7 @@
 mod algorithm;
 #[cfg(feature = "redis")]
 mod breaker;
+mod builder;
 mod config;
 #[cfg(feature = "redis")]
 mod deny_cache;
@@ -56,22 +57,28 @@ mod instruments;
 mod key;
 mod layer;
 mod limit;
+mod limiter;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod response;
+mod service;
 mod store;
 
+pub use builder::{RateLimitLayerBuilder, Rejection};
 pub use config::{FailurePolicy, RateLimitConfig, StoreKind};
 pub(crate) use config::{build_layer, redis_store_without_redis};
 pub use headers::HeaderDialect;
 #[cfg(feature = "metrics")]
 pub(crate) use instruments::observe as instruments;
 pub use key::{ClientIp, Key, ProxyHeader};
-pub use layer::{RateLimitLayer, RateLimitLayerBuilder, RateLimitService, RateLimiter, Rejection};
+pub use layer::RateLimitLayer;
 pub use limit::{Algorithm, Limit, SLIDING_LOG_MAX};
+pub use limiter::RateLimiter;
 pub use memory::{ManualClock, MemoryStore};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
+pub use service::RateLimitService;
 pub use store::{
     BoxFuture, Decision, LimitStatus, RateLimitError, Source, Statuses, Store, StoreStats,
 };

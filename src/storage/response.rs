@@ -209,20 +209,9 @@ impl IntoResponse for StorageError {
     }
 }
 
-/// An `application/problem+json` response.
+/// An `application/problem+json` response (`about:blank`: the status says it all).
 pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
+    crate::problem::response(status, None, Some(detail), serde_json::Value::Null)
 }
 
 #[cfg(test)]

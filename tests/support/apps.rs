@@ -96,10 +96,17 @@ pub fn assert_uuid_v7(id: &str) {
 
 pub async fn assert_error_json(res: reqwest::Response, status: u16) {
     assert_eq!(res.status(), status);
-    assert_eq!(header(&res, "content-type"), Some("application/json"));
+    assert_eq!(
+        header(&res, "content-type"),
+        Some("application/problem+json")
+    );
     let id = header(&res, "x-request-id").unwrap().to_owned();
     let body: Value = res.json().await.unwrap();
+    assert_eq!(body["type"], "about:blank");
     assert_eq!(body["status"], status);
     assert_eq!(body["request_id"], id.as_str());
-    assert!(body["error"].is_string());
+    let reason = http::StatusCode::from_u16(status)
+        .unwrap()
+        .canonical_reason();
+    assert_eq!(body["title"].as_str(), reason);
 }
