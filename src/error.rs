@@ -88,5 +88,5 @@ pub enum Error {
     Redis(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Logging could not be initialised (a global subscriber was already installed).
     #[error("logging could not be initialised: {0}")]
-    Logging(String),
+    Logging(#[from] tracing::subscriber::SetGlobalDefaultError),
 }

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::{Setting, parse};
 use crate::error::ConfigError;
+use crate::util::{Cause, cause};
 
 /// Settings of the shared Redis handle.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,13 +273,13 @@ pub enum RedisError {
     Config(#[from] ConfigError),
     /// No connection could be opened or taken from the pool in time.
     #[error("Redis is unreachable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// A command got no answer within the command timeout.
     #[error("Redis command timed out after {0:?}")]
     Timeout(Duration),
     /// Redis answered with an error, or the connection broke mid-command.
     #[error("Redis command failed: {0}")]
-    Command(String),
+    Command(#[source] Cause),
 }
 
 impl RedisError {
@@ -286,9 +287,9 @@ impl RedisError {
         if err.is_timeout() {
             Self::Timeout(timeout)
         } else if err.is_connection_refusal() {
-            Self::Unavailable(err.to_string())
+            Self::Unavailable(cause(err))
         } else {
-            Self::Command(err.to_string())
+            Self::Command(cause(err))
         }
     }
 }
@@ -416,9 +417,9 @@ impl RedisHandle {
     #[cfg(feature = "broadcast")]
     pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
         let PubSubTarget::Single(client) = &self.inner.pubsub else {
-            return Err(RedisError::Unavailable(
-                "this is a Redis Cluster: use sharded pub/sub".into(),
-            ));
+            return Err(RedisError::Unavailable(cause(
+                "this is a Redis Cluster: use sharded pub/sub",
+            )));
         };
         let connect = client.get_async_pubsub();
         match tokio::time::timeout(self.inner.connect_timeout, connect).await {
@@ -441,9 +442,9 @@ impl RedisHandle {
         RedisError,
     > {
         let PubSubTarget::Cluster(nodes) = &self.inner.pubsub else {
-            return Err(RedisError::Unavailable(
-                "sharded pub/sub needs a Redis Cluster".into(),
-            ));
+            return Err(RedisError::Unavailable(cause(
+                "sharded pub/sub needs a Redis Cluster",
+            )));
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let client = ClusterClient::builder(nodes.clone())
@@ -573,9 +574,9 @@ impl RedisHandle {
     async fn connection(&self) -> Result<Connection, RedisError> {
         loop {
             let pooled = self.inner.pool.get().await.map_err(|e| match e {
-                bb8::RunError::User(e) => RedisError::Unavailable(e.to_string()),
+                bb8::RunError::User(e) => RedisError::Unavailable(cause(e)),
                 bb8::RunError::TimedOut => {
-                    RedisError::Unavailable("no connection within the connect timeout".into())
+                    RedisError::Unavailable(cause("no connection within the connect timeout"))
                 }
             })?;
             // A clone failed after the slot was released: the pool still holds the dead

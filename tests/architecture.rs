@@ -17,6 +17,7 @@ const PRIMITIVES: &[&str] = &[
     "shutdown",
     "listener",
     "telemetry",
+    "problem",
     "redis",
 ];
 /// Feature modules: leaves.

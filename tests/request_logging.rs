@@ -57,7 +57,7 @@ async fn unmatched_paths_log_no_route() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"status": 404, "error": "Not Found", "request_id": "scan-1"})
+        serde_json::json!({"type": "about:blank", "title": "Not Found", "status": 404, "request_id": "scan-1"})
     );
 }
 

@@ -5,7 +5,7 @@
 //! **Work inside your module; connecting two modules happens only here** (and in
 //! [`Config`](crate::Config), which joins the modules' settings). A module — `middleware`,
 //! `ratelimit`, `broadcast`, `health`, `metrics`, `storage`, `logging`, `otlp` — uses the shared
-//! primitives (`error`, `env`, `util`, `shutdown`, `telemetry`, the [`redis`](crate::redis)
+//! primitives (`error`, `env`, `util`, `shutdown`, `telemetry`, `problem`, the [`redis`](crate::redis)
 //! handle) and nothing of another module; `tests/architecture.rs` keeps it so. A module's
 //! instruments are declared in the module, given a `Meter`; this is where they are registered.
 //!

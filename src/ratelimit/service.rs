@@ -15,7 +15,7 @@ use super::layer::Shared;
 use super::limiter::{RateLimiter, path_matches};
 use super::store::{BoxFuture, Decision};
 
-/// The service [`RateLimitLayer`] wraps around a route.
+/// The service [`RateLimitLayer`](super::RateLimitLayer) wraps around a route.
 #[derive(Clone)]
 pub struct RateLimitService<S> {
     pub(super) inner: S,

@@ -18,7 +18,7 @@ use tokio::io::AsyncRead;
 use super::error::{Operation, StorageError};
 use super::observe::{Direction, Observer, Outcome};
 use super::path::{parse, parse_prefix};
-use super::signed::UrlSigner;
+use super::signer::UrlSigner;
 
 /// A stream of an object's bytes, as [`Disk::read_stream`] returns it.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send>>;

@@ -45,9 +45,10 @@ mod instruments;
 mod observe;
 mod path;
 mod response;
+mod routes;
 #[cfg(feature = "s3")]
 mod s3;
-mod signed;
+mod signer;
 #[allow(clippy::module_inception)]
 mod storage;
 

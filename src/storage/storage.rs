@@ -12,7 +12,8 @@ use super::config::{DiskConfig, StorageConfig};
 use super::disk::{Disk, Driver, Inner, Streaming};
 use super::error::StorageError;
 use super::observe::Observer;
-use super::signed::{self, UrlSigner};
+use super::routes;
+use super::signer::UrlSigner;
 use crate::error::ConfigError;
 
 /// The disks of the app (Laravel's `Storage` facade). Cheap to clone (one `Arc`); it
@@ -136,7 +137,7 @@ impl Storage {
     where
         S: Clone + Send + Sync + 'static,
     {
-        signed::routes(&self.inner.route, self.clone())
+        routes::routes(&self.inner.route, self.clone())
     }
 
     pub(crate) fn url_signer(&self) -> &UrlSigner {

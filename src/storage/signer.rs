@@ -1,25 +1,17 @@
-//! Expiring signed URLs for the local and memory disks, and the route that serves them.
+//! [`UrlSigner`]: expiring signed URLs for the local and memory disks.
 //!
 //! A URL is `{base}/{disk}/{path}?expires={unix seconds}&signature={hex}` where the signature is
-//! HMAC-SHA256 over `METHOD \n disk \n path \n expires` with the storage signing key. The route
-//! checks the signature in constant time before the expiry, so a tampered URL never learns
-//! whether it would have been current; both answer `403`.
+//! HMAC-SHA256 over `METHOD \n disk \n path \n expires` with the storage signing key. The
+//! signature is checked in constant time before the expiry, so a tampered URL never learns
+//! whether it would have been current.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hmac::{Hmac, Mac};
-use http::{HeaderMap, Method, StatusCode, header};
-use serde::Deserialize;
+use http::Method;
 use sha2::Sha256;
 
-use super::disk::{WriteOptions, encode_path};
-use super::response::problem;
-use super::storage::Storage;
+use super::disk::encode_path;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -94,101 +86,11 @@ impl UrlSigner {
     }
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
-}
-
-#[derive(Deserialize)]
-struct Signed {
-    expires: Option<u64>,
-    signature: Option<String>,
-}
-
-/// The route `{prefix}/{disk}/{*path}`: `GET`/`HEAD` serve the file (with `Range`), `PUT`
-/// stores the request body (streamed, multipart above the threshold).
-pub(crate) fn routes<S>(prefix: &str, storage: Storage) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    Router::new()
-        .route(
-            &format!("{prefix}/{{disk}}/{{*path}}"),
-            get(serve_signed).put(upload_signed),
-        )
-        .with_state(storage)
-}
-
-async fn serve_signed(
-    State(storage): State<Storage>,
-    Path((disk, path)): Path<(String, String)>,
-    Query(query): Query<Signed>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(detail) = check(&storage, &Method::GET, &disk, &path, &query) {
-        return forbidden(detail);
-    }
-    match storage.disk(&disk) {
-        Ok(disk) => disk.download(&path, &headers).await.into_response(),
-        Err(err) => err.into_response(),
-    }
-}
-
-async fn upload_signed(
-    State(storage): State<Storage>,
-    Path((disk, path)): Path<(String, String)>,
-    Query(query): Query<Signed>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    if let Err(detail) = check(&storage, &Method::PUT, &disk, &path, &query) {
-        return forbidden(detail);
-    }
-    let disk = match storage.disk(&disk) {
-        Ok(disk) => disk,
-        Err(err) => return err.into_response(),
-    };
-    let mut options = WriteOptions::new();
-    if let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        options = options.content_type(ct);
-    }
-    match disk
-        .write_stream(&path, body.into_data_stream(), options)
-        .await
-    {
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(err) => err.into_response(),
-    }
-}
-
-/// Verifies the signature, then the expiry; the error is the `403` detail.
-fn check(
-    storage: &Storage,
-    method: &Method,
-    disk: &str,
-    path: &str,
-    query: &Signed,
-) -> Result<(), &'static str> {
-    let (Some(expires), Some(signature)) = (query.expires, query.signature.as_deref()) else {
-        return Err("the URL is not signed");
-    };
-    match storage
-        .url_signer()
-        .verify(method, disk, path, expires, signature, unix_now())
-    {
-        Ok(()) => Ok(()),
-        Err(Refusal::BadSignature) => Err("the signature does not match"),
-        Err(Refusal::Expired) => Err("the URL has expired"),
-    }
-}
-
-fn forbidden(detail: &str) -> Response {
-    problem(StatusCode::FORBIDDEN, detail)
 }
 
 #[cfg(test)]
