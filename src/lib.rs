@@ -50,10 +50,15 @@
 //! [`ConfigError`] that names the setting and the value; nothing panics on user input.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// For the library only: tests and benches share helpers through `pub` items of their own.
+#![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod config;
 mod env;
 pub mod error;
+// The guides use every feature.
+#[cfg(feature = "full")]
+pub mod guides;
 mod listener;
 pub mod logging;
 #[cfg(any(feature = "middleware", feature = "ratelimit", feature = "storage"))]

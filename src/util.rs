@@ -8,7 +8,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The cause of an error, kept as its source (`Error::source`) without naming the library
 /// type it came from.
-pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A [`Cause`] from a library error or a message.
 #[allow(dead_code)] // not every feature set has such an error
@@ -18,5 +18,5 @@ pub(crate) fn cause(err: impl Into<Box<dyn std::error::Error + Send + Sync + 'st
 
 /// A boxed, `Send` future: what the crate's object-safe traits return (a rate-limit store's
 /// check, a health check, a broadcast authorizer).
-#[allow(dead_code)] // not every feature set has such a trait
+#[allow(dead_code, unreachable_pub)] // re-exported by the modules that have such a trait
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -14,6 +14,18 @@ pub struct FnCheck<F> {
     f: F,
 }
 
+impl<F> std::fmt::Debug for FnCheck<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnCheck")
+            .field("name", &self.name)
+            .field("measurement", &self.measurement)
+            .field("component_type", &self.component_type)
+            .field("critical", &self.critical)
+            .field("readiness", &self.readiness)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A check named `name` that runs `f`.
 ///
 /// ```

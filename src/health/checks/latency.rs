@@ -27,6 +27,15 @@ pub struct LatencyCheck<F> {
     f: F,
 }
 
+impl<F> std::fmt::Debug for LatencyCheck<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencyCheck")
+            .field("name", &self.name)
+            .field("critical", &self.critical)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<F, Fut, E> LatencyCheck<F>
 where
     F: Fn() -> Fut + Send + Sync + 'static,

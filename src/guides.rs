@@ -1,0 +1,19 @@
+//! The guides of `docs/`, in rustdoc: read them here or on GitHub. Their Rust snippets are
+//! doctests, so the guides cannot drift from the code.
+
+#[doc = include_str!("../docs/architecture.md")]
+pub mod architecture {}
+#[doc = include_str!("../docs/broadcasting.md")]
+pub mod broadcasting {}
+#[doc = include_str!("../docs/environment.md")]
+pub mod environment {}
+#[doc = include_str!("../docs/health-checks.md")]
+pub mod health_checks {}
+#[doc = include_str!("../docs/metrics.md")]
+pub mod metrics {}
+#[doc = include_str!("../docs/performance.md")]
+pub mod performance {}
+#[doc = include_str!("../docs/rate-limiting.md")]
+pub mod rate_limiting {}
+#[doc = include_str!("../docs/storage.md")]
+pub mod storage {}
