@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
-# installs what is missing (redis-server, Chromium, promtool, Node.js and the npm test clients, cargo-hack; starts PostgreSQL), then runs fmt, clippy (all
-# features and none), a check of every feature and every pair of features, every test with all features, the
-# doctests and the docs build. Any failure stops the run with a non-zero exit.
+# installs what is missing (redis-server and redis-tools, Chromium, promtool, Node.js and npm, the npm
+# test clients, PostgreSQL, cargo-hack), starts PostgreSQL, then runs fmt, the MSRV check, clippy
+# (all features, the default features, none), a check of every feature and every pair of features,
+# every test and doctest with all features and again with the default features, and the docs build.
+# Any failure stops the run with a non-zero exit. It can run again on the same machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,25 +29,41 @@ have redis-cli || packages+=(redis-tools)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 have promtool || packages+=(prometheus)
 have node || packages+=(nodejs npm)
+if [ -z "${DATABASE_URL:-}" ] && ! have pg_ctlcluster && ! have pg_isready; then packages+=(postgresql); fi
 if [ ${#packages[@]} -gt 0 ]; then install_debian_packages "${packages[@]}"; fi
-# PostgreSQL for the database health check: use a running server (DATABASE_URL, or the local one
-# with trust auth); otherwise install and start one with a password.
-if [ -z "${DATABASE_URL:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-  have pg_ctlcluster || install_debian_packages postgresql
-  step "starting PostgreSQL"
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+
+# The JavaScript test clients (pusher-js, the pusher server SDK) need Node.js 20 or newer;
+# Debian 12's own nodejs is 18.
+node_major=$(node --version | sed -E 's/^v([0-9]+).*/\1/')
+if [ "$node_major" -lt 20 ]; then
+  echo "Node.js $(node --version) is too old: the JavaScript tests need Node.js 20 or newer." >&2
+  echo "Install it (for example from NodeSource's Debian packages) and run again." >&2
+  exit 1
+fi
+
+# PostgreSQL for the database health check: DATABASE_URL when it is set; otherwise the local
+# server, started when it is not running, with a known password for the postgres user (so the
+# test connects the way an application would, whatever pg_hba.conf trusts).
+if [ -z "${DATABASE_URL:-}" ]; then
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    step "starting PostgreSQL"
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+  fi
   su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
   export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
 fi
 
 # npm packages, pinned by their lock files: pusher-js and the pusher server SDK for
 # tests/broadcast_js.rs (tests/js), the pusher-js browser build the chat example serves.
+# Installed again whenever the lock file changed since the last install.
 for dir in tests/js examples/chat; do
-  if [ ! -d "$dir/node_modules" ]; then
+  lock_sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$dir/node_modules/.lock-sha256" 2>/dev/null)" != "$lock_sum" ]; then
     step "installing JavaScript packages (npm ci in $dir)"
     npm ci --prefix "$dir" --no-audit --no-fund --silent
+    echo "$lock_sum" > "$dir/node_modules/.lock-sha256"
   fi
 done
 
@@ -57,8 +75,14 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "MSRV: the declared rust-version against the locked dependencies"
+python3 scripts/check-msrv.py
+
 step "clippy, all features"
 cargo clippy --all-features --all-targets -- -D warnings
+
+step "clippy, default features"
+cargo clippy --all-targets -- -D warnings
 
 step "clippy, no default features"
 cargo clippy --no-default-features --lib -- -D warnings
@@ -68,6 +92,9 @@ cargo hack check --feature-powerset --depth 2 --no-dev-deps --lib --quiet
 
 step "tests and doctests, all features"
 cargo test --all-features
+
+step "tests and doctests, default features (what a user of the default build runs)"
+cargo test
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps --quiet

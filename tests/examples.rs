@@ -58,13 +58,11 @@ impl Running {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
-    /// Sends SIGTERM.
+    /// Sends SIGTERM (through the kill(2) call, not a `kill` binary).
     fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        use rustix::process::{Pid, Signal, kill_process};
+        let pid = Pid::from_raw(self.child.id() as i32).expect("a child pid");
+        kill_process(pid, Signal::TERM).expect("SIGTERM sent");
     }
 
     /// Sends SIGTERM and expects a clean exit.

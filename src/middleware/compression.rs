@@ -35,8 +35,8 @@ pub const DEFAULT_EXCLUDED_CONTENT_TYPES: &[&str] = &[
 /// The encoding follows the client's `Accept-Encoding` q-values. One `level` applies to every
 /// encoding (tower-http has one knob). The default, 1, is the fastest: on a 2 KB JSON response it
 /// served 13–45% more requests/s than level 4 and up to twice as many as level 6 (gzip, brotli,
-/// zstd; `benches/http_stack.rs`), while tower-http's own default is brotli quality 11, far too
-/// slow for dynamic responses. Raise it for large, cacheable or bandwidth-bound responses.
+/// zstd; `benches/http_stack.rs`); tower-http's own default is each library's default level
+/// (gzip 6, brotli 4, zstd 3). Raise it for large, cacheable or bandwidth-bound responses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompressionConfig {

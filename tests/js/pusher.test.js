@@ -169,6 +169,12 @@ test("terminate_connections disconnects a signed-in user for good", async () => 
   const closed = new Promise((resolve) => pusher.connection.bind("disconnected", resolve));
   await server.terminateUserConnections("gone");
   await closed;
+  // pusher-js reconnects at once after 4200-4299 and after 1 s for 4100-4199; a 4009 (4000-4099)
+  // must not bring it back at all. Watch every state change for twice the longest delay.
+  const changes = [];
+  pusher.connection.bind("state_change", (states) => changes.push(states.current));
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  assert.deepEqual(changes, [], "the client came back after a 4009");
   assert.equal(pusher.connection.state, "disconnected");
 });
 
