@@ -110,8 +110,13 @@ impl HealthConfig {
                 ));
             }
         }
-        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            return Err(ConfigError::new("health.token", "", "must not be empty"));
+        // A blank token is no secret: the error shows it as given.
+        if let Some(token) = self.token.as_deref().filter(|t| t.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "health.token",
+                token,
+                "must not be empty or blank",
+            ));
         }
         for (key, d) in [("health.timeout", self.timeout)] {
             if d.is_zero() {

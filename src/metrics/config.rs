@@ -63,8 +63,13 @@ impl MetricsConfig {
                 "a fixed path starting with `/`",
             ));
         }
-        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            return Err(ConfigError::new("metrics.token", "", "must not be empty"));
+        // A blank token is no secret: the error shows it as given.
+        if let Some(token) = self.token.as_deref().filter(|t| t.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "metrics.token",
+                token,
+                "must not be empty or blank",
+            ));
         }
         Ok(())
     }
