@@ -357,6 +357,7 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_HEALTH_DISK_FAIL",
             "RUSTFORGE_HEALTH_MEMORY_WARN",
             "RUSTFORGE_HEALTH_MEMORY_FAIL",
+            "RUSTFORGE_HEALTH_REDIS_READINESS",
         ],
     ),
     (

@@ -65,7 +65,6 @@ pub mod logging;
 mod problem;
 pub mod production;
 mod shutdown;
-#[cfg(feature = "metrics")]
 mod telemetry;
 mod util;
 

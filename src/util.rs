@@ -1,9 +1,27 @@
 //! Small helpers shared by modules.
 
-/// Compares secrets in time independent of where they differ.
-#[allow(dead_code)]
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use subtle::ConstantTimeEq;
+
+/// The token of an `Authorization: Bearer <token>` header, read as RFC 9110 §11.4 says: the
+/// scheme in any case, one or more spaces before the token, whitespace around the value ignored.
+/// `None` for another scheme, a missing or empty token, or one with spaces in it.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    let valid = scheme.eq_ignore_ascii_case("bearer") && !token.is_empty();
+    (valid && !token.contains([' ', '\t'])).then_some(token)
+}
+
+/// Whether the request carries `expected` as its bearer token, compared in constant time
+/// (`subtle`): how long the comparison takes says nothing about where a guess went wrong.
+#[allow(dead_code)] // the health and metrics endpoints use it
+pub(crate) fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    bearer_token(headers)
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
 }
 
 /// The cause of an error, kept as its source (`Error::source`) without naming the library
@@ -20,3 +38,39 @@ pub(crate) fn cause(err: impl Into<Box<dyn std::error::Error + Send + Sync + 'st
 /// check, a health check, a broadcast authorizer).
 #[allow(dead_code, unreachable_pub)] // re-exported by the modules that have such a trait
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn bearer_tokens_as_rfc_9110_reads_them() {
+        for ok in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER   s3cret",
+            " Bearer s3cret\t",
+        ] {
+            assert_eq!(bearer_token(&header(ok)), Some("s3cret"), "{ok:?}");
+            assert!(bearer_matches(&header(ok), "s3cret"), "{ok:?}");
+        }
+        for bad in [
+            "Basic s3cret",
+            "Bearer",
+            "Bearer ",
+            "Bearers3cret",
+            "Bearer s3 cret",
+        ] {
+            assert_eq!(bearer_token(&header(bad)), None, "{bad:?}");
+        }
+        assert!(!bearer_matches(&header("Bearer s3cre"), "s3cret"));
+        assert!(!bearer_matches(&header("Bearer s3cret2"), "s3cret"));
+        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+    }
+}

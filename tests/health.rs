@@ -10,7 +10,8 @@ use std::time::Duration;
 use axum::Router;
 use rustforge_prod::ProductionLayer;
 use rustforge_prod::health::{
-    CheckResult, DiskCheck, DiskSpace, HealthCheck, HealthConfig, MemoryUsage, check_fn,
+    CheckResult, DiskCheck, DiskSpace, HealthCheck, HealthConfig, MemorySource, MemoryUsage,
+    check_fn,
 };
 use rustforge_prod::redis::RedisConfig;
 use serde_json::Value;
@@ -85,19 +86,26 @@ fn assert_document_shape(body: &Value) {
     }
 }
 
-#[tokio::test]
-async fn redis_outage_fails_readiness_but_never_liveness() {
-    let mut redis = RedisServer::start();
+/// A server on a Redis that is then killed and restarted; `vars` add settings.
+async fn on_redis(redis: &RedisServer, vars: &[(&str, &str)]) -> (TestServer, ProductionLayer) {
     let redis_config = RedisConfig::new(redis.url())
         .connect_timeout(Duration::from_millis(300))
         .command_timeout(Duration::from_millis(300));
     let prod = ProductionLayer::builder()
         .redis(redis_config)
         .health(config())
+        .from_vars(vars.iter().copied())
+        .unwrap()
         .build()
         .await
         .unwrap();
-    let server = serve(&prod).await;
+    (serve(&prod).await, prod)
+}
+
+#[tokio::test]
+async fn a_redis_outage_is_reported_but_keeps_servers_in_the_load_balancer() {
+    let mut redis = RedisServer::start();
+    let (server, _prod) = on_redis(&redis, &[]).await;
 
     let (status, body, content_type) = fetch(&server, "/health", true).await;
     assert_eq!(status, 200, "{body}");
@@ -112,17 +120,80 @@ async fn redis_outage_fails_readiness_but_never_liveness() {
     assert_eq!(fetch(&server, "/health/ready", false).await.0, 200);
 
     redis.stop();
+    // Every server shares this Redis: readiness stays up (the modules degrade instead) ...
     let (status, body, _) = fetch(&server, "/health/ready", true).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["status"], "fail");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("pass")),
+        "{body}"
+    );
+    // ... while the report says what is wrong: a failing, non-critical check makes it `warn`.
+    let (status, body, _) = fetch(&server, "/health", true).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("warn")),
+        "{body}"
+    );
     assert_eq!(entry(&body, "redis:responseTime")["status"], "fail");
     let (status, body, _) = fetch(&server, "/health/live", false).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("pass")));
-    assert_eq!(fetch(&server, "/health", false).await.0, 503);
 
     redis.restart();
-    let (status, body, _) = fetch(&server, "/health/ready", true).await;
-    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = fetch(&server, "/health", true).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("pass")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_needs_redis_leaves_readiness_while_it_is_down() {
+    // Asked for explicitly, or implied by a rate limiter that fails closed without Redis.
+    let settings: [&[(&str, &str)]; 2] = [
+        &[("RUSTFORGE_HEALTH_REDIS_READINESS", "true")],
+        &[
+            ("RUSTFORGE_RATE_LIMIT", "100/min"),
+            ("RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE", "fail-closed"),
+        ],
+    ];
+    for vars in settings {
+        let mut redis = RedisServer::start();
+        let (server, _prod) = on_redis(&redis, vars).await;
+        assert_eq!(
+            fetch(&server, "/health/ready", false).await.0,
+            200,
+            "{vars:?}"
+        );
+
+        redis.stop();
+        let (status, body, _) = fetch(&server, "/health/ready", true).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (503, Some("fail")),
+            "{vars:?}: {body}"
+        );
+        assert_eq!(entry(&body, "redis:responseTime")["status"], "fail");
+        assert_eq!(fetch(&server, "/health", false).await.0, 503, "{vars:?}");
+        assert_eq!(
+            fetch(&server, "/health/live", false).await.0,
+            200,
+            "{vars:?}"
+        );
+
+        redis.restart();
+        let (status, body, _) = fetch(&server, "/health/ready", true).await;
+        assert_eq!(status, 200, "{vars:?}: {body}");
+    }
+    // And `false` keeps even a fail-closed server in the load balancer.
+    let mut redis = RedisServer::start();
+    let vars = [
+        ("RUSTFORGE_RATE_LIMIT_ON_REDIS_FAILURE", "fail-closed"),
+        ("RUSTFORGE_HEALTH_REDIS_READINESS", "false"),
+    ];
+    let (server, _prod) = on_redis(&redis, &vars).await;
+    redis.stop();
+    assert_eq!(fetch(&server, "/health/ready", false).await.0, 200);
 }
 
 #[tokio::test]
@@ -414,7 +485,11 @@ fn memory_figures_match_proc() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(usage.total, total_kib * 1024);
+    // Without a cgroup limit the figures are the host's; with one, the limit is at most that.
+    match usage.source {
+        MemorySource::Host => assert_eq!(usage.total, total_kib * 1024),
+        _ => assert!(usage.total <= total_kib * 1024),
+    }
     assert!(usage.available > 0 && usage.available <= usage.total);
     // This test process has allocated at least a few hundred KiB and far less than all memory.
     assert!(usage.process_rss > 100 << 10 && usage.process_rss < usage.total);
@@ -489,4 +564,131 @@ async fn postgres_select_1_against_the_real_server_and_a_dead_one() {
     let (status, body) = ready_with(postgres_check(dead)).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(entry(&body, "postgres:responseTime")["status"], "fail");
+}
+
+/// A fake `/proc` and cgroup mount: `files` are (path under the root, content).
+fn fake_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let path = root.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    root
+}
+
+const MIB: u64 = 1 << 20;
+
+fn proc_files(cgroup: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("proc/self/statm", "5000 256 100 1 0 300 0\n".to_owned()),
+        ("proc/self/cgroup", cgroup.to_owned()),
+        (
+            "proc/meminfo",
+            "MemTotal:       16777216 kB\nMemFree:  1 kB\nMemAvailable:    8388608 kB\n".to_owned(),
+        ),
+    ]
+}
+
+fn read(files: &[(&str, String)]) -> MemoryUsage {
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let root = fake_tree(&files);
+    MemoryUsage::read_from(
+        &root.path().join("sys/fs/cgroup"),
+        &root.path().join("proc"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn memory_is_the_containers_under_cgroup_v2() {
+    let mut files = proc_files("0::/kubepods/pod1/app\n");
+    files.extend([
+        (
+            "sys/fs/cgroup/kubepods/pod1/app/memory.max",
+            (512 * MIB).to_string(),
+        ),
+        (
+            "sys/fs/cgroup/kubepods/pod1/app/memory.current",
+            (300 * MIB).to_string(),
+        ),
+        (
+            "sys/fs/cgroup/kubepods/pod1/app/memory.stat",
+            format!("anon 1\ninactive_file {}\nactive_file 5\n", 100 * MIB),
+        ),
+    ]);
+    let usage = read(&files);
+    assert_eq!(usage.source, MemorySource::CgroupV2);
+    assert_eq!(usage.total, 512 * MIB);
+    // The working set (usage minus inactive file cache), as the kubelet counts it.
+    assert_eq!(usage.available, (512 - 200) * MIB);
+    assert_eq!(usage.process_rss, 256 * page_size());
+}
+
+#[test]
+fn a_cgroup_v2_without_a_limit_reports_the_host() {
+    let mut files = proc_files("0::/\n");
+    files.extend([
+        ("sys/fs/cgroup/memory.max", "max\n".to_owned()),
+        ("sys/fs/cgroup/memory.current", (300 * MIB).to_string()),
+    ]);
+    let usage = read(&files);
+    assert_eq!(usage.source, MemorySource::Host);
+    assert_eq!(usage.total, 16 << 30);
+    assert_eq!(usage.available, 8 << 30);
+}
+
+#[test]
+fn memory_is_the_containers_under_cgroup_v1_even_in_its_own_namespace() {
+    // The host's view names the path; inside a cgroup namespace the mount is the cgroup itself.
+    for dir in ["sys/fs/cgroup/memory/docker/abc", "sys/fs/cgroup/memory"] {
+        let files = proc_files("5:cpu:/docker/abc\n4:memory:/docker/abc\n0::/\n");
+        let limit = format!("{dir}/memory.limit_in_bytes");
+        let usage_file = format!("{dir}/memory.usage_in_bytes");
+        let stat = format!("{dir}/memory.stat");
+        let owned = [
+            (limit, (1024 * MIB).to_string()),
+            (usage_file, (600 * MIB).to_string()),
+            (
+                stat,
+                format!("cache 1\ntotal_inactive_file {}\n", 100 * MIB),
+            ),
+        ];
+        let mut all: Vec<(&str, String)> = files.clone();
+        all.extend(owned.iter().map(|(p, c)| (p.as_str(), c.clone())));
+        let usage = read(&all);
+        assert_eq!(usage.source, MemorySource::CgroupV1, "{dir}");
+        assert_eq!(usage.total, 1024 * MIB, "{dir}");
+        assert_eq!(usage.available, (1024 - 500) * MIB, "{dir}");
+    }
+}
+
+#[test]
+fn a_cgroup_v1_without_a_limit_reports_the_host() {
+    let mut files = proc_files("4:memory:/\n");
+    files.extend([
+        (
+            "sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "9223372036854771712".to_owned(),
+        ),
+        (
+            "sys/fs/cgroup/memory/memory.usage_in_bytes",
+            (600 * MIB).to_string(),
+        ),
+    ]);
+    let usage = read(&files);
+    assert_eq!(usage.source, MemorySource::Host);
+    assert_eq!(usage.total, 16 << 30);
+}
+
+#[tokio::test]
+async fn the_memory_check_says_where_its_figures_come_from() {
+    let result = rustforge_prod::health::MemoryCheck::default().check().await;
+    let source = MemoryUsage::read().unwrap().source.as_str();
+    let output = result.output.unwrap_or_default();
+    assert!(output.contains(&format!("({source})")), "{output}");
+}
+
+fn page_size() -> u64 {
+    rustix::param::page_size() as u64
 }

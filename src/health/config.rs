@@ -54,6 +54,12 @@ pub struct HealthConfig {
     pub memory_warn_percent: f64,
     /// Memory unhealthy above this percent used (default 97).
     pub memory_fail_percent: f64,
+    /// Whether a failing Redis takes this server out of readiness (and fails `/health`).
+    /// `None` (the default) decides by what the server needs: only when it cannot serve without
+    /// Redis (a rate limiter that fails closed); otherwise Redis is shared by every server, and
+    /// failing them all at once would turn a degradation into an outage — it is then reported in
+    /// `/health` as a non-critical check.
+    pub redis_readiness: Option<bool>,
 }
 
 impl Default for HealthConfig {
@@ -78,6 +84,7 @@ impl Default for HealthConfig {
             memory: true,
             memory_warn_percent: 90.0,
             memory_fail_percent: 97.0,
+            redis_readiness: None,
         }
     }
 }
@@ -252,6 +259,16 @@ impl HealthConfig {
             "memory used-% that makes the memory check fail",
             |c, var, v| {
                 c.memory_fail_percent = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HEALTH_REDIS_READINESS",
+            "health.redis_readiness",
+            "only when the server cannot serve without Redis (rate limiter `fail-closed`)",
+            "`true`: a Redis outage takes the server out of the load balancer; `false`: never",
+            |c, var, v| {
+                c.redis_readiness = Some(parse::bool(var, v)?);
                 Ok(())
             },
         ),

@@ -57,7 +57,9 @@ pub use check::{BoxFuture, CheckResult, ComponentType, HealthCheck, Observed, St
 pub use checks::RedisCheck;
 #[cfg(feature = "sqlx-postgres")]
 pub use checks::postgres_check;
-pub use checks::{DiskCheck, DiskSpace, FnCheck, LatencyCheck, MemoryCheck, MemoryUsage, check_fn};
+pub use checks::{
+    DiskCheck, DiskSpace, FnCheck, LatencyCheck, MemoryCheck, MemorySource, MemoryUsage, check_fn,
+};
 pub use config::HealthConfig;
 #[cfg(feature = "metrics")]
 pub(crate) use instruments::observer as instruments;

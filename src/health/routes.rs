@@ -38,11 +38,7 @@ impl Health {
         let Some(token) = config.token.as_deref() else {
             return false;
         };
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| crate::util::constant_time_eq(given.as_bytes(), token.as_bytes()))
+        crate::util::bearer_matches(headers, token)
     }
 
     fn status_code(&self, status: &Status) -> StatusCode {

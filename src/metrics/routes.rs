@@ -32,18 +32,14 @@ impl Metrics {
 }
 
 async fn render(State(endpoint): State<Endpoint>, headers: HeaderMap) -> Response {
-    if let Some(token) = &endpoint.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| crate::util::constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
-            )
-                .into_response();
-        }
+    if let Some(token) = &endpoint.token
+        && !crate::util::bearer_matches(&headers, token)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+        )
+            .into_response();
     }
     let body = tokio::task::spawn_blocking(move || endpoint.metrics.render())
         .await

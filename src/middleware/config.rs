@@ -137,7 +137,7 @@ impl HttpConfig {
         Setting::new(
             "RUSTFORGE_CORS_HEADERS",
             "http.cors.headers",
-            "`accept, accept-language, authorization, content-type, x-requested-with, x-request-id, x-socket-id`",
+            "`accept, accept-language, authorization, content-type, x-requested-with, x-request-id, x-socket-id, x-csrf-token, x-xsrf-token`",
             "comma-separated request headers browsers may send",
             |c, _, v| {
                 c.cors.headers = parse::list(v);

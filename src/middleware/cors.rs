@@ -32,6 +32,10 @@ pub const DEFAULT_ALLOW_HEADERS: &[&str] = &[
     "x-requested-with",
     "x-request-id",
     "x-socket-id",
+    // What Laravel pages send with every request (the `csrf-token` meta tag, Axios' copy of the
+    // `XSRF-TOKEN` cookie), Echo's `/broadcasting/auth` included.
+    "x-csrf-token",
+    "x-xsrf-token",
 ];
 
 /// Methods allowed cross-origin by default.

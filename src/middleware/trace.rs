@@ -38,6 +38,16 @@ impl Default for TraceConfig {
 /// `request_id`, read from the extension `SetRequestId` put there before the span is made
 /// (tower-http#351), and — with the `metrics` feature — `trace_id` and `span_id`, continuing an
 /// incoming W3C `traceparent`.
+///
+/// Every field a client controls is bounded, so one request cannot write a huge log line:
+///
+/// | field | bound |
+/// |---|---|
+/// | `method` | one of the nine standard methods, else `_OTHER` (at most 7 bytes) |
+/// | `route` | a route template of the application, or empty; never the raw path |
+/// | `request_id` | 1–128 visible ASCII characters, else replaced by a new UUID v7 |
+/// | `trace_id`, `span_id` | 32 and 16 hex digits; a malformed `traceparent` is ignored |
+/// | `status`, `latency_us` | numbers |
 #[derive(Clone, Debug, Default)]
 pub struct MakeRequestSpan {
     quiet_routes: Arc<[String]>,
@@ -91,7 +101,9 @@ impl<B> MakeSpan<B> for MakeRequestSpan {
         }
         let span = tracing::info_span!(
             "request",
-            method = %request.method(),
+            // A made-up method is `_OTHER`, as in the metrics: a client cannot write what it
+            // likes into the log.
+            method = crate::telemetry::method_name(request.method()),
             route,
             request_id,
             trace_id = tracing::field::Empty,

@@ -377,7 +377,9 @@ fn health(
     let mut health = Health::new(h.clone(), shutdown.clone());
     #[cfg(feature = "redis")]
     if let Some(redis) = redis {
-        health.add_check(Arc::new(crate::health::RedisCheck::new(redis.clone())));
+        let required = h.redis_readiness.unwrap_or_else(|| needs_redis(config));
+        let check = crate::health::RedisCheck::new(redis.clone()).required(required);
+        health.add_check(Arc::new(check));
     }
     if let Some(path) = &h.disk_path {
         let disk = DiskCheck::new(path).thresholds(h.disk_warn_percent, h.disk_fail_percent);
@@ -404,4 +406,23 @@ fn health(
         health.spawn_background_refresh(interval);
     }
     health
+}
+
+/// Whether this server cannot serve without Redis: its rate limiter counts in Redis and fails
+/// closed (every request answers 503 while Redis is down). Then a Redis outage takes it out of
+/// readiness; otherwise the modules degrade and Redis is only reported.
+#[cfg(all(feature = "health", feature = "redis"))]
+fn needs_redis(config: &Config) -> bool {
+    #[cfg(feature = "ratelimit")]
+    {
+        use crate::ratelimit::{FailurePolicy, StoreKind};
+        let rl = &config.rate_limit;
+        let on_redis = rl.store.unwrap_or(StoreKind::Redis) == StoreKind::Redis;
+        on_redis && rl.on_redis_failure == FailurePolicy::FailClosed
+    }
+    #[cfg(not(feature = "ratelimit"))]
+    {
+        let _ = config;
+        false
+    }
 }

@@ -12,7 +12,7 @@ use super::headers::HeaderDialect;
 use super::key::ClientIp;
 use super::layer::{RateLimitLayer, Shared};
 use super::limiter::{RateLimiter, strings};
-use super::store::{Decision, Store};
+use super::store::Decision;
 use crate::error::ConfigError;
 
 /// What a custom 429 response is told about the rejection.
@@ -32,24 +32,17 @@ pub struct Rejection {
 pub(super) type OnLimited = dyn Fn(&Parts, &Rejection) -> Response + Send + Sync;
 pub(super) type Observer = dyn Fn(&str, &Decision) + Send + Sync;
 
-/// Builds a [`RateLimitLayer`].
+/// Builds a [`RateLimitLayer`]: the layer's settings, checked by [`build`](Self::build).
 #[must_use = "call .build() to get the layer"]
 pub struct RateLimitLayerBuilder {
-    pub(super) store: Arc<dyn Store>,
-    pub(super) limiters: Vec<RateLimiter>,
-    pub(super) client_ip: ClientIp,
-    pub(super) headers: HeaderDialect,
-    pub(super) exempt: Vec<String>,
-    pub(super) request_id: Option<HeaderName>,
-    pub(super) on_limited: Option<Arc<OnLimited>>,
-    pub(super) observer: Option<Arc<Observer>>,
+    pub(super) shared: Shared,
 }
 
 impl fmt::Debug for RateLimitLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayerBuilder")
-            .field("store", &self.store)
-            .field("limiters", &self.limiters)
+            .field("store", &self.shared.store)
+            .field("limiters", &self.shared.limiters)
             .finish_non_exhaustive()
     }
 }
@@ -58,19 +51,19 @@ impl RateLimitLayerBuilder {
     /// Adds a limiter. Several limiters may apply to one request; each is checked in turn and
     /// the first that refuses answers 429.
     pub fn limiter(mut self, limiter: RateLimiter) -> Self {
-        self.limiters.push(limiter);
+        self.shared.limiters.push(limiter);
         self
     }
 
     /// How the client IP is found (trusted proxies, IPv6 prefix).
     pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
-        self.client_ip = client_ip;
+        self.shared.client_ip = client_ip;
         self
     }
 
     /// Which headers responses carry (default [`HeaderDialect::Ietf`]).
     pub fn headers(mut self, dialect: HeaderDialect) -> Self {
-        self.headers = dialect;
+        self.shared.headers = dialect;
         self
     }
 
@@ -81,13 +74,13 @@ impl RateLimitLayerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.exempt = strings(paths);
+        self.shared.exempt = strings(paths);
         self
     }
 
     /// The request-id header quoted in 429 bodies (default `x-request-id`; `None` for none).
     pub fn request_id_header(mut self, header: Option<HeaderName>) -> Self {
-        self.request_id = header;
+        self.shared.request_id = header;
         self
     }
 
@@ -97,20 +90,19 @@ impl RateLimitLayerBuilder {
         mut self,
         f: impl Fn(&Parts, &Rejection) -> Response + Send + Sync + 'static,
     ) -> Self {
-        self.on_limited = Some(Arc::new(f));
+        self.shared.on_limited = Some(Arc::new(f));
         self
     }
 
     /// Called with every decision (limiter name, decision) — the metrics module uses it.
     pub fn observer(mut self, f: impl Fn(&str, &Decision) + Send + Sync + 'static) -> Self {
-        self.observer = Some(Arc::new(f));
+        self.shared.observer = Some(Arc::new(f));
         self
     }
 
     /// Checks every limiter and builds the layer.
-    pub fn build(self) -> Result<RateLimitLayer, ConfigError> {
-        let limiters = self
-            .limiters
+    pub fn build(mut self) -> Result<RateLimitLayer, ConfigError> {
+        let limiters = std::mem::take(&mut self.shared.limiters)
             .into_iter()
             .map(RateLimiter::validate)
             .collect::<Result<Vec<_>, _>>()?;
@@ -123,17 +115,9 @@ impl RateLimitLayerBuilder {
                 ));
             }
         }
+        self.shared.limiters = limiters;
         Ok(RateLimitLayer {
-            shared: Arc::new(Shared {
-                store: self.store,
-                limiters,
-                client_ip: self.client_ip,
-                headers: self.headers,
-                exempt: self.exempt,
-                request_id: self.request_id,
-                on_limited: self.on_limited,
-                observer: self.observer,
-            }),
+            shared: Arc::new(self.shared),
         })
     }
 }
@@ -141,7 +125,7 @@ impl RateLimitLayerBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ratelimit::{Limit, MemoryStore};
+    use crate::ratelimit::{Limit, MemoryStore, Store};
 
     #[test]
     fn rejects_bad_limiters() {

@@ -67,14 +67,16 @@ impl RateLimitLayer {
     /// Starts a layer on `store`.
     pub fn builder(store: Arc<dyn Store>) -> RateLimitLayerBuilder {
         RateLimitLayerBuilder {
-            store,
-            limiters: Vec::new(),
-            client_ip: ClientIp::new(),
-            headers: HeaderDialect::Ietf,
-            exempt: vec!["/health".into(), "/metrics".into()],
-            request_id: Some(HeaderName::from_static("x-request-id")),
-            on_limited: None,
-            observer: None,
+            shared: Shared {
+                store,
+                limiters: Vec::new(),
+                client_ip: ClientIp::new(),
+                headers: HeaderDialect::Ietf,
+                exempt: vec!["/health".into(), "/metrics".into()],
+                request_id: Some(HeaderName::from_static("x-request-id")),
+                on_limited: None,
+                observer: None,
+            },
         }
     }
 

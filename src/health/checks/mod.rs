@@ -13,6 +13,6 @@ pub use function::{FnCheck, check_fn};
 pub use latency::LatencyCheck;
 #[cfg(feature = "sqlx-postgres")]
 pub use latency::postgres_check;
-pub use memory::{MemoryCheck, MemoryUsage};
+pub use memory::{MemoryCheck, MemorySource, MemoryUsage};
 #[cfg(feature = "redis")]
 pub use redis::RedisCheck;

@@ -9,10 +9,16 @@ use crate::redis::RedisHandle;
 /// `INFO memory`, degraded when `used_memory` exceeds `memory_warn_percent` of `maxmemory`; on a
 /// cluster `CLUSTER INFO`, unhealthy unless `cluster_state:ok`. Registered automatically when
 /// Redis is configured.
+///
+/// By default it is neither critical nor part of readiness: every server shares the same Redis,
+/// so one outage would fail them all at once, while the modules degrade instead (the rate
+/// limiter falls back, the broadcaster serves its own clients). [`required`](Self::required)
+/// makes it both, for a server that cannot serve without Redis.
 #[derive(Clone, Debug)]
 pub struct RedisCheck {
     redis: RedisHandle,
     memory_warn_percent: f64,
+    required: bool,
 }
 
 impl RedisCheck {
@@ -21,7 +27,15 @@ impl RedisCheck {
         Self {
             redis,
             memory_warn_percent: 90.0,
+            required: false,
         }
+    }
+
+    /// `true`: a failing Redis fails `/health` and readiness (this server leaves the load
+    /// balancer); `false` (the default): it is reported, as a non-critical check.
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
     }
 
     /// Sets the memory threshold (percent of `maxmemory`).
@@ -99,6 +113,12 @@ impl HealthCheck for RedisCheck {
     }
     fn component_type(&self) -> ComponentType {
         ComponentType::Datastore
+    }
+    fn critical(&self) -> bool {
+        self.required
+    }
+    fn readiness(&self) -> bool {
+        self.required
     }
     fn check(&self) -> BoxFuture<'_, CheckResult> {
         Box::pin(self.run())
