@@ -16,7 +16,14 @@
 //! With `PUSHER_APP_ID`, `PUSHER_APP_KEY` and `PUSHER_APP_SECRET` set it also serves the Pusher
 //! WebSocket endpoint `/app/{key}`, the auth endpoints and the HTTP API. Its authorizer admits
 //! any user to any private or presence channel, taking the user id from an `X-User-Id` header —
-//! an example, not a production policy.
+//! an example, not a production policy. For a page on another origin to send that header, allow
+//! it next to the default CORS headers:
+//!
+//! ```sh
+//! RUSTFORGE_CORS_ORIGINS=https://app.example.com \
+//!   RUSTFORGE_CORS_HEADERS=accept,authorization,content-type,x-socket-id,x-csrf-token,x-xsrf-token,x-user-id \
+//!   PUSHER_APP_ID=1 PUSHER_APP_KEY=app-key PUSHER_APP_SECRET=secret cargo run --example full_stack
+//! ```
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

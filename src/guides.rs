@@ -15,5 +15,7 @@ pub mod metrics {}
 pub mod performance {}
 #[doc = include_str!("../docs/rate-limiting.md")]
 pub mod rate_limiting {}
+#[doc = include_str!("../docs/security.md")]
+pub mod security {}
 #[doc = include_str!("../docs/storage.md")]
 pub mod storage {}
