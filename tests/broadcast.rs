@@ -205,7 +205,43 @@ async fn presence_counts_users_not_connections_and_refuses_forged_channel_data()
         f["event"], "pusher:subscription_error",
         "channel_data is required"
     );
+    // A user id is bounded (128 bytes): it is stored per member and sent in every snapshot.
+    let long = format!(r#"{{"user_id":"{}"}}"#, "u".repeat(129));
+    let f = eve.subscribe_signed("presence-room", Some(&long)).await;
+    assert_eq!(f["event"], "pusher:subscription_error", "{f}");
+    assert_eq!(f["data"]["status"], 400);
+    let longest = format!(r#"{{"user_id":"{}"}}"#, "u".repeat(128));
+    let f = eve.subscribe_signed("presence-room", Some(&longest)).await;
+    assert_eq!(f["event"], "pusher_internal:subscription_succeeded", "{f}");
+    let f = ann.frame().await;
+    assert_eq!(f["event"], "pusher_internal:member_added", "{f}");
+    assert_eq!(data(&f)["user_id"].as_str().map(str::len), Some(128));
     ann.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_connection_holds_at_most_its_channel_cap() {
+    let mut config = config();
+    config.max_channels_per_connection = 3;
+    let (server, _prod) = serve(config).await;
+    let mut client = Client::connect(server.addr).await;
+    for channel in ["cap-1", "cap-2", "cap-3"] {
+        let f = client.subscribe(channel, None, None).await;
+        assert_eq!(f["event"], "pusher_internal:subscription_succeeded", "{f}");
+    }
+    // Subscribing again to a channel it holds is not a new channel.
+    let f = client.subscribe("cap-2", None, None).await;
+    assert_eq!(f["event"], "pusher_internal:subscription_succeeded", "{f}");
+    let f = client.subscribe("cap-4", None, None).await;
+    assert_eq!(f["event"], "pusher:subscription_error", "{f}");
+    assert_eq!(f["data"]["status"], 429);
+    // Leaving one makes room; the connection itself stays up throughout.
+    client
+        .send(serde_json::json!({"event": "pusher:unsubscribe", "data": {"channel": "cap-1"}}))
+        .await;
+    let f = client.subscribe("cap-4", None, None).await;
+    assert_eq!(f["event"], "pusher_internal:subscription_succeeded", "{f}");
+    client.assert_alive().await;
 }
 
 #[tokio::test]

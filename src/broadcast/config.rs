@@ -137,6 +137,10 @@ pub struct BroadcastConfig {
     /// rate limiter's: the peer, or the forwarding header of a trusted proxy
     /// (`RUSTFORGE_TRUSTED_PROXIES`).
     pub max_connections_per_ip: usize,
+    /// Channels one connection may be subscribed to at once (default 100): past it a subscribe
+    /// gets `pusher:subscription_error` (status 429), so one client cannot hold thousands of
+    /// channels (and, with Redis, thousands of subscriptions) on a server.
+    pub max_channels_per_connection: usize,
     /// Members per presence channel.
     pub max_presence_members: usize,
     /// Largest presence `user_info`, in bytes.
@@ -176,6 +180,7 @@ impl Default for BroadcastConfig {
             client_event_rate: 10,
             max_connections: 0,
             max_connections_per_ip: 0,
+            max_channels_per_connection: 100,
             max_presence_members: 100,
             max_user_info_size: 2 * 1024,
             timestamp_window: Some(Duration::from_secs(600)),
@@ -275,6 +280,10 @@ impl BroadcastConfig {
                 self.client_event_rate as usize,
             ),
             ("broadcast.max_presence_members", self.max_presence_members),
+            (
+                "broadcast.max_channels_per_connection",
+                self.max_channels_per_connection,
+            ),
             ("broadcast.max_user_info_size", self.max_user_info_size),
         ];
         for (setting, value) in positive {
@@ -378,6 +387,16 @@ impl BroadcastConfig {
             "WebSocket connections per client IP on one server (the client behind `RUSTFORGE_TRUSTED_PROXIES`, as for rate limits)",
             |c, var, v| {
                 c.max_connections_per_ip = parse::from_str(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_MAX_CHANNELS_PER_CONNECTION",
+            "broadcast.max_channels_per_connection",
+            "`100`",
+            "channels one WebSocket connection may subscribe to at once",
+            |c, var, v| {
+                c.max_channels_per_connection = parse::from_str(var, v.trim())?;
                 Ok(())
             },
         ),

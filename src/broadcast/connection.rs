@@ -281,6 +281,9 @@ impl Session<'_> {
                 let Some(user_id) = parsed.user_id() else {
                     return refuse(self, "channel_data needs a user_id", 400);
                 };
+                if user_id.len() > super::protocol::MAX_USER_ID_LEN {
+                    return refuse(self, "user_id is too long", 400);
+                }
                 let info = parsed.user_info.unwrap_or(Value::Null);
                 if info.to_string().len() > self.config.max_user_info_size {
                     return refuse(self, "user_info is too large", 413);
@@ -293,6 +296,9 @@ impl Session<'_> {
             Ok(subscribed) => subscribed,
             Err(SubscribeError::PresenceFull) => {
                 return refuse(self, "The presence channel is full", 403);
+            }
+            Err(SubscribeError::TooManyChannels) => {
+                return refuse(self, "Too many channels on this connection", 429);
             }
             Err(SubscribeError::NotConnected) => return,
         };

@@ -204,6 +204,7 @@ pub(crate) struct Subscribed {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum SubscribeError {
     PresenceFull,
+    TooManyChannels,
     NotConnected,
 }
 
@@ -214,6 +215,7 @@ pub(crate) struct AppHub {
     max_connections: usize,
     max_per_ip: usize,
     max_members: usize,
+    max_channels: usize,
     state: Mutex<State>,
     /// The other servers: [`LocalBus`](super::bus::LocalBus) when there are none.
     bus: Arc<dyn Bus>,
@@ -229,6 +231,7 @@ impl AppHub {
             max_connections: config.max_connections,
             max_per_ip: config.max_connections_per_ip,
             max_members: config.max_presence_members,
+            max_channels: config.max_channels_per_connection,
             #[cfg(feature = "webhooks")]
             webhooks: app.webhook_url.clone().map(|url| {
                 super::webhooks::Webhooks::start(url, app.key.clone(), app.secret.clone())
@@ -329,9 +332,15 @@ impl AppHub {
         cache: bool,
     ) -> Result<Subscribed, SubscribeError> {
         let mut state = self.state();
-        let Some(conn) = state.conns.get(socket_id).map(|c| c.conn.clone()) else {
+        let Some(conn_state) = state.conns.get(socket_id) else {
             return Err(SubscribeError::NotConnected);
         };
+        // A new channel past the cap is refused; a repeated subscribe is not a new channel.
+        if conn_state.channels.len() >= self.max_channels && !conn_state.channels.contains(channel)
+        {
+            return Err(SubscribeError::TooManyChannels);
+        }
+        let conn = conn_state.conn.clone();
         let mut transitions = Transitions {
             occupied: !state.channels.contains_key(channel),
             ..Transitions::default()

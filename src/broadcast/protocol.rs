@@ -7,6 +7,10 @@ use serde_json::Value;
 /// The longest channel or event name accepted.
 pub const MAX_NAME_LEN: usize = 200;
 
+/// Longest presence `user_id`, in bytes: it is stored per member, sent in every presence
+/// snapshot and, with Redis, written as a hash field.
+pub const MAX_USER_ID_LEN: usize = 128;
+
 /// Close and error codes of the protocol (pusher-js: 4000–4099 never retries, 4100–4199 backs
 /// off, 4200–4299 reconnects at once, ≥ 4300 refuses).
 pub mod codes {
