@@ -245,6 +245,31 @@ async fn a_connection_holds_at_most_its_channel_cap() {
 }
 
 #[tokio::test]
+async fn deeply_nested_client_event_data_is_refused() {
+    let (server, _prod) = serve(config()).await;
+    let mut a = Client::connect(server.addr).await;
+    let mut b = Client::connect(server.addr).await;
+    for c in [&mut a, &mut b] {
+        let signed = auth(c, "private-deep", None);
+        c.subscribe("private-deep", signed, None).await;
+    }
+    let nested = |depth: usize| -> Value {
+        serde_json::from_str(&format!("{}{}", "[".repeat(depth), "]".repeat(depth))).unwrap()
+    };
+    a.send(json!({"event": "client-deep", "channel": "private-deep", "data": nested(40)}))
+        .await;
+    let f = a.frame().await;
+    assert_eq!(f["event"], "pusher:error", "{f}");
+    assert_eq!(data(&f)["code"], 4301, "{f}");
+    // 32 levels pass; the other subscriber gets only that one.
+    a.send(json!({"event": "client-ok", "channel": "private-deep", "data": nested(32)}))
+        .await;
+    let f = b.frame().await;
+    assert_eq!(f["event"], "client-ok", "{f}");
+    a.assert_alive().await;
+}
+
+#[tokio::test]
 async fn client_events_reach_other_subscribers_only_where_allowed() {
     let (server, _prod) = serve(config()).await;
     let data_a = r#"{"user_id":"a"}"#;

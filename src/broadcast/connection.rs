@@ -368,6 +368,9 @@ impl Session<'_> {
         if event.len() > MAX_NAME_LEN {
             return reject(self, "Event name too long");
         }
+        if json_depth(data) > MAX_CLIENT_EVENT_DEPTH {
+            return reject(self, "Client event data is nested too deeply");
+        }
         let Some(name) = channel else {
             return reject(self, "Client events need a channel");
         };
@@ -405,5 +408,48 @@ impl Session<'_> {
             .publish(&hub.app.id, name, &text, Some(self.socket_id()), false);
         self.hub
             .publish(name, &Utf8Bytes::from(text), Some(self.socket_id()), false);
+    }
+}
+
+/// How deeply client-event `data` may nest objects and arrays: it is relayed to every other
+/// subscriber, whose JSON parsers (browsers, SDKs) pay for the depth.
+const MAX_CLIENT_EVENT_DEPTH: usize = 32;
+
+/// The deepest nesting of objects and arrays in a JSON text (brackets inside strings ignored).
+fn json_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_depth_counts_brackets_outside_strings() {
+        assert_eq!(super::json_depth(r#"{}"#), 1);
+        assert_eq!(super::json_depth(r#"{"a":[1,{"b":[]}]}"#), 4);
+        assert_eq!(super::json_depth(r#"{"a":"[[[{{{\"]]]"}"#), 1);
+        assert_eq!(super::json_depth("42"), 0);
+        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(super::json_depth(&deep), 40);
     }
 }
