@@ -354,6 +354,18 @@ async fn client_events_can_be_disabled() {
 }
 
 #[tokio::test]
+async fn a_frame_over_the_size_limit_closes_with_1009() {
+    let (server, _prod) = serve(config()).await;
+    let mut a = Client::connect(server.addr).await;
+    // The default message limit is 10 KiB; frames are cut off at 64 KiB.
+    a.send_raw(Message::text("x".repeat(100 * 1024))).await;
+    assert_eq!(a.closed().await, Some(1009));
+    // The server is fine.
+    let mut b = Client::connect(server.addr).await;
+    b.assert_alive().await;
+}
+
+#[tokio::test]
 async fn bad_input_gets_protocol_errors_and_the_server_stays_healthy() {
     let (server, prod) = serve(config()).await;
     let mut a = Client::connect(server.addr).await;

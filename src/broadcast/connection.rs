@@ -38,6 +38,7 @@ fn reason(code: u16) -> &'static str {
         codes::RECONNECT => "Server closing: reconnect",
         codes::PONG_TIMEOUT => "Pong reply not received",
         codes::UNAUTHORIZED => "Connection unauthorized",
+        codes::MESSAGE_TOO_BIG => "Message too big",
         _ => "",
     }
 }
@@ -146,7 +147,14 @@ pub(crate) async fn serve(
                 session.reply(frame("pusher:ping", None, Some("{}")));
                 pinged = true;
             }
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Err(err))) => {
+                // A frame over the limit is "message too big" (1009), not a normal close.
+                if too_big(err) {
+                    conn.close(codes::MESSAGE_TOO_BIG);
+                }
+                break;
+            }
+            Ok(None | Some(Ok(Message::Close(_)))) => break,
             Ok(Some(Ok(message))) => {
                 pinged = false;
                 match message {
@@ -409,6 +417,13 @@ impl Session<'_> {
         self.hub
             .publish(name, &Utf8Bytes::from(text), Some(self.socket_id()), false);
     }
+}
+
+/// Whether a read failed because a frame or message was over the size limit.
+fn too_big(err: axum::Error) -> bool {
+    err.into_inner()
+        .downcast_ref::<tungstenite::Error>()
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }
 
 /// How deeply client-event `data` may nest objects and arrays: it is relayed to every other

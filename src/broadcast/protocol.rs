@@ -22,6 +22,8 @@ pub mod codes {
     pub const UNSUPPORTED_PROTOCOL: u16 = 4007;
     /// Authentication failed (bad sign-in).
     pub const UNAUTHORIZED: u16 = 4009;
+    /// A frame or message over the size limit (RFC 6455 "message too big").
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Reconnect now: the server is shutting down, or this connection was too slow to keep up.
     pub const RECONNECT: u16 = 4200;
     /// No pong within the timeout.
