@@ -884,4 +884,18 @@ async fn per_ip_limits_count_the_client_behind_a_trusted_proxy() {
     }
     // Another client behind the same proxy has its own allowance.
     let _other = from("203.0.113.2").await.expect("another client");
+    // IPv6 clients count per /64, as the rate limiter groups them: one network, one allowance.
+    let _v6 = from("2001:db8:1:2::1")
+        .await
+        .expect("first address of a network");
+    match from("2001:db8:1:2:ffff::9").await {
+        Err(Received::Frame(f)) => assert_eq!(f["data"]["code"], 4100, "{f}"),
+        other => panic!(
+            "a second address of the same /64: {:?}",
+            other.map(|c| c.socket_id)
+        ),
+    }
+    let _next = from("2001:db8:1:3::1")
+        .await
+        .expect("the next /64 is another client");
 }

@@ -384,7 +384,7 @@ impl BroadcastConfig {
             "RUSTFORGE_BROADCAST_MAX_CONNECTIONS_PER_IP",
             "broadcast.max_connections_per_ip",
             "`0` (no limit)",
-            "WebSocket connections per client IP on one server (the client behind `RUSTFORGE_TRUSTED_PROXIES`, as for rate limits)",
+            "WebSocket connections per client IP on one server (the client behind `RUSTFORGE_TRUSTED_PROXIES`, IPv6 per `RUSTFORGE_RATE_LIMIT_IPV6_PREFIX` network, as for rate limits)",
             |c, var, v| {
                 c.max_connections_per_ip = parse::from_str(var, v.trim())?;
                 Ok(())

@@ -346,7 +346,10 @@ fn broadcaster(
             .rate_limit
             .client_ip()
             .map_err(|e| config.name_source(e))?;
-        broadcaster.with_client_ip(move |peer, headers| client_ip.resolve(peer, headers))
+        // Grouped like the rate limiter's keys: an IPv6 client counts per network (/64).
+        broadcaster.with_client_ip(move |peer, headers| {
+            client_ip.network_of(client_ip.resolve(peer, headers))
+        })
     };
     #[cfg(feature = "metrics")]
     if config.metrics.enabled {

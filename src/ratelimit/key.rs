@@ -165,14 +165,23 @@ impl ClientIp {
 
     /// The rate-limit key of an address: itself for IPv4, its network for IPv6.
     pub fn key_of(&self, ip: IpAddr) -> String {
+        match self.network_of(ip) {
+            IpAddr::V6(network) => format!("{network}/{}", self.ipv6_prefix),
+            v4 => v4.to_string(),
+        }
+    }
+
+    /// The address a client is counted by: itself for IPv4, the first address of its network
+    /// (the configured prefix) for IPv6, where one client holds a whole /64 or more.
+    pub fn network_of(&self, ip: IpAddr) -> IpAddr {
         match ip.to_canonical() {
-            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V4(v4) => IpAddr::V4(v4),
             IpAddr::V6(v6) => {
                 let bits = u128::from(v6);
                 let mask = u128::MAX
                     .checked_shl(128 - u32::from(self.ipv6_prefix))
                     .unwrap_or(0);
-                format!("{}/{}", Ipv6Addr::from(bits & mask), self.ipv6_prefix)
+                IpAddr::V6(Ipv6Addr::from(bits & mask))
             }
         }
     }
