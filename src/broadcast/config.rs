@@ -131,6 +131,9 @@ pub struct BroadcastConfig {
     pub send_queue: usize,
     /// Client events per second per connection (4301 above it).
     pub client_event_rate: u32,
+    /// Subscribes one connection may send per second, in bursts of as many (default 50): past it
+    /// `pusher:subscription_error` 429.
+    pub subscribe_rate: u32,
     /// Connections per app (4100 above it; `0`: no limit).
     pub max_connections: usize,
     /// Connections per client IP (4100 above it; `0`: no limit). The client IP is found like the
@@ -178,6 +181,7 @@ impl Default for BroadcastConfig {
             max_event_size: 10 * 1024,
             send_queue: 256,
             client_event_rate: 10,
+            subscribe_rate: 50,
             max_connections: 0,
             max_connections_per_ip: 0,
             max_channels_per_connection: 100,
@@ -279,6 +283,7 @@ impl BroadcastConfig {
                 "broadcast.client_event_rate",
                 self.client_event_rate as usize,
             ),
+            ("broadcast.subscribe_rate", self.subscribe_rate as usize),
             ("broadcast.max_presence_members", self.max_presence_members),
             (
                 "broadcast.max_channels_per_connection",
@@ -397,6 +402,16 @@ impl BroadcastConfig {
             "channels one WebSocket connection may subscribe to at once",
             |c, var, v| {
                 c.max_channels_per_connection = parse::from_str(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_SUBSCRIBE_RATE",
+            "broadcast.subscribe_rate",
+            "`50`",
+            "subscribes one WebSocket connection may send per second (bursts of as many)",
+            |c, var, v| {
+                c.subscribe_rate = parse::from_str(var, v.trim())?;
                 Ok(())
             },
         ),

@@ -111,8 +111,8 @@ pub(crate) async fn serve(
         hub: &hub,
         config: &config,
         conn: &conn,
-        tokens: f64::from(config.client_event_rate),
-        refilled: Instant::now(),
+        client_events: Bucket::new(config.client_event_rate),
+        subscribes: Bucket::new(config.subscribe_rate),
         out: Vec::new(),
     };
     let established = serde_json::json!({
@@ -180,8 +180,10 @@ struct Session<'a> {
     hub: &'a AppHub,
     config: &'a BroadcastConfig,
     conn: &'a Conn,
-    tokens: f64,
-    refilled: Instant,
+    /// `client_event_rate` client events a second.
+    client_events: Bucket,
+    /// `subscribe_rate` subscribes a second.
+    subscribes: Bucket,
     /// Replies to the client's own frames, sent (waiting for queue space) before the next read.
     out: Vec<Utf8Bytes>,
 }
@@ -253,6 +255,9 @@ impl Session<'_> {
         let refuse = |this: &mut Self, error: &str, status| {
             this.reply(subscription_error_frame(name, error, status))
         };
+        if !self.subscribes.take() {
+            return refuse(self, "Subscribing too fast", 429);
+        }
         let channel = match Channel::parse(name) {
             Ok(channel) => channel,
             Err(reason) => return refuse(self, reason, 400),
@@ -397,16 +402,9 @@ impl Session<'_> {
                 "Subscribe to the channel before sending client events",
             );
         };
-        // Token bucket: `client_event_rate` per second, bursts of as many.
-        let rate = f64::from(self.config.client_event_rate);
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate).min(rate);
-        self.refilled = now;
-        if self.tokens < 1.0 {
+        if !self.client_events.take() {
             return reject(self, "Client event rate limit exceeded");
         }
-        self.tokens -= 1.0;
         let text = client_event_frame(event, name, data, user_id.as_deref());
         let socket = self.socket_id();
         self.hub
@@ -416,6 +414,36 @@ impl Session<'_> {
             .publish(&hub.app.id, name, &text, Some(self.socket_id()), false);
         self.hub
             .publish(name, &Utf8Bytes::from(text), Some(self.socket_id()), false);
+    }
+}
+
+/// A token bucket: `rate` a second, in bursts of as many.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes a token when there is one.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
     }
 }
 
