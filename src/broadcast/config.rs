@@ -113,8 +113,10 @@ pub struct BroadcastConfig {
     /// `REDIS_URL` is set, else memory (one server).
     pub store: Option<BroadcastStore>,
     /// With Redis: a server that has not heartbeated for this long is considered dead and its
-    /// presence members are removed by the others (`member_removed` within this bound;
-    /// `RUSTFORGE_BROADCAST_NODE_TIMEOUT`, default 30 s).
+    /// presence members are removed by the others (`RUSTFORGE_BROADCAST_NODE_TIMEOUT`, default
+    /// 25 s). Servers heartbeat every `node_timeout / 6` and reap when they heartbeat, so after a
+    /// crash `member_removed` reaches the other servers' clients within `7/6 × node_timeout`
+    /// plus one Redis round trip: 29.2 s by default, inside the 30 s the docs promise.
     #[serde(with = "humantime_serde")]
     pub node_timeout: Duration,
     /// Seconds of silence after which clients ping (`activity_timeout` of the handshake).
@@ -174,7 +176,7 @@ impl Default for BroadcastConfig {
         Self {
             apps: Vec::new(),
             store: None,
-            node_timeout: Duration::from_secs(30),
+            node_timeout: Duration::from_secs(25),
             activity_timeout: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             max_message_size: 10 * 1024,
@@ -428,8 +430,8 @@ impl BroadcastConfig {
         Setting::new(
             "RUSTFORGE_BROADCAST_NODE_TIMEOUT",
             "broadcast.node_timeout",
-            "`30s`",
-            "with Redis: a server silent this long is dead and its presence members are removed",
+            "`25s`",
+            "with Redis: a server silent this long is dead; its members are removed within 7/6 of it (29.2 s by default)",
             |c, var, v| {
                 c.node_timeout = parse::duration(var, v.trim())?;
                 Ok(())
