@@ -10,8 +10,6 @@
 //! The authorizer takes the user from the `X-User-Id` header the page sends — an example, not a
 //! production policy: a real app derives the user from its session.
 
-use std::net::SocketAddr;
-
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
@@ -77,11 +75,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
     let listener = rustforge_prod::bind(format!("127.0.0.1:{port}")).await?;
     println!("chat listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(prod.shutdown_signal())
-    .await?;
+    rustforge_prod::serve(listener, app, &prod).await;
     Ok(())
 }

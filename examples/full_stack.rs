@@ -25,7 +25,6 @@
 //!   PUSHER_APP_ID=1 PUSHER_APP_KEY=app-key PUSHER_APP_SECRET=secret cargo run --example full_stack
 //! ```
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::body::Bytes;
@@ -82,14 +81,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let listener = rustforge_prod::bind(format!("0.0.0.0:{port}")).await?;
     tracing::info!(addr = %listener.local_addr()?, "full_stack listening");
     println!("full_stack listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(prod.shutdown_signal())
-    .await?;
-    // Push what OTLP metrics and spans are still buffered before the process exits.
-    prod.flush().await;
+    // Returns after SIGTERM, once in-flight requests finished and buffered OTLP data is pushed.
+    rustforge_prod::serve(listener, app, &prod).await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -2,8 +2,6 @@
 //!
 //! Then try `curl -i localhost:3000/` and `curl -i --compressed localhost:3000/api/items`.
 
-use std::net::SocketAddr;
-
 use axum::serve::Listener as _;
 use axum::{Json, Router, routing::get};
 use rustforge_prod::{LogConfig, LogFormat, ProductionLayer, init_logging};
@@ -27,12 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
     let listener = rustforge_prod::bind(format!("0.0.0.0:{port}")).await?;
     println!("quickstart listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(prod.shutdown_signal())
-    .await?;
+    rustforge_prod::serve(listener, app, &prod).await;
     Ok(())
 }
 

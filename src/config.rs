@@ -39,6 +39,7 @@ use crate::middleware::HttpConfig;
 use crate::ratelimit::RateLimitConfig;
 #[cfg(feature = "redis")]
 use crate::redis::RedisConfig;
+pub use crate::server::ServerConfig;
 #[cfg(feature = "storage")]
 use crate::storage::StorageConfig;
 
@@ -52,6 +53,8 @@ use crate::storage::StorageConfig;
 pub struct Config {
     /// Logging (format and filter), used by [`init_logging`](crate::init_logging).
     pub log: LogConfig,
+    /// Limits and timeouts of the HTTP server, used by [`serve`](crate::serve).
+    pub server: ServerConfig,
     /// The HTTP middleware stack.
     #[cfg(feature = "middleware")]
     pub http: HttpConfig,
@@ -155,6 +158,7 @@ impl Config {
         }
         first_of! {
             LogConfig::ENV => &mut self.log,
+            ServerConfig::ENV => &mut self.server,
             Self::ENV => &mut *self,
         }
         #[cfg(feature = "middleware")]
@@ -237,6 +241,7 @@ impl Config {
 
     fn validate_inner(&self) -> Result<(), ConfigError> {
         self.log.validate()?;
+        self.server.validate()?;
         #[cfg(feature = "middleware")]
         self.http.validate()?;
         #[cfg(feature = "health")]
@@ -286,7 +291,9 @@ pub fn env_vars() -> Vec<EnvVar> {
     fn vars<C>(table: &'static [Setting<C>]) -> impl Iterator<Item = EnvVar> {
         table.iter().map(|setting| setting.var)
     }
-    let all = vars(LogConfig::ENV).chain(vars(Config::ENV));
+    let all = vars(LogConfig::ENV)
+        .chain(vars(ServerConfig::ENV))
+        .chain(vars(Config::ENV));
     #[cfg(feature = "middleware")]
     let all = all.chain(vars(HttpConfig::ENV));
     #[cfg(feature = "metrics")]

@@ -8,7 +8,6 @@
 //! ```no_run
 //! use axum::{Router, routing::get};
 //! use rustforge_prod::{ProductionLayer, init_logging};
-//! use std::net::SocketAddr;
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,9 +18,8 @@
 //!         .merge(prod.routes())
 //!         .layer(prod.layer());
 //!     let listener = rustforge_prod::bind("0.0.0.0:3000").await?; // TCP_NODELAY on
-//!     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-//!         .with_graceful_shutdown(prod.shutdown_signal())
-//!         .await?;
+//!     // Header-read and idle timeouts, a connection cap, graceful shutdown on SIGTERM.
+//!     rustforge_prod::serve(listener, app, &prod).await;
 //!     Ok(())
 //! }
 //! ```
@@ -59,11 +57,11 @@ pub mod error;
 // The guides use every feature.
 #[cfg(feature = "full")]
 pub mod guides;
-mod listener;
 pub mod logging;
 #[cfg(any(feature = "middleware", feature = "ratelimit", feature = "storage"))]
 mod problem;
 pub mod production;
+pub mod server;
 mod shutdown;
 mod telemetry;
 mod util;
@@ -94,9 +92,10 @@ pub struct ReadmeDoctests;
 
 pub use config::Config;
 pub use error::{ConfigError, Error};
-pub use listener::{Listener, bind};
 pub use logging::{LogConfig, LogFormat, LogGuard, init_logging};
 #[cfg(feature = "middleware")]
 pub use production::ProductionStack;
+pub use production::serve;
 pub use production::{ProductionLayer, ProductionLayerBuilder};
+pub use server::{Listener, bind};
 pub use shutdown::Shutdown;

@@ -15,7 +15,6 @@ const PRIMITIVES: &[&str] = &[
     "env",
     "util",
     "shutdown",
-    "listener",
     "telemetry",
     "problem",
     "redis",
@@ -30,6 +29,7 @@ const MODULES: &[&str] = &[
     "storage",
     "logging",
     "otlp",
+    "server",
 ];
 /// Where modules meet.
 const WIRING: &[&str] = &["production", "config", "lib"];

@@ -65,6 +65,14 @@ fn every_variable_is_read() {
         ("RUSTFORGE_RATE_LIMIT_IPV6_PREFIX", "56"),
         ("RUSTFORGE_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
         ("RUSTFORGE_PROXY_HEADER", "forwarded"),
+        ("RUSTFORGE_HEADER_READ_TIMEOUT", "5s"),
+        ("RUSTFORGE_IDLE_TIMEOUT", "620s"),
+        ("RUSTFORGE_MAX_CONNECTIONS", "2048"),
+        ("RUSTFORGE_MAX_HEADER_SIZE", "32KiB"),
+        ("RUSTFORGE_MAX_HEADERS", "64"),
+        ("RUSTFORGE_SHUTDOWN_TIMEOUT", "15s"),
+        ("RUSTFORGE_HTTP2_KEEPALIVE_INTERVAL", "30s"),
+        ("RUSTFORGE_HTTP2_MAX_STREAMS", "100"),
         ("PATH", "/usr/bin"), // other variables are ignored
     ])
     .unwrap();
@@ -125,6 +133,15 @@ fn every_variable_is_read() {
     assert_eq!(rl.ipv6_prefix, 56);
     assert_eq!(rl.trusted_proxies.len(), 2);
     assert_eq!(rl.proxy_header, ProxyHeader::Forwarded);
+    let server = &config.server;
+    assert_eq!(server.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(server.idle_timeout, Duration::from_secs(620));
+    assert_eq!(server.max_connections, 2048);
+    assert_eq!(server.max_header_size.as_u64(), 32 * 1024);
+    assert_eq!(server.max_headers, 64);
+    assert_eq!(server.shutdown_timeout, Duration::from_secs(15));
+    assert_eq!(server.http2_keep_alive_interval, Duration::from_secs(30));
+    assert_eq!(server.http2_max_concurrent_streams, 100);
 }
 
 #[test]
@@ -193,6 +210,15 @@ fn every_invalid_value_names_its_variable() {
         &[("RUSTFORGE_RATE_LIMIT_IPV6_PREFIX", "129")],
         &[("RUSTFORGE_TRUSTED_PROXIES", "10.0.0.0/8,everyone")],
         &[("RUSTFORGE_PROXY_HEADER", "via")],
+        &[("RUSTFORGE_HEADER_READ_TIMEOUT", "0s")],
+        &[("RUSTFORGE_IDLE_TIMEOUT", "a minute")],
+        &[("RUSTFORGE_MAX_CONNECTIONS", "0")],
+        &[("RUSTFORGE_MAX_CONNECTIONS", "-1")],
+        &[("RUSTFORGE_MAX_HEADER_SIZE", "1024")],
+        &[("RUSTFORGE_MAX_HEADERS", "0")],
+        &[("RUSTFORGE_SHUTDOWN_TIMEOUT", "never")],
+        &[("RUSTFORGE_HTTP2_KEEPALIVE_INTERVAL", "0s")],
+        &[("RUSTFORGE_HTTP2_MAX_STREAMS", "0")],
         &[
             ("RUSTFORGE_RATE_LIMIT", "2000/min"),
             ("RUSTFORGE_RATE_LIMIT_ALGORITHM", "sliding-log"),

@@ -3,96 +3,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use support::example;
 use support::http::{client, get, get_text};
-
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    port: u16,
-}
-
-impl Running {
-    fn start(name: &str, env: &[(&str, &str)]) -> Self {
-        let port = support::free_port();
-        let mut child = Command::new(example(name))
-            .env_clear()
-            .env("PORT", port.to_string())
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let running = Self { child, lines, port };
-        running.wait_for_line(|l| l.contains("listening on http://"));
-        running
-    }
-
-    fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .expect("expected output line");
-            if pred(&line) {
-                return line;
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-
-    /// Sends SIGTERM (through the kill(2) call, not a `kill` binary).
-    fn sigterm(&self) {
-        use rustix::process::{Pid, Signal, kill_process};
-        let pid = Pid::from_raw(self.child.id() as i32).expect("a child pid");
-        kill_process(pid, Signal::TERM).expect("SIGTERM sent");
-    }
-
-    /// Sends SIGTERM and expects a clean exit.
-    fn terminate(self) {
-        self.sigterm();
-        self.wait_for_clean_exit();
-    }
-
-    fn wait_for_clean_exit(mut self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit status {status}");
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no exit within 10 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::process::Running;
 
 #[tokio::test]
 async fn quickstart_serves_the_default_stack_and_stops_on_sigterm() {

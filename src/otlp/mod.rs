@@ -18,7 +18,7 @@
 //! config.otlp = otlp;
 //! let prod = ProductionLayer::builder().config(config).build().await?;
 //! let _logs = prod.init_logging()?; // JSON logs + a span per request, exported over OTLP
-//! // ... axum::serve(listener, app).with_graceful_shutdown(prod.shutdown_signal()).await?;
+//! // ... rustforge_prod::serve(listener, app, &prod).await, which ends with:
 //! prod.flush().await; // export what is still buffered before the process exits
 //! # Ok(()) }
 //! ```

@@ -4,7 +4,7 @@
 //!
 //! **Work inside your module; connecting two modules happens only here** (and in
 //! [`Config`](crate::Config), which joins the modules' settings). A module — `middleware`,
-//! `ratelimit`, `broadcast`, `health`, `metrics`, `storage`, `logging`, `otlp` — uses the shared
+//! `ratelimit`, `broadcast`, `health`, `metrics`, `storage`, `logging`, `otlp`, `server` — uses the shared
 //! primitives (`error`, `env`, `util`, `shutdown`, `telemetry`, `problem`, the [`redis`](crate::redis)
 //! handle) and nothing of another module; `tests/architecture.rs` keeps it so. A module's
 //! instruments are declared in the module, given a `Meter`; this is where they are registered.
@@ -27,6 +27,7 @@ mod build;
 mod builder;
 mod checks;
 mod layer;
+mod serve;
 #[cfg(feature = "middleware")]
 mod stack;
 
@@ -35,5 +36,6 @@ pub(crate) use checks::check_config;
 #[cfg(all(feature = "storage", feature = "health"))]
 pub use checks::storage_check;
 pub use layer::ProductionLayer;
+pub use serve::serve;
 #[cfg(feature = "middleware")]
 pub use stack::ProductionStack;

@@ -9,6 +9,7 @@
 //! use rustforge_prod::ProductionLayer;
 //! use rustforge_prod::broadcast::{AppConfig, BroadcastConfig};
 //! use rustforge_prod::testing::broadcast::{Server, conformance};
+//! use axum::serve::Listener as _; // local_addr
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,12 +18,10 @@
 //!     .build()
 //!     .await?;
 //! let broadcaster = prod.broadcaster().unwrap().clone();
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let listener = rustforge_prod::bind("127.0.0.1:0").await?;
 //! let addr = listener.local_addr()?;
 //! let app = axum::Router::new().merge(prod.routes());
-//! tokio::spawn(async move {
-//!     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
-//! });
+//! tokio::spawn(async move { rustforge_prod::serve(listener, app, &prod).await });
 //! conformance(&[Server { addr, broadcaster }]).await;
 //! # Ok(()) }
 //! ```

@@ -8,6 +8,7 @@ pub mod http;
 pub mod logs;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+pub mod process;
 #[cfg(feature = "broadcast")]
 pub mod pusher;
 pub mod redis;

@@ -1,0 +1,108 @@
+//! The hyper service of one connection: the application, with the peer address as
+//! [`ConnectInfo`] and each request counted in flight until its response body is done.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tower::util::Oneshot;
+use tower::{Service, ServiceExt};
+
+use super::activity::{Activity, InFlight};
+
+/// The application as hyper calls it on one connection.
+#[derive(Clone, Debug)]
+pub(super) struct ConnectionService<S, A> {
+    pub(super) app: S,
+    pub(super) remote_addr: A,
+    pub(super) activity: Arc<Activity>,
+}
+
+impl<S, A> hyper::service::Service<http::Request<Incoming>> for ConnectionService<S, A>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+    A: Clone + Send + Sync + 'static,
+{
+    type Response = http::Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let in_flight = self.activity.request();
+        let mut request = request.map(Body::new);
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(self.remote_addr.clone()));
+        ResponseFuture {
+            response: self.app.clone().oneshot(request),
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project! {
+    /// The application's response, its body wrapped in a [`TrackedBody`].
+    pub(super) struct ResponseFuture<S: Service<Request>> {
+        #[pin]
+        response: Oneshot<S, Request>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<S> Future for ResponseFuture<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Output = Result<http::Response<TrackedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.response.poll(cx))?;
+        let in_flight = this.in_flight.take().expect("polled after completion");
+        Poll::Ready(Ok(response.map(|body| TrackedBody {
+            body,
+            _in_flight: in_flight,
+        })))
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its request counted in flight until hyper drops it.
+    #[derive(Debug)]
+    pub(super) struct TrackedBody {
+        #[pin]
+        body: Body,
+        _in_flight: InFlight,
+    }
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

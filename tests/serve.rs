@@ -1,0 +1,420 @@
+//! `rustforge_prod::serve` against slow, idle, oversized and numerous clients, and through a
+//! graceful shutdown under load — on `examples/full_stack`, a real process configured by the
+//! environment, spoken to with raw sockets over loopback. No timing is asserted beyond the
+//! configured timeouts: a close must not come before its timeout, and each wait has a generous
+//! guard so that a server that never closes fails instead of hanging.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+
+use support::process::Running;
+
+/// How long a test waits for something the server must do before it calls it hung.
+const GUARD: Duration = Duration::from_secs(30);
+
+async fn connect(app: &Running) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", app.port)).await.unwrap()
+}
+
+/// Reads one response (head and a `content-length` body); `None` when the connection closed
+/// first.
+async fn read_response(stream: &mut TcpStream) -> Option<String> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = find(&data, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if head.starts_with("http/1.1 100") {
+                data.drain(..end + 4);
+                return Some(head);
+            }
+            if data.len() >= end + 4 + length {
+                return Some(String::from_utf8_lossy(&data[..end + 4 + length]).into_owned());
+            }
+        }
+        match timeout(GUARD, stream.read(&mut buf))
+            .await
+            .expect("no response")
+        {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Waits until the server closes `stream` (EOF or reset); panics on data or after [`GUARD`].
+async fn closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    match timeout(GUARD, stream.read(&mut buf)).await {
+        Err(_) => panic!("the server did not close the connection within {GUARD:?}"),
+        Ok(Ok(0) | Err(_)) => {}
+        Ok(Ok(n)) => panic!("unexpected data: {:?}", String::from_utf8_lossy(&buf[..n])),
+    }
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: serve.test\r\n\r\n";
+
+#[tokio::test]
+async fn a_slowloris_client_is_closed_by_the_header_read_timeout() {
+    let app = Running::start(
+        "full_stack",
+        &[
+            ("RUSTFORGE_HEADER_READ_TIMEOUT", "3s"),
+            ("RUSTFORGE_IDLE_TIMEOUT", "60s"),
+        ],
+    );
+    let mut stream = connect(&app).await;
+    let head = b"GET / HTTP/1.1\r\nhost: serve.test\r\nx-filler: slowly-slowly-slowly\r\n\r\n";
+    let started = Instant::now();
+    // One byte every 2 s: the whole head would take two minutes.
+    let mut buf = [0u8; 64];
+    for (sent, byte) in head.iter().enumerate() {
+        assert!(sent < head.len() - 1, "the whole head went through");
+        if stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        match timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+            Err(_) => continue,
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => panic!("a response to half a head: {:?}", &buf[..n]),
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(3),
+        "closed before the timeout: {elapsed:?}"
+    );
+    // The server is fine, and a normal client is served.
+    let mut stream = connect(&app).await;
+    stream.write_all(GET).await.unwrap();
+    assert!(
+        read_response(&mut stream)
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
+    let app = Running::start(
+        "full_stack",
+        &[
+            ("RUSTFORGE_IDLE_TIMEOUT", "2s"),
+            ("PUSHER_APP_ID", "1"),
+            ("PUSHER_APP_KEY", "serve-key"),
+            ("PUSHER_APP_SECRET", "serve-secret"),
+        ],
+    );
+    // Idle after a request: closed once the idle timeout passed.
+    let mut idle = connect(&app).await;
+    idle.write_all(GET).await.unwrap();
+    assert!(
+        read_response(&mut idle)
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+    let served = Instant::now();
+    closed(&mut idle).await;
+    assert!(served.elapsed() >= Duration::from_secs(2));
+
+    // A request whose body takes longer than the idle timeout is in flight, not idle.
+    let mut busy = connect(&app).await;
+    busy.write_all(
+        b"POST /api/echo HTTP/1.1\r\nhost: serve.test\r\ncontent-length: 10\r\n\r\nhello",
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let quiet = timeout(Duration::from_secs(3), busy.read(&mut buf)).await;
+    assert!(
+        quiet.is_err(),
+        "the connection was cut or answered mid-body: {quiet:?}"
+    );
+    busy.write_all(b"world").await.unwrap();
+    let response = read_response(&mut busy).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("helloworld"), "{response}");
+
+    // A WebSocket is not an idle HTTP connection: it outlives the idle timeout.
+    let url = format!("ws://127.0.0.1:{}/app/serve-key?protocol=7", app.port);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let established = ws.next().await.unwrap().unwrap();
+    assert!(
+        established
+            .to_text()
+            .unwrap()
+            .contains("pusher:connection_established")
+    );
+    let quiet = timeout(Duration::from_secs(3), ws.next()).await;
+    assert!(quiet.is_err(), "the WebSocket got {quiet:?} within 3 s");
+    ws.send(Message::text(r#"{"event":"pusher:ping","data":{}}"#))
+        .await
+        .unwrap();
+    let pong = ws.next().await.unwrap().unwrap();
+    assert!(pong.to_text().unwrap().contains("pusher:pong"), "{pong:?}");
+}
+
+#[tokio::test]
+async fn oversized_and_unfinished_heads_do_not_hold_memory() {
+    let app = Running::start(
+        "full_stack",
+        &[
+            ("RUSTFORGE_HEADER_READ_TIMEOUT", "3s"),
+            ("RUSTFORGE_IDLE_TIMEOUT", "60s"),
+        ],
+    );
+    // Warm up the server's allocator with ordinary requests first.
+    let mut stream = connect(&app).await;
+    for _ in 0..20 {
+        stream.write_all(GET).await.unwrap();
+        read_response(&mut stream).await.unwrap();
+    }
+    drop(stream);
+    let baseline = app.rss_bytes();
+
+    // 300 clients each start a 350 KB head: answered 431 at the 64 KiB limit and closed.
+    let filler = vec![b'a'; 350 * 1024];
+    let clients = (0..300).map(|_| {
+        let filler = filler.clone();
+        let port = app.port;
+        tokio::spawn(async move {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let _ = stream
+                .write_all(b"GET / HTTP/1.1\r\nhost: serve.test\r\nx-big: ")
+                .await;
+            // The server stops reading at its limit: the rest of the write may fail.
+            let _ = stream.write_all(&filler).await;
+            read_response(&mut stream).await
+        })
+    });
+    for client in futures_util::future::join_all(clients).await {
+        let response = client.unwrap().expect("a response");
+        assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    }
+
+    // 300 clients each send 60 KB of a head (under the limit) and stop: held until the
+    // header-read timeout, then closed. Twice: the memory the first wave held is the memory the
+    // second one gets (glibc's malloc keeps freed memory for reuse instead of returning it, so
+    // RSS does not drop back by itself; it must not grow with every wave either).
+    let mut peaks = Vec::new();
+    for _ in 0..2 {
+        unfinished_heads(&app, 300, 60 * 1024).await;
+        peaks.push(app.rss_bytes());
+    }
+    let limit = 300 * 64 * 1024;
+    eprintln!(
+        "RSS: baseline {} KiB, after the first wave {} KiB, after the second {} KiB",
+        baseline / 1024,
+        peaks[0] / 1024,
+        peaks[1] / 1024
+    );
+    assert!(
+        peaks[0] - baseline < 2 * limit,
+        "300 heads of 60 KB cost more than twice their buffers"
+    );
+    assert!(
+        peaks[1] < peaks[0] + limit / 4,
+        "the second wave did not reuse the first one's memory: {peaks:?}"
+    );
+}
+
+/// Opens `n` connections that each send `bytes` of a head and stop; returns once the server
+/// closed them all (at the header-read timeout), after checking it still serves meanwhile.
+async fn unfinished_heads(app: &Running, n: usize, bytes: usize) {
+    let filler = vec![b'a'; bytes];
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut stream = connect(app).await;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: serve.test\r\nx-big: ")
+            .await
+            .unwrap();
+        stream.write_all(&filler).await.unwrap();
+        held.push(stream);
+    }
+    let mut stream = connect(app).await;
+    stream.write_all(GET).await.unwrap();
+    assert!(
+        read_response(&mut stream)
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+    for stream in &mut held {
+        closed(stream).await;
+    }
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_new_connections_wait_and_open_ones_are_served() {
+    let app = Running::start("full_stack", &[("RUSTFORGE_MAX_CONNECTIONS", "10")]);
+    let mut open = Vec::new();
+    for _ in 0..10 {
+        let mut stream = connect(&app).await;
+        stream.write_all(GET).await.unwrap();
+        assert!(
+            read_response(&mut stream)
+                .await
+                .unwrap()
+                .starts_with("HTTP/1.1 200")
+        );
+        open.push(stream);
+    }
+    // The 11th: the kernel completes the handshake, the server does not accept it yet.
+    let mut waiting = connect(&app).await;
+    waiting.write_all(GET).await.unwrap();
+    // The open connections keep being served...
+    for stream in &mut open {
+        stream.write_all(GET).await.unwrap();
+        assert!(
+            read_response(stream)
+                .await
+                .unwrap()
+                .starts_with("HTTP/1.1 200")
+        );
+    }
+    // ... while the waiting one got nothing.
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(waiting.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the connection past the cap was served"
+    );
+    // One closes: the waiting connection is accepted and served.
+    drop(open.remove(0));
+    let response = read_response(&mut waiting)
+        .await
+        .expect("served once a place freed");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_started_requests_under_load() {
+    let app = Running::start("full_stack", &[]);
+    // A request the handler has started: it asked for the body (100 Continue).
+    let mut started = connect(&app).await;
+    started
+        .write_all(
+            b"POST /api/echo HTTP/1.1\r\nhost: serve.test\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let continue_ = read_response(&mut started).await.unwrap();
+    assert!(continue_.starts_with("http/1.1 100"), "{continue_}");
+    // An idle keep-alive connection.
+    let mut idle = connect(&app).await;
+    idle.write_all(GET).await.unwrap();
+    assert!(
+        read_response(&mut idle)
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+    // Load: four keep-alive clients in a loop until the server goes away.
+    let url = app.url("/api/items/3");
+    let (running, mut all_running) = tokio::sync::mpsc::channel(4);
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            let running = running.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut complete = 0;
+                loop {
+                    if complete == 10 {
+                        running.send(()).await.unwrap();
+                    }
+                    let Ok(response) = client.get(&url).send().await else {
+                        // Refused or closed before a response began: not started.
+                        return complete;
+                    };
+                    assert_eq!(response.status(), 200);
+                    let body = response
+                        .bytes()
+                        .await
+                        .expect("a started response is complete");
+                    assert!(body.starts_with(b"{"), "{body:?}");
+                    complete += 1;
+                }
+            })
+        })
+        .collect();
+
+    for _ in 0..4 {
+        all_running.recv().await.unwrap();
+    }
+    app.sigterm();
+    app.wait_for_line(|l| l.contains("server stopped accepting"));
+    // The idle connection is closed at once; the started request finishes.
+    closed(&mut idle).await;
+    started.write_all(b"hello").await.unwrap();
+    let response = read_response(&mut started)
+        .await
+        .expect("the started request's response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("hello"), "{response}");
+    assert!(response.contains("connection: close"), "{response}");
+    closed(&mut started).await;
+    for client in load {
+        let complete = client.await.expect("no started request failed");
+        assert!(complete >= 10);
+    }
+    assert!(
+        TcpStream::connect(("127.0.0.1", app.port)).await.is_err(),
+        "the listener is closed"
+    );
+    app.wait_for_clean_exit();
+}
+
+#[tokio::test]
+async fn at_the_shutdown_deadline_the_remaining_connections_are_closed() {
+    let app = Running::start("full_stack", &[("RUSTFORGE_SHUTDOWN_TIMEOUT", "2s")]);
+    // A request whose body never comes.
+    let mut stuck = connect(&app).await;
+    stuck
+        .write_all(
+            b"POST /api/echo HTTP/1.1\r\nhost: serve.test\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(
+        read_response(&mut stuck)
+            .await
+            .unwrap()
+            .starts_with("http/1.1 100")
+    );
+    let stopping = Instant::now();
+    app.sigterm();
+    app.wait_for_line(|l| l.contains("shutdown timeout reached"));
+    assert!(stopping.elapsed() >= Duration::from_secs(2));
+    closed(&mut stuck).await;
+    app.wait_for_clean_exit();
+}
+
+#[tokio::test]
+async fn http2_without_tls_is_served() {
+    let app = Running::start("full_stack", &[]);
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = client.get(app.url("/api/items/2")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+}

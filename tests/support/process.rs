@@ -1,0 +1,104 @@
+//! An example binary as a user runs it: a real process, configured by the environment, spoken to
+//! over loopback, stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::example;
+
+/// A running example; killed when dropped.
+pub struct Running {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub port: u16,
+}
+
+impl Running {
+    pub fn start(name: &str, env: &[(&str, &str)]) -> Self {
+        let port = super::free_port();
+        let mut child = Command::new(example(name))
+            .env_clear()
+            .env("PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let running = Self { child, lines, port };
+        running.wait_for_line(|l| l.contains("listening on http://"));
+        running
+    }
+
+    pub fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .expect("expected output line");
+            if pred(&line) {
+                return line;
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// The resident set size of the process, from `/proc/<pid>/status`.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status");
+        kib * 1024
+    }
+
+    /// Sends SIGTERM (through the kill(2) call, not a `kill` binary).
+    pub fn sigterm(&self) {
+        use rustix::process::{Pid, Signal, kill_process};
+        let pid = Pid::from_raw(self.child.id() as i32).expect("a child pid");
+        kill_process(pid, Signal::TERM).expect("SIGTERM sent");
+    }
+
+    /// Sends SIGTERM and expects a clean exit.
+    pub fn terminate(self) {
+        self.sigterm();
+        self.wait_for_clean_exit();
+    }
+
+    pub fn wait_for_clean_exit(mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit status {status}");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
