@@ -5,8 +5,13 @@
 //! ```sh
 //! cargo bench --bench http_stack                 # defaults: 4 rounds × 3 s, 32 connections
 //! BENCH_ROUNDS=6 BENCH_SECS=5 BENCH_CONNS=64 cargo bench --bench http_stack
-//! BENCH_SERVE=120 cargo bench --bench http_stack   # only serve A, B, C (for wrk), 120 s
+//! BENCH_SERVE=120 cargo bench --bench http_stack   # only serve the variants (for wrk), 120 s
+//! BENCH_ONLY=serve cargo bench --bench http_stack  # only the server comparison
 //! ```
+//!
+//! Last, the server: the bare routes and the ProductionLayer app each under `axum::serve` and
+//! under `rustforge_prod::serve`'s `Server` (timeouts, connection cap, bounded heads), with the
+//! ratio serve/axum::serve.
 //!
 //! B and C both log one JSON line per request to a file through a non-blocking writer — B with
 //! tracing-subscriber's JSON formatter and tracing-appender (what a hand-assembled app uses), C with
@@ -24,8 +29,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::routing::get;
+use axum::serve::Listener as _;
 use common::{env, load, median, runtime, serve};
 use rustforge_prod::middleware::CorsConfig;
+use rustforge_prod::server::{Server, ServerConfig};
 use rustforge_prod::{LogConfig, LogFormat, ProductionLayer};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -103,43 +110,40 @@ async fn production() -> Router {
     routes().layer(prod.layer())
 }
 
-/// `BENCH_PROFILE=C` (or `A`, `B`) drives only that variant, for `perf record`.
-fn profiled(variant: usize) -> bool {
-    std::env::var("BENCH_PROFILE").map_or(true, |v| {
-        v.as_bytes().first() == Some(&(b'A' + variant as u8))
-    })
+/// `BENCH_PROFILE=C` (or `A`, `B`, …) drives only the variant whose name starts with it, for
+/// `perf record`.
+fn profiled(name: &str) -> bool {
+    std::env::var("BENCH_PROFILE").map_or(true, |v| name.starts_with(v.as_str()))
 }
 
+/// Drives each variant with the same load, interleaved for several rounds; prints a table and
+/// returns each variant's median req/s.
 async fn compare(
     title: &str,
-    addrs: [SocketAddr; 3],
+    variants: &[(&str, SocketAddr)],
     path: &'static str,
     encoding: Option<&'static str>,
-) {
+) -> Vec<f64> {
     let (rounds, secs, conns) = (
         env("BENCH_ROUNDS", 4),
         env("BENCH_SECS", 3),
         env("BENCH_CONNS", 32),
     );
-    let names = [
-        "A bare axum",
-        "B hand-assembled tower-http",
-        "C ProductionLayer",
-    ];
-    let mut rps: [Vec<f64>; 3] = Default::default();
-    let mut p50: [Vec<f64>; 3] = Default::default();
-    let mut p99: [Vec<f64>; 3] = Default::default();
-    // Warm-up, then interleave A,B,C so that drift on the machine hits every variant alike.
-    for addr in addrs {
-        load(addr, path, encoding, conns, 1).await;
+    let n = variants.len();
+    let mut rps = vec![Vec::new(); n];
+    let mut p50 = vec![Vec::new(); n];
+    let mut p99 = vec![Vec::new(); n];
+    // Warm-up, then interleave the variants so that drift on the machine hits every one alike.
+    for (_, addr) in variants {
+        load(*addr, path, encoding, conns, 1).await;
     }
     for _ in 0..rounds {
-        for (i, addr) in addrs.iter().enumerate() {
-            if !profiled(i) {
+        for (i, (name, addr)) in variants.iter().enumerate() {
+            if !profiled(name) {
                 continue;
             }
             let mut s = load(*addr, path, encoding, conns, secs).await;
-            assert_eq!(s.failed, 0, "{} answered errors", names[i]);
+            assert_eq!(s.failed, 0, "{name} answered errors");
             rps[i].push(s.rps());
             p50[i].push(s.percentile(0.50) as f64);
             p99[i].push(s.percentile(0.99) as f64);
@@ -148,23 +152,77 @@ async fn compare(
     println!("\n### {title}\n");
     println!("| variant | req/s (median of {rounds}) | p50 µs | p99 µs |");
     println!("|---|---:|---:|---:|");
-    let mut med = [0.0; 3];
-    for i in (0..3).filter(|&i| profiled(i)) {
+    let mut med = vec![0.0; n];
+    for (i, (name, _)) in variants.iter().enumerate() {
+        if !profiled(name) {
+            continue;
+        }
         med[i] = median(&mut rps[i]);
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} |",
-            names[i],
+            "| {name} | {:.0} | {:.0} | {:.0} |",
             med[i],
             median(&mut p50[i]),
             median(&mut p99[i])
         );
     }
+    med
+}
+
+/// The three stacks compared: C/A, C/B, B/A.
+async fn compare_stacks(
+    title: &str,
+    addrs: [SocketAddr; 3],
+    path: &'static str,
+    encoding: Option<&'static str>,
+) {
+    let names = [
+        "A bare axum",
+        "B hand-assembled tower-http",
+        "C ProductionLayer",
+    ];
+    let variants: Vec<_> = names.into_iter().zip(addrs).collect();
+    let med = compare(title, &variants, path, encoding).await;
     println!(
         "\nC/A = {:.2}, C/B = {:.2}, B/A = {:.2}",
         med[2] / med[0],
         med[2] / med[1],
         med[1] / med[0]
     );
+}
+
+/// The server compared: the same app under `axum::serve` and under `rustforge_prod::serve`'s
+/// [`Server`] with its default limits (both on `rustforge_prod::bind`'s listener, both passing
+/// the peer address on).
+async fn compare_servers(pairs: [(&str, [SocketAddr; 2]); 2]) {
+    for (app, [axum, ours]) in pairs {
+        let variants = [("axum::serve", axum), ("rustforge_prod::serve", ours)];
+        let med = compare(
+            &format!("server: {app}, 13-byte text"),
+            &variants,
+            "/",
+            None,
+        )
+        .await;
+        println!("\nserve/axum::serve = {:.3}", med[1] / med[0]);
+    }
+}
+
+/// `app` under `axum::serve`, with the peer address as `ConnectInfo`.
+async fn serve_axum(app: Router) -> SocketAddr {
+    let listener = rustforge_prod::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// `app` under the crate's [`Server`] with its default limits.
+async fn serve_ours(app: Router) -> SocketAddr {
+    let listener = rustforge_prod::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::new(ServerConfig::default()).unwrap();
+    tokio::spawn(async move { server.serve(listener, app, std::future::pending()).await });
+    addr
 }
 
 /// A server runtime whose threads log through `dispatch` (A: none, B: tracing-subscriber's stock
@@ -216,10 +274,33 @@ fn main() {
     let hand = runtimes[1].block_on(serve(hand_assembled()));
     let prod = runtimes[2].block_on(async { serve(production().await).await });
     let addrs = [bare, hand, prod];
+    // The server comparison: bare routes (where the server is the largest share of the work)
+    // and the ProductionLayer app, each under both servers.
+    let servers = [
+        (
+            "bare axum routes",
+            runtimes[0]
+                .block_on(async { [serve_axum(routes()).await, serve_ours(routes()).await] }),
+        ),
+        (
+            "ProductionLayer app",
+            runtimes[2].block_on(async {
+                [
+                    serve_axum(production().await).await,
+                    serve_ours(production().await).await,
+                ]
+            }),
+        ),
+    ];
 
     if let Ok(secs) = std::env::var("BENCH_SERVE") {
-        // Serve only, for an external load generator such as wrk.
-        println!("A http://{bare}/  B http://{hand}/  C http://{prod}/");
+        // Serve only, for an external load generator such as wrk: the stacks A, B, C, and the
+        // server pairs (bare routes under axum::serve SA / our server SO, production app PA / PO).
+        let [sa, so] = servers[0].1;
+        let [pa, po] = servers[1].1;
+        println!(
+            "A http://{bare}/  B http://{hand}/  C http://{prod}/  SA http://{sa}/  SO http://{so}/  PA http://{pa}/  PO http://{po}/"
+        );
         std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
         return;
     }
@@ -233,18 +314,23 @@ fn main() {
             log_files[0].display(),
             log_files[1].display()
         );
-        compare(
+        let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+        if only == "serve" {
+            compare_servers(servers).await;
+            return;
+        }
+        compare_stacks(
             "13-byte text, no compression (JSON log line per request in B and C)",
             addrs,
             "/",
             None,
         )
         .await;
-        if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "text") {
+        if only == "text" {
             return;
         }
         for encoding in ["gzip", "br", "zstd"] {
-            compare(
+            compare_stacks(
                 &format!("2 KB JSON, Accept-Encoding: {encoding}"),
                 addrs,
                 "/json",
@@ -252,6 +338,7 @@ fn main() {
             )
             .await;
         }
+        compare_servers(servers).await;
     });
     drop(runtimes);
     for file in log_files {

@@ -6,27 +6,29 @@
 #
 #   scripts/http-stack-cpu.sh            # 3 rounds × 4 s, 32 connections
 #   ROUNDS=5 SECS=6 CONNS=64 scripts/http-stack-cpu.sh
+#   VARIANTS="SA SO PA PO" scripts/http-stack-cpu.sh   # the server: axum::serve (SA, PA) against
+#                                        # rustforge_prod::serve (SO, PO), bare routes / full stack
 #   PERF=C scripts/http-stack-cpu.sh     # then profile the server while wrk drives C and
 #                                        # print where its CPU goes (scripts/perf-summary.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-ROUNDS=${ROUNDS:-3} SECS=${SECS:-4} CONNS=${CONNS:-32}
+ROUNDS=${ROUNDS:-3} SECS=${SECS:-4} CONNS=${CONNS:-32} VARIANTS=${VARIANTS:-A B C}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rustforge-prod/target}"
 bench=$(cargo bench --bench http_stack --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*http_stack[^"]*\)".*/\1/p' | tail -1)
 out=$(mktemp)
-BENCH_SERVE=$((ROUNDS * SECS * 3 + 60)) "$bench" >"$out" 2>&1 &
+BENCH_SERVE=$((ROUNDS * SECS * $(echo $VARIANTS | wc -w) + 60)) "$bench" >"$out" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$out"' EXIT
 for _ in $(seq 50); do grep -q '^A http' "$out" && break; sleep 0.2; done
-url() { grep -o "$1 http://[0-9.:]*/" "$out" | cut -d' ' -f2; }
+url() { grep -oE "(^| )$1 http://[0-9.:]+/" "$out" | awk '{print $2}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 hz=$(getconf CLK_TCK)
 echo "| round | variant | req/s | server CPU µs/request |"
 echo "|---|---|---:|---:|"
 for round in $(seq "$ROUNDS"); do
-    for v in A B C; do
+    for v in $VARIANTS; do
         before=$(cpu_ticks)
         rps=$(wrk -t1 -c"$CONNS" -d"${SECS}s" "$(url $v)" | awk '/Requests\/sec/ {print $2}')
         after=$(cpu_ticks)

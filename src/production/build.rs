@@ -202,37 +202,36 @@ async fn metrics_listener(
     match config.metrics.port {
         Some(port) if config.metrics.serves_prometheus() => {
             let routes = metrics.routes(&config.metrics.path, config.metrics.token.clone());
-            let addr = serve_metrics(port, routes, shutdown).await.map_err(|e| {
-                config.name_source(ConfigError::new(
-                    "metrics.port",
-                    port.to_string(),
-                    format!("cannot listen on it: {e}"),
-                ))
-            })?;
+            let addr = serve_metrics(port, routes, config, shutdown)
+                .await
+                .map_err(|e| {
+                    config.name_source(ConfigError::new(
+                        "metrics.port",
+                        port.to_string(),
+                        format!("cannot listen on it: {e}"),
+                    ))
+                })?;
             Ok(Some(addr))
         }
         _ => Ok(None),
     }
 }
 
-/// Serves the metrics routes on `0.0.0.0:port` until shutdown; returns the bound address.
+/// Serves the metrics routes on `0.0.0.0:port` until shutdown, with the server limits of the
+/// app's own port; returns the bound address.
 #[cfg(feature = "metrics")]
 async fn serve_metrics(
     port: u16,
     routes: Router,
+    config: &Config,
     shutdown: &Shutdown,
 ) -> std::io::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
-    let addr = listener.local_addr()?;
+    let listener = crate::server::bind(("0.0.0.0", port)).await?;
+    let addr = axum::serve::Listener::local_addr(&listener)?;
+    let server = crate::server::Server::new(config.server.clone())
+        .expect("the config was checked before the build");
     let stop = shutdown.triggered();
-    tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, routes)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::warn!(error = %err, "the metrics listener stopped");
-        }
-    });
+    tokio::spawn(async move { server.serve(listener, routes, stop).await });
     Ok(addr)
 }
 

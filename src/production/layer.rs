@@ -203,7 +203,8 @@ impl ProductionLayer {
 
     /// Exports what telemetry is still buffered — OTLP metrics and spans — and waits for it (up
     /// to the export timeout each). Call it once the server has stopped, after
-    /// `axum::serve(…).with_graceful_shutdown(…)` returns; the Prometheus endpoint and the log
+    /// `axum::serve(…).with_graceful_shutdown(…)` returns ([`serve`](crate::serve) calls it
+    /// itself); the Prometheus endpoint and the log
     /// writer need nothing.
     pub async fn flush(&self) {
         let this = self.clone();

@@ -22,7 +22,8 @@
 //!     .route("/login", post(|| async { "welcome" }))
 //!     .merge(prod.routes())
 //!     .layer(prod.layer()); // answers 429 + RateLimit headers + Retry-After when a limit is hit
-//! // Limiting by IP needs the peer address:
+//! // Limiting by IP needs the peer address: `rustforge_prod::serve` passes it on; with
+//! // `axum::serve`, serve this:
 //! let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
 //! # let _ = service; Ok(()) }
 //! ```

@@ -98,6 +98,7 @@ impl Shared {
             tracing::error!(
                 limiter = %limiter.name,
                 "rate limiting by IP needs the peer address: serve the app with \
+                 rustforge_prod::serve, or with axum::serve and \
                  into_make_service_with_connect_info::<SocketAddr>()"
             );
         });
@@ -105,6 +106,7 @@ impl Shared {
             StatusCode::INTERNAL_SERVER_ERROR,
             "rate-limit-misconfigured",
             "The server cannot tell client addresses apart: it must be served with \
+             rustforge_prod::serve, or with axum::serve and \
              into_make_service_with_connect_info::<SocketAddr>().",
             serde_json::json!({ "request_id": self.request_id(parts) }),
         )
