@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
-# installs what is missing (redis-server and redis-tools, Chromium, promtool, Node.js and npm, the npm
-# test clients, PostgreSQL, cargo-hack), starts PostgreSQL, then runs fmt, the MSRV check, clippy
+# installs what is missing (redis-server and redis-tools, openssl, Chromium, promtool, Node.js and npm,
+# the npm test clients, PostgreSQL, cargo-hack), starts PostgreSQL, then runs fmt, the MSRV check, clippy
 # (all features, the default features, none), a check of every feature and every pair of features,
 # every test and doctest with all features and again with the default features, and the docs build.
 # Any failure stops the run with a non-zero exit. It can run again on the same machine.
@@ -26,6 +26,7 @@ install_debian_packages() {
 packages=()
 have redis-server || packages+=(redis-server)
 have redis-cli || packages+=(redis-tools)
+have openssl || packages+=(openssl)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 have promtool || packages+=(prometheus)
 have node || packages+=(nodejs npm)

@@ -417,6 +417,9 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_REDIS_POOL_SIZE",
             "RUSTFORGE_REDIS_CONNECT_TIMEOUT",
             "RUSTFORGE_REDIS_COMMAND_TIMEOUT",
+            "RUSTFORGE_REDIS_CA_CERT",
+            "RUSTFORGE_REDIS_CLIENT_CERT",
+            "RUSTFORGE_REDIS_CLIENT_KEY",
         ],
     ),
 ];

@@ -1,7 +1,12 @@
 //! The shared Redis handle: one pool (or cluster client) that every module uses.
 //!
 //! `REDIS_URL` (or [`RedisConfig::url`]) is either a single node — `redis://host:port/db`,
-//! `rediss://…` for TLS — or a cluster: `redis+cluster://host:port,host:port,…`. The handle
+//! `rediss://…` for TLS — or a cluster: `redis+cluster://host:port,host:port,…`
+//! (`rediss+cluster://…` for TLS). Over TLS the server's certificate is checked against the
+//! system's roots, or against [`RedisConfig::ca_cert`] (`RUSTFORGE_REDIS_CA_CERT`, for a private
+//! CA); [`client_cert`](RedisConfig::client_cert) and [`client_key`](RedisConfig::client_key)
+//! answer servers that require client certificates. redis-rs's `rediss://host:port/#insecure`
+//! (no certificate check at all) is for test setups only. The handle
 //! holds a [bb8] pool of multiplexed connections, tuned for the hot path: connections are not
 //! PINGed on every checkout, and a checkout only lasts long enough to clone the connection's
 //! handle (a multiplexed connection carries any number of concurrent commands, so holding the
@@ -28,14 +33,18 @@
 //! [bb8]: https://docs.rs/bb8
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::cluster::ClusterClient;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, Pipeline, RedisFuture, TlsCertificates,
+    TlsMode, Value,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::env::{Setting, parse};
@@ -58,6 +67,14 @@ pub struct RedisConfig {
     /// Time allowed for one command (default 500 ms).
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// PEM file with the CA certificate(s) that signed the server's certificate, for
+    /// `rediss://` (default: the system's trusted roots).
+    pub ca_cert: Option<PathBuf>,
+    /// PEM file with a client certificate (chain), for servers that require TLS client
+    /// authentication; set with [`client_key`](Self::client_key).
+    pub client_cert: Option<PathBuf>,
+    /// PEM file with the private key of [`client_cert`](Self::client_cert).
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -68,6 +85,9 @@ impl Default for RedisConfig {
             pool_size: 8,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(500),
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -80,6 +100,9 @@ impl fmt::Debug for RedisConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("ca_cert", &self.ca_cert)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
             .finish()
     }
 }
@@ -117,7 +140,21 @@ impl RedisConfig {
         self
     }
 
-    /// Checks every setting without connecting.
+    /// Trusts the CA certificate(s) in this PEM file for `rediss://` instead of the system's
+    /// roots.
+    pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_cert = Some(path.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM files) to a server that requires them.
+    pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert = Some(cert.into());
+        self.client_key = Some(key.into());
+        self
+    }
+
+    /// Checks every setting without connecting (certificate files are read).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.target()?;
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
@@ -150,7 +187,7 @@ impl RedisConfig {
             "REDIS_URL",
             "redis.url",
             "unset (no Redis)",
-            "`redis://…`, `rediss://…` or `redis+cluster://host:port,host:port`",
+            "`redis://…`, `rediss://…` (TLS) or `redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS)",
             |c, _, v| {
                 c.url = v.trim().to_owned();
                 Ok(())
@@ -196,7 +233,102 @@ impl RedisConfig {
                 Ok(())
             },
         ),
+        Setting::new(
+            "RUSTFORGE_REDIS_CA_CERT",
+            "redis.ca_cert",
+            "unset (the system's roots)",
+            "PEM file of the CA that signed the server's certificate (`rediss://` only)",
+            |c, _, v| {
+                c.ca_cert = path(v);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REDIS_CLIENT_CERT",
+            "redis.client_cert",
+            "unset",
+            "PEM file of a client certificate, for servers that require one (with the key)",
+            |c, _, v| {
+                c.client_cert = path(v);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REDIS_CLIENT_KEY",
+            "redis.client_key",
+            "unset",
+            "PEM file of the client certificate's private key",
+            |c, _, v| {
+                c.client_key = path(v);
+                Ok(())
+            },
+        ),
     ];
+
+    /// Whether the URL asks for TLS.
+    fn is_tls(&self) -> bool {
+        let url = self.url.trim();
+        url.starts_with("rediss://") || url.starts_with("rediss+cluster://")
+    }
+
+    /// The certificate files, read and checked to hold PEM of the right kind; `None` when none
+    /// is set (TLS then uses the system's roots).
+    fn certificates(&self) -> Result<Option<TlsCertificates>, ConfigError> {
+        let files = [
+            ("redis.ca_cert", &self.ca_cert),
+            ("redis.client_cert", &self.client_cert),
+            ("redis.client_key", &self.client_key),
+        ];
+        let Some((key, first)) = files
+            .iter()
+            .find_map(|(key, file)| file.as_ref().map(|f| (*key, f)))
+        else {
+            return Ok(None);
+        };
+        if !self.is_tls() {
+            return Err(ConfigError::new(
+                key,
+                first.display().to_string(),
+                "certificates are only used with a rediss:// URL",
+            ));
+        }
+        let client_tls = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: read_pem("redis.client_cert", cert, "CERTIFICATE-----")?,
+                client_key: read_pem("redis.client_key", key, "PRIVATE KEY-----")?,
+            }),
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err(ConfigError::new(
+                    "redis.client_key",
+                    "",
+                    format!(
+                        "missing: the client certificate {} needs its key",
+                        cert.display()
+                    ),
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::new(
+                    "redis.client_cert",
+                    "",
+                    format!(
+                        "missing: the client key {} needs its certificate",
+                        key.display()
+                    ),
+                ));
+            }
+        };
+        let root_cert = self
+            .ca_cert
+            .as_ref()
+            .map(|ca| read_pem("redis.ca_cert", ca, "CERTIFICATE-----"))
+            .transpose()?;
+        Ok(Some(TlsCertificates {
+            client_tls,
+            root_cert,
+        }))
+    }
 
     /// Parses the URL into a client, without connecting.
     fn target(&self) -> Result<Target, ConfigError> {
@@ -205,8 +337,17 @@ impl RedisConfig {
         let cluster = ["redis+cluster://", "rediss+cluster://"]
             .iter()
             .find_map(|scheme| url.strip_prefix(scheme).map(|rest| (scheme, rest)));
+        let certificates = self.certificates()?;
+        if self.is_tls() {
+            install_crypto_provider();
+        }
         if let Some((scheme, rest)) = cluster {
             let tls = scheme.starts_with("rediss");
+            // redis-rs's "no certificate check" marker, as on a single-node URL.
+            let (rest, insecure) = match rest.strip_suffix("#insecure") {
+                Some(rest) => (rest, true),
+                None => (rest, false),
+            };
             let (userinfo, hosts) = match rest.rsplit_once('@') {
                 Some((userinfo, hosts)) => (Some(userinfo), hosts),
                 None => (None, rest),
@@ -228,7 +369,15 @@ impl RedisConfig {
                     "a cluster URL lists host:port pairs separated by commas".into(),
                 ));
             }
-            let client = ClusterClient::builder(nodes.clone())
+            let cluster = ClusterNodes {
+                nodes,
+                tls: tls.then_some(ClusterTls {
+                    certificates,
+                    insecure,
+                }),
+            };
+            let client = cluster
+                .builder()
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.command_timeout)
                 // The cluster client re-sends a command after an I/O error by default; a counter
@@ -237,7 +386,7 @@ impl RedisConfig {
                 .retries(0)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
-            Ok(Target::Cluster(Box::new(client), nodes))
+            Ok(Target::Cluster(Box::new(client), cluster))
         } else {
             if !(url.starts_with("redis://")
                 || url.starts_with("rediss://")
@@ -248,9 +397,74 @@ impl RedisConfig {
                     "expected redis://, rediss:// or redis+cluster:// (host:port,host:port)".into(),
                 ));
             }
-            let client = Client::open(url).map_err(|e| bad(e.to_string()))?;
+            let client = match certificates {
+                Some(certificates) => Client::build_with_tls(url, certificates),
+                None => Client::open(url),
+            }
+            .map_err(|e| bad(e.to_string()))?;
             Ok(Target::Single(client))
         }
+    }
+}
+
+/// A path from an environment variable; empty is unset.
+fn path(value: &str) -> Option<PathBuf> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| PathBuf::from(value))
+}
+
+/// Reads a PEM file for the setting `key`, checking that it holds a block ending in `marker`.
+fn read_pem(key: &str, path: &Path, marker: &str) -> Result<Vec<u8>, ConfigError> {
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::new(key, &shown, format!("cannot read the file: {e}")))?;
+    if !String::from_utf8_lossy(&pem).contains(marker) {
+        return Err(ConfigError::new(
+            key,
+            shown,
+            format!("expected a PEM file with a `-----BEGIN …{marker}` block"),
+        ));
+    }
+    Ok(pem)
+}
+
+/// redis-rs builds its rustls configuration with the process's default crypto provider. With
+/// more than one provider compiled into the application (aws-lc-rs and ring), rustls cannot pick
+/// one and would panic: install the one this crate depends on unless the application already
+/// installed its own.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // An Err means another thread installed one first: that one is used.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+}
+
+/// The nodes of a cluster and how to reach them, for the pool's client and for the separate
+/// sharded pub/sub client.
+#[derive(Clone)]
+struct ClusterNodes {
+    nodes: Vec<String>,
+    tls: Option<ClusterTls>,
+}
+
+#[derive(Clone)]
+struct ClusterTls {
+    certificates: Option<TlsCertificates>,
+    insecure: bool,
+}
+
+impl ClusterNodes {
+    fn builder(&self) -> ClusterClientBuilder {
+        let mut builder = ClusterClient::builder(self.nodes.clone());
+        if let Some(tls) = &self.tls {
+            if tls.insecure {
+                builder = builder.tls(TlsMode::Insecure);
+            }
+            if let Some(certificates) = &tls.certificates {
+                builder = builder.certs(certificates.clone());
+            }
+        }
+        builder
     }
 }
 
@@ -286,11 +500,33 @@ impl RedisError {
     fn from_redis(err: redis::RedisError, timeout: Duration) -> Self {
         if err.is_timeout() {
             Self::Timeout(timeout)
+        } else if let Some(hint) = tls_hint(&err) {
+            Self::Unavailable(cause(format!("{err} — {hint}")))
         } else if err.is_connection_refusal() {
             Self::Unavailable(cause(err))
         } else {
             Self::Command(cause(err))
         }
+    }
+}
+
+/// What to change when a TLS handshake failed, naming the setting.
+fn tls_hint(err: &redis::RedisError) -> Option<&'static str> {
+    let text = err.to_string();
+    if text.contains("invalid peer certificate") {
+        Some(
+            "the server's certificate is not trusted: set RUSTFORGE_REDIS_CA_CERT \
+             (redis.ca_cert) to the CA that signed it, and use the host name it was issued for",
+        )
+    } else if text.contains("CertificateRequired") || text.contains("certificate required") {
+        Some(
+            "the server requires a client certificate: set RUSTFORGE_REDIS_CLIENT_CERT and \
+             RUSTFORGE_REDIS_CLIENT_KEY",
+        )
+    } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        Some("the server does not speak TLS on this port: use redis:// or its TLS port")
+    } else {
+        None
     }
 }
 
@@ -357,7 +593,14 @@ struct Inner {
     pubsub: PubSubTarget,
     #[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
     connect_timeout: Duration,
+    /// Why the pool's last attempt to connect failed (the pool itself only reports a timeout).
+    last_connect_error: LastError,
+    /// The URL asks for TLS.
+    tls: bool,
 }
+
+/// The last connection failure, with its hint, until a connection succeeds.
+type LastError = Arc<std::sync::Mutex<Option<String>>>;
 
 impl fmt::Debug for RedisHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -380,8 +623,10 @@ impl RedisHandle {
             Target::Single(client) => PubSubTarget::Single(client.clone()),
             Target::Cluster(_, nodes) => PubSubTarget::Cluster(nodes.clone()),
         };
+        let last_connect_error = Arc::new(std::sync::Mutex::new(None));
         let manager = Manager {
             target,
+            last_error: Arc::clone(&last_connect_error),
             // No response timeout in the connection: `eval`/`query` bound each command
             // themselves, so a caller with a shorter deadline (the rate limiter) needs one timer
             // per command, not two.
@@ -409,6 +654,8 @@ impl RedisHandle {
                 command_timeout: config.command_timeout,
                 pubsub,
                 connect_timeout: config.connect_timeout,
+                last_connect_error,
+                tls: config.is_tls(),
             }),
         })
     }
@@ -447,7 +694,8 @@ impl RedisHandle {
             )));
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let client = ClusterClient::builder(nodes.clone())
+        let client = nodes
+            .builder()
             .use_protocol(redis::ProtocolVersion::RESP3)
             .push_sender(tx)
             .connection_timeout(self.inner.connect_timeout)
@@ -576,7 +824,15 @@ impl RedisHandle {
             let pooled = self.inner.pool.get().await.map_err(|e| match e {
                 bb8::RunError::User(e) => RedisError::Unavailable(cause(e)),
                 bb8::RunError::TimedOut => {
-                    RedisError::Unavailable(cause("no connection within the connect timeout"))
+                    let last = self.inner.last_connect_error.lock().unwrap().clone();
+                    RedisError::Unavailable(cause(match last {
+                        Some(why) => format!("no connection within the connect timeout: {why}"),
+                        // A TLS handshake with a plain port waits for an answer that never comes.
+                        None if self.inner.tls => "no connection within the connect timeout \
+                            (over TLS: is this the server's TLS port?)"
+                            .to_owned(),
+                        None => "no connection within the connect timeout".to_owned(),
+                    }))
                 }
             })?;
             // A clone failed after the slot was released: the pool still holds the dead
@@ -609,20 +865,21 @@ impl RedisHandle {
 
 enum Target {
     Single(Client),
-    /// The client, and the node URLs (for a separate pub/sub client).
-    Cluster(Box<ClusterClient>, Vec<String>),
+    /// The client, and its nodes (for a separate pub/sub client).
+    Cluster(Box<ClusterClient>, ClusterNodes),
 }
 
 struct Manager {
     target: Target,
     connection: AsyncConnectionConfig,
+    last_error: LastError,
 }
 
 /// Where dedicated pub/sub connections go.
 #[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
 enum PubSubTarget {
     Single(Client),
-    Cluster(Vec<String>),
+    Cluster(ClusterNodes),
 }
 
 /// A pooled connection plus the flag `has_broken` reads; clones share both.
@@ -671,6 +928,28 @@ impl bb8::ManageConnection for Manager {
     type Error = redis::RedisError;
 
     async fn connect(&self) -> Result<Connection, redis::RedisError> {
+        let result = self.open().await;
+        *self.last_error.lock().unwrap() = result.as_ref().err().map(|err| match tls_hint(err) {
+            Some(hint) => format!("{err} — {hint}"),
+            None => err.to_string(),
+        });
+        result
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), redis::RedisError> {
+        redis::cmd("PING")
+            .query_async::<String>(conn)
+            .await
+            .map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken.load(Ordering::Relaxed)
+    }
+}
+
+impl Manager {
+    async fn open(&self) -> Result<Connection, redis::RedisError> {
         let kind = match &self.target {
             Target::Single(client) => ConnectionKind::Single(
                 client
@@ -685,17 +964,6 @@ impl bb8::ManageConnection for Manager {
             kind,
             broken: Arc::new(AtomicBool::new(false)),
         })
-    }
-
-    async fn is_valid(&self, conn: &mut Connection) -> Result<(), redis::RedisError> {
-        redis::cmd("PING")
-            .query_async::<String>(conn)
-            .await
-            .map(drop)
-    }
-
-    fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.broken.load(Ordering::Relaxed)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod pusher;
 pub mod redis;
 #[cfg(feature = "storage")]
 pub mod s3;
+pub mod tls;
 
 /// A free TCP port on 127.0.0.1 (bound, read, released; callers retry on the rare race).
 pub fn free_port() -> u16 {

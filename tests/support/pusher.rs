@@ -270,7 +270,19 @@ pub async fn serve_on_redis(
     url: &str,
     prefix: &str,
 ) -> (super::http::TestServer, rustforge_prod::ProductionLayer) {
-    let redis = rustforge_prod::redis::RedisConfig::new(url).prefix(prefix);
+    serve_on(
+        config,
+        rustforge_prod::redis::RedisConfig::new(url).prefix(prefix),
+    )
+    .await
+}
+
+/// A broadcasting server on the Redis `redis` describes (TLS settings and all).
+#[cfg(feature = "redis")]
+pub async fn serve_on(
+    config: rustforge_prod::broadcast::BroadcastConfig,
+    redis: rustforge_prod::redis::RedisConfig,
+) -> (super::http::TestServer, rustforge_prod::ProductionLayer) {
     serve_with(
         config,
         rustforge_prod::ProductionLayer::builder().redis(redis),

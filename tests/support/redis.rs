@@ -1,22 +1,106 @@
 //! Real `redis-server` processes on free loopback ports: a single node that can be stopped and
-//! restarted for fault tests, and a 3-master cluster. Killed on drop. A missing `redis-server`
-//! fails the test with an install hint — it never skips.
+//! restarted for fault tests, and a 3-master cluster, each also TLS-only with the certificates of
+//! a [`TestPki`]. Killed on drop. A missing `redis-server` fails the test with an install hint —
+//! it never skips.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::tls::TestPki;
+
 const INSTALL_HINT: &str = "redis-server (>= 7.0) is required by the tests: install it with \
      `apt-get install redis-server` (Debian/Ubuntu) or `brew install redis`, or run scripts/test.sh \
      which installs it";
 
-fn spawn_redis(port: u16, dir: &Path, extra: &[String]) -> std::io::Result<Child> {
+/// How a server listens: plain TCP, or TLS only with the PKI's server certificate.
+#[derive(Clone, Debug)]
+pub enum Listen {
+    Plain,
+    Tls {
+        /// `ca.pem`, `server.pem`, `server.key`, `client.pem`, `client.key`.
+        files: Vec<PathBuf>,
+        /// Whether clients must present a certificate signed by the CA.
+        client_auth: bool,
+    },
+}
+
+impl Listen {
+    /// TLS with `pki`'s server certificate.
+    pub fn tls(pki: &TestPki, client_auth: bool) -> Self {
+        Self::Tls {
+            files: [
+                "ca.pem",
+                "server.pem",
+                "server.key",
+                "client.pem",
+                "client.key",
+            ]
+            .iter()
+            .map(|f| pki.path(f))
+            .collect(),
+            client_auth,
+        }
+    }
+
+    fn args(&self, port: u16) -> Vec<String> {
+        match self {
+            Self::Plain => vec!["--port".into(), port.to_string()],
+            Self::Tls { files, client_auth } => {
+                let mut args = vec!["--port".into(), "0".into(), "--tls-port".into()];
+                args.push(port.to_string());
+                for (flag, file) in [
+                    ("--tls-ca-cert-file", &files[0]),
+                    ("--tls-cert-file", &files[1]),
+                    ("--tls-key-file", &files[2]),
+                ] {
+                    args.push(flag.into());
+                    args.push(file.display().to_string());
+                }
+                args.push("--tls-auth-clients".into());
+                args.push(if *client_auth { "yes" } else { "no" }.into());
+                args
+            }
+        }
+    }
+
+    /// `redis-cli`'s connection arguments (TLS with the client certificate).
+    fn cli_args(&self) -> Vec<String> {
+        match self {
+            Self::Plain => Vec::new(),
+            Self::Tls { files, .. } => vec![
+                "--tls".into(),
+                "--cacert".into(),
+                files[0].display().to_string(),
+                "--cert".into(),
+                files[3].display().to_string(),
+                "--key".into(),
+                files[4].display().to_string(),
+            ],
+        }
+    }
+
+    /// Whether the server on `port` answers PING.
+    fn pings(&self, port: u16) -> bool {
+        match self {
+            Self::Plain => raw_command(port, "PING").is_ok_and(|r| r == "+PONG"),
+            Self::Tls { .. } => Command::new("redis-cli")
+                .args(self.cli_args())
+                .args(["-p", &port.to_string(), "PING"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG"),
+        }
+    }
+}
+
+fn spawn_redis(port: u16, listen: &Listen, dir: &Path, extra: &[String]) -> std::io::Result<Child> {
     Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(listen.args(port))
+        .args(["--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)
@@ -55,6 +139,7 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
 /// One `redis-server` on a free port.
 pub struct RedisServer {
     port: u16,
+    listen: Listen,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -62,9 +147,19 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a fresh server (retrying with another port if the chosen one was taken).
     pub fn start() -> Self {
+        Self::start_with(Listen::Plain)
+    }
+
+    /// Starts a fresh TLS-only server with `pki`'s certificates.
+    pub fn start_tls(pki: &TestPki, client_auth: bool) -> Self {
+        Self::start_with(Listen::tls(pki, client_auth))
+    }
+
+    fn start_with(listen: Listen) -> Self {
         for _ in 0..5 {
             let mut server = Self {
                 port: super::free_port(),
+                listen: listen.clone(),
                 dir: tempfile::tempdir().unwrap(),
                 child: None,
             };
@@ -76,14 +171,14 @@ impl RedisServer {
     }
 
     fn try_start(&mut self) -> bool {
-        let mut child = match spawn_redis(self.port, self.dir.path(), &[]) {
+        let mut child = match spawn_redis(self.port, &self.listen, self.dir.path(), &[]) {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
             Err(e) => panic!("cannot spawn redis-server: {e}"),
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if raw_command(self.port, "PING").is_ok_and(|r| r == "+PONG") {
+            if self.listen.pings(self.port) {
                 self.child = Some(child);
                 return true;
             }
@@ -96,9 +191,13 @@ impl RedisServer {
         }
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = match self.listen {
+            Listen::Plain => "redis",
+            Listen::Tls { .. } => "rediss",
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The server's port.
@@ -149,9 +248,9 @@ pub fn shared_or_spawn() -> (Option<RedisServer>, String) {
 
 /// Starts one cluster-enabled node on a free port pair; `None` when it did not come up (most
 /// likely a port taken between choosing and binding it), so the caller tries other ports.
-fn start_cluster_node(dir: &Path) -> Option<(u16, Child)> {
+fn start_cluster_node(dir: &Path, listen: &Listen) -> Option<(u16, Child)> {
     let (port, bus) = (super::free_port(), super::free_port());
-    let extra = [
+    let mut extra = vec![
         "--cluster-enabled".to_owned(),
         "yes".to_owned(),
         "--cluster-port".to_owned(),
@@ -161,14 +260,18 @@ fn start_cluster_node(dir: &Path) -> Option<(u16, Child)> {
         "--cluster-node-timeout".to_owned(),
         "2000".to_owned(),
     ];
-    let mut child = match spawn_redis(port, dir, &extra) {
+    if let Listen::Tls { .. } = listen {
+        // The cluster bus and replication over TLS as well, as a TLS-only deployment runs.
+        extra.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
+    }
+    let mut child = match spawn_redis(port, listen, dir, &extra) {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
         Err(e) => panic!("cannot spawn redis-server: {e}"),
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if raw_command(port, "PING").is_ok_and(|r| r == "+PONG") {
+        if listen.pings(port) {
             return Some((port, child));
         }
         if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
@@ -184,6 +287,7 @@ fn start_cluster_node(dir: &Path) -> Option<(u16, Child)> {
 /// `--cluster-port`, so ephemeral ports never overflow `port + 10000`).
 pub struct RedisCluster {
     ports: Vec<u16>,
+    listen: Listen,
     children: Vec<Child>,
     _dir: TempDir,
 }
@@ -192,6 +296,15 @@ impl RedisCluster {
     /// Starts the three nodes, joins them with `redis-cli --cluster create` and waits for
     /// `cluster_state:ok` on every node.
     pub fn start() -> Self {
+        Self::start_with(Listen::Plain)
+    }
+
+    /// The same cluster, TLS-only (client port, bus and replication) with `pki`'s certificates.
+    pub fn start_tls(pki: &TestPki) -> Self {
+        Self::start_with(Listen::tls(pki, false))
+    }
+
+    fn start_with(listen: Listen) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut ports = Vec::new();
         let mut children = Vec::new();
@@ -199,13 +312,14 @@ impl RedisCluster {
             let node_dir = dir.path().join(format!("n{i}"));
             std::fs::create_dir_all(&node_dir).unwrap();
             let (port, child) = (0..5)
-                .find_map(|_| start_cluster_node(&node_dir))
+                .find_map(|_| start_cluster_node(&node_dir, &listen))
                 .expect("a cluster node did not start on any of 5 free port pairs");
             children.push(child);
             ports.push(port);
         }
         let cluster = Self {
             ports,
+            listen,
             children,
             _dir: dir,
         };
@@ -215,6 +329,7 @@ impl RedisCluster {
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
         let status = Command::new("redis-cli")
+            .args(cluster.listen.cli_args())
             .arg("--cluster")
             .arg("create")
             .args(&nodes)
@@ -226,10 +341,25 @@ impl RedisCluster {
         assert!(status.success(), "redis-cli --cluster create failed");
         for &port in &cluster.ports {
             wait_until("cluster_state:ok", || {
-                raw_command(port, "CLUSTER INFO").is_ok_and(|r| r.contains("cluster_state:ok"))
+                cluster
+                    .command(port, "CLUSTER INFO")
+                    .contains("cluster_state:ok")
             });
         }
         cluster
+    }
+
+    /// One command to the node on `port` through `redis-cli`; its output.
+    fn command(&self, port: u16, command: &str) -> String {
+        let output = Command::new("redis-cli")
+            .args(self.listen.cli_args())
+            .args(["-p", &port.to_string()])
+            .args(command.split_whitespace())
+            .output();
+        output.map_or_else(
+            |_| String::new(),
+            |o| String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
     }
 
     /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
@@ -239,7 +369,11 @@ impl RedisCluster {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis+cluster://{}", nodes.join(","))
+        let scheme = match self.listen {
+            Listen::Plain => "redis+cluster",
+            Listen::Tls { .. } => "rediss+cluster",
+        };
+        format!("{scheme}://{}", nodes.join(","))
     }
 
     /// The client ports of the three masters.
