@@ -6,7 +6,21 @@
 //! ```sh
 //! cargo bench --bench broadcast --features redis                        # one server, 10,000 connections
 //! BENCH_SERVERS=2 BENCH_CONNS=1000 cargo bench --bench broadcast --features redis
+//! BENCH_ATTACK=1 cargo bench --bench broadcast --features redis         # publish latency under abuse
+//! BENCH_THROUGHPUT=1 cargo bench --bench broadcast --features redis     # cross-server events/s
 //! ```
+//!
+//! `BENCH_THROUGHPUT=1`: this process is server A (a `Broadcaster` on Redis), a child process is
+//! server B with one WebSocket subscriber; A publishes `BENCH_EVENTS` (200,000) events as fast
+//! as they are delivered, at most 4,096 outstanding (A's queue holds 10,000: nothing is lost),
+//! and the subscriber counts them. Then `redis-benchmark -t publish -P 16` on the same Redis:
+//! the ratio says how much of what Redis can take the broadcaster gets through end to end.
+//!
+//! `BENCH_ATTACK=1` (100 connections by default): half-way through the events one more
+//! connection tries to subscribe to 200,000 public channels as fast as it can, reading every
+//! reply, then disconnects; events keep being published (to the 100 subscribers of another
+//! channel) until 10 events after it is gone. Reports what the attacker got (subscriptions
+//! accepted, refusals) and the delivery latency before the attack against during and after it.
 //!
 //! The clients run on `BENCH_CLIENT_THREADS` threads (default 2, one per core), each a
 //! single-threaded tokio runtime that owns its share of the connections, as wrk's threads do:
@@ -132,6 +146,69 @@ impl Table {
     }
 }
 
+/// What the attacker of `BENCH_ATTACK=1` got.
+#[derive(Debug, Default)]
+struct Attack {
+    sent: usize,
+    succeeded: usize,
+    refused_cap: usize,
+    refused_rate: usize,
+    closed_with: Option<String>,
+}
+
+/// One connection subscribing to `n` public channels as fast as the socket takes them, reading
+/// every reply; disconnects once every reply arrived (or the server closed it).
+async fn attack(port: u16, n: usize) -> Attack {
+    let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    rx.next().await.unwrap().unwrap(); // connection_established
+    let sender = tokio::spawn(async move {
+        for i in 0..n {
+            let frame = format!(
+                r#"{{"event":"pusher:subscribe","data":{{"channel":"attack-{i}","auth":""}}}}"#
+            );
+            if tx.feed(Message::text(frame)).await.is_err() {
+                return (i, tx);
+            }
+            if i % 256 == 255 && tx.flush().await.is_err() {
+                return (i + 1, tx);
+            }
+        }
+        let _ = tx.flush().await;
+        (n, tx)
+    });
+    let mut got = Attack::default();
+    while got.succeeded + got.refused_cap + got.refused_rate < n {
+        match rx.next().await {
+            Some(Ok(Message::Text(text))) => {
+                if text.contains("subscription_succeeded") {
+                    got.succeeded += 1;
+                } else if text.contains("subscription_error") && text.contains("Too many channels")
+                {
+                    got.refused_cap += 1;
+                } else if text.contains("subscription_error") {
+                    got.refused_rate += 1;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                got.closed_with = Some(format!("{frame:?}"));
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                got.closed_with = Some(e.to_string());
+                break;
+            }
+            None => break,
+        }
+    }
+    let (sent, mut tx) = sender.await.unwrap();
+    got.sent = sent;
+    let _ = tx.close().await;
+    got
+}
+
 /// A server child process and the port it listens on.
 struct Child {
     process: std::process::Child,
@@ -153,13 +230,98 @@ fn spawn_server(redis: Option<&str>) -> Child {
     Child { process, port }
 }
 
+/// `BENCH_THROUGHPUT=1`: cross-server events per second against redis-benchmark's PUBLISH.
+fn throughput() {
+    const WINDOW: u64 = 4096;
+    let redis = Redis::start();
+    let url = redis.url();
+    let mut b = spawn_server(Some(&url));
+    let events = env("BENCH_EVENTS", 200_000);
+    let runtime = common::runtime();
+    let (rate, published) = runtime.block_on(async {
+        let ws_url = format!("ws://127.0.0.1:{}/app/{KEY}?protocol=7", b.port);
+        let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+        ws.next().await.unwrap().unwrap(); // connection_established
+        let subscribe = r#"{"event":"pusher:subscribe","data":{"channel":"tp","auth":""}}"#;
+        ws.send(Message::text(subscribe)).await.unwrap();
+        ws.next().await.unwrap().unwrap(); // subscription_succeeded
+        let received = Arc::new(AtomicU64::new(0));
+        let progress = Arc::new(Notify::new());
+        let (count, wake) = (received.clone(), progress.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Text(text) = message
+                    && text.contains(r#""event":"e""#)
+                {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    wake.notify_one();
+                }
+            }
+        });
+        let handle = RedisHandle::connect(&RedisConfig::new(url.clone())).unwrap();
+        let config = BroadcastConfig::default().app(AppConfig::new("1", KEY, SECRET));
+        let a = Broadcaster::with_redis(config, None, handle).unwrap();
+        // B's subscription is live once one event crossed.
+        let data = serde_json::json!("warm-up");
+        while received.load(Ordering::Relaxed) == 0 {
+            a.publish(["tp"], "e", &data).await.unwrap();
+            let _ = tokio::time::timeout(Duration::from_millis(50), progress.notified()).await;
+        }
+        let base = received.load(Ordering::Relaxed);
+        let started = Instant::now();
+        for i in 0..events {
+            while i - (received.load(Ordering::Relaxed) - base) >= WINDOW {
+                let _ = tokio::time::timeout(Duration::from_millis(1), progress.notified()).await;
+            }
+            a.publish(["tp"], "e", &serde_json::json!(i)).await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while received.load(Ordering::Relaxed) - base < events {
+            assert!(Instant::now() < deadline, "events were lost");
+            let _ = tokio::time::timeout(Duration::from_millis(10), progress.notified()).await;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        (events as f64 / elapsed, events)
+    });
+    let output = Command::new("redis-benchmark")
+        .args(["-p", &redis.port.to_string(), "-t", "publish"])
+        .args(["-n", "1000000", "-P", "16", "-q"])
+        .output()
+        .expect("redis-benchmark (apt-get install redis-tools)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "PUBLISH: 612745.12 requests per second, p50=…" (the last of the progress lines).
+    let baseline: f64 = text
+        .rsplit("PUBLISH:")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read redis-benchmark's output: {text}"));
+    println!(
+        "cross-server events     {published} published on A, all delivered to a subscriber on B"
+    );
+    println!("broadcaster             {rate:.0} events/s end to end");
+    println!("redis-benchmark         {baseline:.0} PUBLISH/s (-P 16, same Redis)");
+    println!(
+        "ratio                   {:.2} (goal ≥ 0.5)",
+        rate / baseline
+    );
+    b.process.kill().unwrap();
+    b.process.wait().unwrap();
+    drop(redis);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--server") {
         return server(args.get(at + 1).cloned());
     }
-    let conns = env("BENCH_CONNS", 10_000) as usize;
-    let events = env("BENCH_EVENTS", 50) as usize;
+    if std::env::var("BENCH_THROUGHPUT").is_ok_and(|v| v == "1") {
+        return throughput();
+    }
+    let attacking = std::env::var("BENCH_ATTACK").is_ok_and(|v| v == "1");
+    let conns = env("BENCH_CONNS", if attacking { 100 } else { 10_000 }) as usize;
+    // Under attack, events go on until the attack is over: room for as many as it may take.
+    let events = env("BENCH_EVENTS", if attacking { 2_000 } else { 50 }) as usize;
     let servers = env("BENCH_SERVERS", 1) as usize;
     let redis = (servers > 1).then(Redis::start);
     let redis_url = redis.as_ref().map(Redis::url);
@@ -256,7 +418,23 @@ fn main() {
         // count as delivery latency.
         let client = reqwest::Client::new();
         publish(&client, port, "warm-up", 0).await;
+        let mut attacker = None;
+        let (mut before, mut after_start, mut attack_over_at) = (0, 0, None);
         for seq in 0..events {
+            if attacking && seq == 50 {
+                before = latencies.len();
+                attacker = Some(client_loops[0].spawn(attack(port, 200_000)));
+            }
+            if let Some(running) = &attacker
+                && running.is_finished()
+                && attack_over_at.is_none()
+            {
+                attack_over_at = Some(seq);
+            }
+            if attack_over_at.is_some_and(|at| seq >= at + 10) {
+                after_start = latencies.len();
+                break;
+            }
             let done = table.done.notified();
             publish(&client, port, "bench", seq).await;
             tokio::time::timeout(Duration::from_secs(30), done)
@@ -268,6 +446,44 @@ fn main() {
             latencies.extend(row);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if attacking && after_start == 0 {
+            after_start = latencies.len();
+        }
+        if attacking {
+            let got = attacker.expect("the attack started").await.unwrap();
+            let mut idle = latencies[..before].to_vec();
+            let mut under = latencies[before..after_start].to_vec();
+            idle.sort_unstable();
+            under.sort_unstable();
+            let ms = |v: u64| v as f64 / 1000.0;
+            println!(
+                "attacker                {} subscribes sent: {} accepted, {} refused at the channel cap, {} refused by the subscribe rate{}",
+                got.sent,
+                got.succeeded,
+                got.refused_cap,
+                got.refused_rate,
+                got.closed_with
+                    .map(|c| format!(", closed: {c}"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "delivery before attack  p50 {:.2} ms  p99 {:.2} ms  ({} events)",
+                ms(percentile(&idle, 0.50)),
+                ms(percentile(&idle, 0.99)),
+                idle.len() / conns
+            );
+            println!(
+                "during + after attack   p50 {:.2} ms  p99 {:.2} ms  ({} events, 10 after the disconnect)",
+                ms(percentile(&under, 0.50)),
+                ms(percentile(&under, 0.99)),
+                under.len() / conns
+            );
+            println!(
+                "p99 under attack / before = {:.2} (goal ≤ 2)",
+                percentile(&under, 0.99) as f64 / percentile(&idle, 0.99) as f64
+            );
+        }
+        let events = latencies.len() / conns;
         let deliveries = (conns * events) as f64;
         let server_us = (servers_cpu() - server_cpu) as f64 * 1000.0 / deliveries;
         let client_us = (cpu_ms("self") - client_cpu) as f64 * 1000.0 / deliveries;

@@ -41,9 +41,10 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{
-    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, Pipeline, RedisFuture, TlsCertificates,
-    TlsMode, Value,
+    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture,
+    TlsCertificates, TlsMode, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -397,9 +398,13 @@ impl RedisConfig {
                     "expected redis://, rediss:// or redis+cluster:// (host:port,host:port)".into(),
                 ));
             }
+            let info = url
+                .into_connection_info()
+                .map_err(|e| bad(e.to_string()))?
+                .set_tcp_settings(tcp_settings());
             let client = match certificates {
-                Some(certificates) => Client::build_with_tls(url, certificates),
-                None => Client::open(url),
+                Some(certificates) => Client::build_with_tls(info, certificates),
+                None => Client::open(info),
             }
             .map_err(|e| bad(e.to_string()))?;
             Ok(Target::Single(client))
@@ -453,9 +458,27 @@ struct ClusterTls {
     insecure: bool,
 }
 
+/// Every connection to Redis: no Nagle delay on small commands; a peer that vanished without a
+/// FIN (a NAT or load balancer dropped the flow, a failover) is found by keepalive probes after
+/// 10 s of silence, 3 × 5 s apart, and data left unacknowledged for 10 s closes the connection.
+/// The subscriber connection adds its own PINGs (see the broadcaster).
+fn tcp_settings() -> TcpSettings {
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5));
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let keepalive = keepalive.with_retries(3);
+    let settings = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(Duration::from_secs(10));
+    settings
+}
+
 impl ClusterNodes {
     fn builder(&self) -> ClusterClientBuilder {
-        let mut builder = ClusterClient::builder(self.nodes.clone());
+        let mut builder = ClusterClient::builder(self.nodes.clone()).tcp_settings(tcp_settings());
         if let Some(tls) = &self.tls {
             if tls.insecure {
                 builder = builder.tls(TlsMode::Insecure);
@@ -775,6 +798,19 @@ impl RedisHandle {
     pub(crate) async fn query<T: FromRedisReply>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         self.bounded(self.inner.command_timeout, |mut conn| async move {
             let result = cmd.query_async(&mut conn).await;
+            (conn, result)
+        })
+        .await
+    }
+
+    /// Runs a pipeline in one round trip (on a cluster every command must go to one node) — for
+    /// this crate's modules.
+    pub(crate) async fn query_pipeline<T: FromRedisReply>(
+        &self,
+        pipeline: &Pipeline,
+    ) -> Result<T, RedisError> {
+        self.bounded(self.inner.command_timeout, |mut conn| async move {
+            let result = pipeline.query_async(&mut conn).await;
             (conn, result)
         })
         .await

@@ -154,7 +154,7 @@ async fn a_server_killed_without_shutdown_loses_its_members_within_the_timeout()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_redis_restart_servers_resubscribe_and_count_what_was_lost() {
     let mut redis = RedisServer::start();
-    let ((a, _prod_a), (_b, prod_b)) = two_servers(&redis, config(), "restart").await;
+    let ((a, prod_a), (_b, prod_b)) = two_servers(&redis, config(), "restart").await;
     let mut on_a = Client::connect(a.addr).await;
     on_a.subscribe("feed", None, None).await;
     let b_api = prod_b.broadcaster().unwrap();
@@ -205,6 +205,16 @@ async fn after_a_redis_restart_servers_resubscribe_and_count_what_was_lost() {
     }
     let frame = received.expect("A receives B's events again after the restart");
     assert_eq!(frame["event"], "e");
+    // A tells by B's sequence numbers that it missed at least the event published during the
+    // outage, and whatever B sent before A had subscribed again.
+    let missed = prod_a
+        .metrics()
+        .render()
+        .lines()
+        .find(|l| l.starts_with("rustforge_broadcast_redis_events_total{outcome=\"missed\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(missed >= 1, "A counted {missed} missed events");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,4 +405,178 @@ async fn a_server_process_killed_with_sigkill_loses_its_members_within_the_timeo
     );
     assert_eq!(data(&removed)["user_id"], "ann");
     drop(ann);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pub_sub_connection_that_goes_silent_is_replaced_within_ten_seconds() {
+    let redis = RedisServer::start();
+    // A reaches Redis through a proxy that can go silent; B directly.
+    let proxy = support::proxy::StallingProxy::start(redis.port()).await;
+    let through_proxy = format!("redis://127.0.0.1:{}", proxy.port());
+    let (a, prod_a) = serve_on_redis(config(), &through_proxy, "silent").await;
+    let (_b, prod_b) = serve_on_redis(config(), &redis.url(), "silent").await;
+    let mut on_a = Client::connect(a.addr).await;
+    on_a.subscribe("feed", None, None).await;
+    let b_api = prod_b.broadcaster().unwrap();
+    b_api
+        .publish(["feed"], "e", &json!("before"))
+        .await
+        .unwrap();
+    assert_eq!(on_a.frame().await["data"], r#""before""#);
+    let reconnects = "rustforge_broadcast_redis_reconnects_total";
+    assert_eq!(gauge(&prod_a, reconnects), 0);
+
+    proxy.stall();
+    let stalled = std::time::Instant::now();
+    // Nothing closes: only A's PINGs can tell. Publish until A, on a new connection, receives.
+    let mut received = None;
+    while stalled.elapsed() < Duration::from_secs(15) {
+        b_api.publish(["feed"], "e", &json!("after")).await.unwrap();
+        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(200), on_a.frame()).await {
+            received = Some(frame);
+            break;
+        }
+    }
+    let frame = received.expect("A receives B's events again on a new connection");
+    assert_eq!(frame["data"], r#""after""#);
+    let waited = stalled.elapsed();
+    assert!(
+        waited <= Duration::from_secs(10),
+        "the silent connection was replaced after {waited:?} (documented bound: 6 s)"
+    );
+    assert!(gauge(&prod_a, reconnects) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_frozen_past_the_node_timeout_is_reaped_and_announces_itself_again() {
+    use rustix::process::{Pid, Signal, kill_process};
+
+    let redis = RedisServer::start();
+    let url = redis.url();
+    // Server A is the full_stack example (a process that can be frozen with SIGSTOP).
+    let a = support::process::Running::start(
+        "full_stack",
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("RUSTFORGE_REDIS_PREFIX", "frozen"),
+            ("PUSHER_APP_ID", support::pusher::APP_ID),
+            ("PUSHER_APP_KEY", support::pusher::KEY),
+            ("PUSHER_APP_SECRET", support::pusher::SECRET),
+            ("RUSTFORGE_BROADCAST_NODE_TIMEOUT", "2s"),
+        ],
+    );
+    let (b, prod_b) = serve_on_redis(fast_reaping(), &url, "frozen").await;
+    let addr_a = format!("127.0.0.1:{}", a.port).parse().unwrap();
+    let mut ann = Client::connect(addr_a).await;
+    ann.subscribe_signed("presence-room", Some(USER_A)).await;
+    let mut bob = Client::connect(b.addr).await;
+    let f = bob.subscribe_signed("presence-room", Some(USER_B)).await;
+    assert_eq!(data(&f)["presence"]["count"], 2, "{f}");
+    assert_eq!(data(&ann.frame().await)["user_id"], "bob");
+
+    let pid = Pid::from_raw(a.child.id() as i32).unwrap();
+    kill_process(pid, Signal::STOP).unwrap();
+    // B takes the silent A for dead and removes Ann...
+    let removed = bob.frame().await;
+    assert_eq!(
+        removed["event"], "pusher_internal:member_removed",
+        "{removed}"
+    );
+    assert_eq!(data(&removed)["user_id"], "ann");
+    kill_process(pid, Signal::CONT).unwrap();
+    // ... and A, awake, finds its heartbeat record gone and announces Ann again.
+    let added = bob.frame().await;
+    assert_eq!(added["event"], "pusher_internal:member_added", "{added}");
+    assert_eq!(data(&added)["user_id"], "ann");
+    let presence = prod_b
+        .broadcaster()
+        .unwrap()
+        .presence("presence-room")
+        .await
+        .unwrap();
+    assert_eq!(presence.ids, ["ann", "bob"]);
+    // Ann's own connection never noticed.
+    ann.assert_alive().await;
+}
+
+/// A rolling deploy with real pusher-js presence clients behind a round-robin balancer: server A
+/// (a process) gets SIGTERM; its clients come back through the balancer to B. Nothing of A
+/// survives it: the members everyone sees converge to the users connected, and each user got
+/// member events in pairs at most (removed on A, added on B), never a lone removal or a ghost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_deploy_with_pusher_js_leaves_no_ghost() {
+    use std::io::{BufRead, Write};
+
+    const HINT: &str = "needs Node.js ≥ 20 and `npm ci` in tests/js (scripts/test.sh does both)";
+    const USERS: usize = 10;
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(js.join("node_modules/pusher-js").is_dir(), "{HINT}");
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = support::process::Running::start(
+        "full_stack",
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("RUSTFORGE_REDIS_PREFIX", "deploy"),
+            ("PUSHER_APP_ID", support::pusher::APP_ID),
+            ("PUSHER_APP_KEY", support::pusher::KEY),
+            ("PUSHER_APP_SECRET", support::pusher::SECRET),
+            ("RUSTFORGE_SHUTDOWN_DRAIN", "2s"),
+        ],
+    );
+    let (b, _prod_b) = serve_on_redis(config(), &url, "deploy").await;
+    let balancer = support::proxy::RoundRobin::start(vec![a.port, b.addr.port()]).await;
+
+    let mut node = std::process::Command::new("node")
+        .arg("rolling-deploy.js")
+        .current_dir(&js)
+        .env("PROXY_PORT", balancer.port().to_string())
+        .env("B_PORT", b.addr.port().to_string())
+        .env("USERS", USERS.to_string())
+        .env("PUSHER_APP_ID", support::pusher::APP_ID)
+        .env("PUSHER_APP_KEY", support::pusher::KEY)
+        .env("PUSHER_APP_SECRET", support::pusher::SECRET)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node ({e}): {HINT}"));
+    let mut stdin = node.stdin.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let next_line = || {
+        lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a line from rolling-deploy.js")
+    };
+    assert_eq!(next_line(), "READY");
+    // Half the clients are on A (round robin): SIGTERM it and let it finish its shutdown.
+    let b_api = tokio::task::spawn_blocking(move || {
+        a.terminate();
+    });
+    b_api.await.unwrap();
+    writeln!(stdin, "TERMINATED").unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&next_line()).unwrap();
+    let _ = node.wait();
+    let mut everyone: Vec<String> = (0..USERS).map(|i| format!("u{i}")).collect();
+    everyone.push("observer".into());
+    everyone.sort();
+    assert_eq!(summary["members"], json!(everyone), "{summary}");
+    assert_eq!(summary["api"], json!(everyone), "{summary}");
+    assert!(
+        summary["resubscribed"].as_u64().unwrap() >= 1,
+        "some clients were on A: {summary}"
+    );
+    for (user, counts) in summary["events"].as_object().unwrap() {
+        let (added, removed) = (counts["added"].as_u64(), counts["removed"].as_u64());
+        assert_eq!(added, removed, "{user}: {counts} ({summary})");
+        assert!(added <= Some(1), "{user}: {counts} ({summary})");
+    }
 }

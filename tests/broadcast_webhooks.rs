@@ -199,3 +199,62 @@ async fn on_redis_occupied_and_vacated_are_cluster_wide() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaping_a_dead_server_sends_its_webhooks_once() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let (hooks, mut rx) = receiver().await;
+    let mut config = with_webhooks(&hooks.url("/hook"));
+    config.node_timeout = std::time::Duration::from_secs(2);
+    // Two survivors, both reaping.
+    let (b, _prod_b) = serve_on_redis(config.clone(), &url, "reaped").await;
+    let (c, _prod_c) = serve_on_redis(config.clone(), &url, "reaped").await;
+    // Server A on its own runtime, which is dropped: no shutdown, as a killed process.
+    let thread_url = url.clone();
+    let thread_config = config.clone();
+    let (runtime, server_a, prod_a) = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (a, prod_a) = runtime.block_on(serve_on_redis(thread_config, &thread_url, "reaped"));
+        (runtime, a, prod_a)
+    })
+    .join()
+    .unwrap();
+    let mut ann = Client::connect(server_a.addr).await;
+    ann.subscribe_signed("presence-room", Some(USER_A)).await;
+    let mut got = names(&events(&mut rx, 2).await);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "channel_occupied presence-room",
+            "member_added presence-room"
+        ]
+    );
+    std::mem::forget(server_a);
+    std::mem::forget(prod_a);
+    runtime.shutdown_background();
+    // B and C both find A dead; the removal is announced by whichever reaped it, once.
+    let mut got = names(&events(&mut rx, 2).await);
+    // Markers from both survivors: once both are in, any duplicate would be too.
+    let mut marker_b = Client::connect(b.addr).await;
+    marker_b.subscribe("marker-b", None, None).await;
+    let mut marker_c = Client::connect(c.addr).await;
+    marker_c.subscribe("marker-c", None, None).await;
+    while !(got.contains(&"channel_occupied marker-b".to_owned())
+        && got.contains(&"channel_occupied marker-c".to_owned()))
+    {
+        got.extend(names(&events(&mut rx, 1).await));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "channel_occupied marker-b",
+            "channel_occupied marker-c",
+            "channel_vacated presence-room",
+            "member_removed presence-room",
+        ]
+    );
+    drop(ann);
+}

@@ -16,6 +16,10 @@ use crate::error::ConfigError;
 /// The most channels one publish may name (the Pusher HTTP API's limit).
 pub const MAX_CHANNELS_PER_EVENT: usize = 100;
 
+/// How long [`Broadcaster::shutdown`] waits for the closed connections to leave their channels
+/// before it removes this server's presence anyway.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A refused publish or query.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -361,11 +365,23 @@ impl Broadcaster {
         }
     }
 
-    /// Graceful shutdown: [`close_all`](Self::close_all), then (with Redis) removes this
-    /// server's presence members at once — the others send `member_removed` — instead of
-    /// leaving them to the node timeout.
+    /// Graceful shutdown, in an order that leaves no ghost member behind during a rolling
+    /// deploy: new WebSocket connections are refused (503 with `Retry-After`, so clients land on
+    /// another server), the open ones are closed with 4200, and once the last of them has left
+    /// its channels (or after [`SHUTDOWN_GRACE`]) this server's presence is removed from Redis at
+    /// once — the others send `member_removed` — instead of being left to the node timeout.
+    /// Nothing of this server is written to Redis after that.
     pub async fn shutdown(&self) {
+        for hub in &self.inner.apps {
+            hub.drain();
+        }
         self.close_all();
+        let gone = futures_util::future::join_all(self.inner.apps.iter().map(|h| h.all_gone()));
+        if tokio::time::timeout(SHUTDOWN_GRACE, gone).await.is_err() {
+            tracing::warn!(
+                "broadcast: connections still leaving at shutdown; removing this server's presence anyway"
+            );
+        }
         self.hub().bus().shutdown().await;
     }
 

@@ -85,9 +85,11 @@ pub(crate) struct BusStats {
     pub published: u64,
     pub received: u64,
     pub lost: u64,
+    pub missed: u64,
     pub reconnects: u64,
     pub pending: u64,
     pub reaped_nodes: u64,
+    pub reaped_self: u64,
 }
 
 /// One server: the hub is the whole truth, and the transitions are announced to its own

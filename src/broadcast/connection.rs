@@ -50,6 +50,8 @@ pub(crate) async fn serve(
     config: Arc<BroadcastConfig>,
     ip: IpAddr,
 ) {
+    // Declared first, dropped last: the task counts as running until its leaves are written.
+    let _live = hub.live();
     let (mut sink, mut stream) = socket.split();
     let socket_id: Arc<str> = new_socket_id().into();
     let (conn, mut queue) = Conn::new(socket_id.clone(), config.send_queue);

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,17 @@ impl Conn {
     }
 }
 
+/// A running connection task of a hub (see [`AppHub::live`]).
+pub(crate) struct Live(Arc<AppHub>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.all_gone.notify_waiters();
+        }
+    }
+}
+
 /// Counters of one app, read by the metrics module.
 #[derive(Default, Debug)]
 pub(crate) struct Stats {
@@ -217,6 +228,12 @@ pub(crate) struct AppHub {
     max_members: usize,
     max_channels: usize,
     state: Mutex<State>,
+    /// Shutting down: no new connection is admitted.
+    draining: AtomicBool,
+    /// Connection tasks still running, their leaves included (see [`Live`]).
+    live: AtomicUsize,
+    /// Woken when `live` drops to zero.
+    all_gone: Notify,
     /// The other servers: [`LocalBus`](super::bus::LocalBus) when there are none.
     bus: Arc<dyn Bus>,
     /// The webhook sender, when the app has a webhook URL.
@@ -238,6 +255,9 @@ impl AppHub {
             }),
             app,
             state: Mutex::new(State::default()),
+            draining: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            all_gone: Notify::new(),
             bus,
         }
     }
@@ -262,9 +282,16 @@ impl AppHub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new connection, unless the app or the IP is at its limit.
+    /// Registers a new connection, unless the app or the IP is at its limit or the server is
+    /// shutting down.
     pub(crate) fn connect(&self, conn: Conn, ip: IpAddr) -> bool {
         let mut state = self.state();
+        if self.is_draining() {
+            self.stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         let per_ip = state.per_ip.get(&ip).copied().unwrap_or(0);
         if (self.max_connections > 0 && state.conns.len() >= self.max_connections)
             || (self.max_per_ip > 0 && per_ip >= self.max_per_ip)
@@ -290,34 +317,41 @@ impl AppHub {
 
     /// Removes a connection: it leaves every channel (presence members are removed for others
     /// on the user's last connection). Returns what changed per channel, for the backend.
+    ///
+    /// Each channel is left under its own short hold of the lock: a publisher of another
+    /// channel waits for one leave at most, never for all of this connection's channels.
     pub(crate) fn disconnect(&self, socket_id: &str) -> Vec<(String, Transitions)> {
-        let mut state = self.state();
-        let Some(conn) = state.conns.remove(socket_id) else {
-            return Vec::new();
+        let conn = {
+            let mut state = self.state();
+            let Some(conn) = state.conns.remove(socket_id) else {
+                return Vec::new();
+            };
+            if let Some(count) = state.per_ip.get_mut(&conn.ip) {
+                *count -= 1;
+                if *count == 0 {
+                    state.per_ip.remove(&conn.ip);
+                }
+            }
+            if let Some(user) = &conn.user
+                && let Some(sockets) = state.users.get_mut(user)
+            {
+                sockets.remove(socket_id);
+                if sockets.is_empty() {
+                    state.users.remove(user);
+                }
+            }
+            self.stats
+                .connections
+                .store(state.conns.len() as u64, Ordering::Relaxed);
+            conn
         };
-        if let Some(count) = state.per_ip.get_mut(&conn.ip) {
-            *count -= 1;
-            if *count == 0 {
-                state.per_ip.remove(&conn.ip);
-            }
-        }
-        if let Some(user) = &conn.user
-            && let Some(sockets) = state.users.get_mut(user)
-        {
-            sockets.remove(socket_id);
-            if sockets.is_empty() {
-                state.users.remove(user);
-            }
-        }
-        let left = conn
-            .channels
-            .iter()
-            .map(|channel| (channel.clone(), self.leave(&mut state, channel, socket_id)))
-            .collect();
-        self.stats
-            .connections
-            .store(state.conns.len() as u64, Ordering::Relaxed);
-        left
+        conn.channels
+            .into_iter()
+            .map(|channel| {
+                let transitions = self.leave(&mut self.state(), &channel, socket_id);
+                (channel, transitions)
+            })
+            .collect()
     }
 
     /// Subscribes; for presence, `member` is the verified `(user_id, user_info)`. Returns the
@@ -446,6 +480,16 @@ impl AppHub {
         transitions
     }
 
+    /// Whether `user_id` is a presence member of `channel` through a connection of this server.
+    #[cfg(feature = "redis")]
+    pub(crate) fn has_member(&self, channel: &str, user_id: &str) -> bool {
+        let state = self.state();
+        state
+            .channels
+            .get(channel)
+            .is_some_and(|entry| entry.members.contains_key(user_id))
+    }
+
     /// Whether the connection is subscribed to `channel`, and its presence user id there.
     pub(crate) fn subscription(&self, socket_id: &str, channel: &str) -> Option<Option<String>> {
         let state = self.state();
@@ -551,6 +595,35 @@ impl AppHub {
     }
 
     /// Closes every connection with `code` (4200 at shutdown: clients reconnect elsewhere).
+    /// Stops admitting connections (shutdown); the WebSocket endpoint answers 503.
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the server is shutting down.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Counts a connection task as running until the returned guard drops — after its leaves
+    /// reached the bus, so that the server's own presence is removed only when nothing of it
+    /// can be written any more.
+    pub(crate) fn live(self: &Arc<Self>) -> Live {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        Live(Arc::clone(self))
+    }
+
+    /// Resolves once no connection task is running.
+    pub(crate) async fn all_gone(&self) {
+        loop {
+            let gone = self.all_gone.notified();
+            if self.live.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            gone.await;
+        }
+    }
+
     pub(crate) fn close_all(&self, code: u16) {
         for c in self.state().conns.values() {
             c.conn.close(code);

@@ -103,7 +103,7 @@ pub(crate) fn observe(meter: &Meter, broadcaster: &Broadcaster) {
         meter
             .u64_observable_counter("rustforge.broadcast.redis.events")
             .with_description(
-                "Events exchanged with the other servers through Redis: published, received, lost (could not be published).",
+                "Events exchanged with the other servers through Redis: published, received, lost (could not be published), missed (another server's events that never arrived, told by a gap in their sequence numbers).",
             )
             .with_callback(move |o| {
                 let Some(s) = b.hub().bus().stats() else {
@@ -113,6 +113,7 @@ pub(crate) fn observe(meter: &Meter, broadcaster: &Broadcaster) {
                     ("published", s.published),
                     ("received", s.received),
                     ("lost", s.lost),
+                    ("missed", s.missed),
                 ] {
                     o.observe(n, &[KeyValue::new("outcome", outcome)]);
                 }
@@ -135,6 +136,12 @@ pub(crate) fn observe(meter: &Meter, broadcaster: &Broadcaster) {
             "Servers found dead (no heartbeat) whose presence members were removed.",
             false,
             |s| s.reaped_nodes,
+        );
+        bus_stat(
+            "rustforge.broadcast.redis.reaped_self",
+            "Times this server found the others had taken it for dead (frozen, or cut off from Redis longer than the node timeout) and wrote its presence back.",
+            false,
+            |s| s.reaped_self,
         );
     }
     #[cfg(feature = "webhooks")]

@@ -55,7 +55,7 @@ pub mod signature;
 mod webhooks;
 
 pub use authorizer::{Access, AuthRequest, Authorizer, BoxFuture, User, authorizer_fn};
-pub use broadcaster::{BroadcastError, Broadcaster, Event, MAX_CHANNELS_PER_EVENT};
+pub use broadcaster::{BroadcastError, Broadcaster, Event, MAX_CHANNELS_PER_EVENT, SHUTDOWN_GRACE};
 pub(crate) use config::check_store;
 #[cfg(feature = "redis")]
 pub(crate) use config::uses_redis;

@@ -102,6 +102,16 @@ async fn websocket(
     let Some(hub) = broadcaster.hub_by_key(&key).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if hub.is_draining() {
+        // Shutting down: the client tries again, and the load balancer, which already sees
+        // this server unready, sends it elsewhere.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            "shutting down",
+        )
+            .into_response();
+    }
     ws.on_upgrade(move |socket| super::connection::serve(socket, hub, config, ip))
 }
 

@@ -9,6 +9,7 @@ pub mod logs;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod process;
+pub mod proxy;
 #[cfg(feature = "broadcast")]
 pub mod pusher;
 pub mod redis;

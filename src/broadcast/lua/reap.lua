@@ -1,6 +1,7 @@
 -- Removes everything a (dead or stopping) node held in one channel.
 -- KEYS: members, info, nodes, subs   ARGV: node
--- Returns the users that left the channel cluster-wide (send member_removed for each).
+-- Returns 1 when the channel has no subscription left anywhere (send channel_vacated), else 0,
+-- then the users that left the channel cluster-wide (send member_removed for each).
 local prefix = ARGV[1] .. '\n'
 local removed = {}
 local entries = redis.call('HGETALL', KEYS[3])
@@ -17,5 +18,10 @@ for i = 1, #entries, 2 do
     end
   end
 end
-redis.call('HDEL', KEYS[4], ARGV[1])
+local held = redis.call('HDEL', KEYS[4], ARGV[1])
+local vacated = 0
+if held == 1 and redis.call('HLEN', KEYS[4]) == 0 then
+  vacated = 1
+end
+table.insert(removed, 1, vacated)
 return removed

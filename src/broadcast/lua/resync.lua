@@ -2,7 +2,9 @@
 -- restart that lost the data, or an outage during which joins and leaves could not be written.
 -- KEYS: members, info, nodes, subs
 -- ARGV: node, local subscriptions, number of users, then per user: id, local connections, info
--- Returns the users that left the channel cluster-wide (send member_removed for each).
+-- Returns the number of users that left the channel cluster-wide (send member_removed for
+-- each), those users, then the users that are new cluster-wide (send member_added to the other
+-- servers: after this node was reaped while it could not heartbeat, its users are back).
 local node = ARGV[1]
 local prefix = node .. '\n'
 local subs = tonumber(ARGV[2])
@@ -42,11 +44,18 @@ for user, old in pairs(had) do
     end
   end
 end
+local added = {}
 for user, new in pairs(wanted) do
   if had[user] == nil then
     redis.call('HSET', KEYS[3], prefix .. user, new)
-    redis.call('HINCRBY', KEYS[1], user, new)
+    local total = redis.call('HINCRBY', KEYS[1], user, new)
     redis.call('HSETNX', KEYS[2], user, infos[user])
+    if total == new then
+      table.insert(added, user)
+    end
   end
 end
-return removed
+local reply = { #removed }
+for _, user in ipairs(removed) do table.insert(reply, user) end
+for _, user in ipairs(added) do table.insert(reply, user) end
+return reply

@@ -1,0 +1,7 @@
+//! `cargo fuzz run channel_auth`: see `harness.rs`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::channel_auth(data));

@@ -1,0 +1,7 @@
+//! `cargo fuzz run client_frame`: see `harness.rs`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::client_frame(data));
