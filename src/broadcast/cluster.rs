@@ -109,8 +109,8 @@ pub(crate) struct RedisBackend {
     /// so that a receiver can count what it missed (a pub/sub reconnection, Redis restarting).
     /// Numbered and queued under this lock: the numbers reach Redis in order.
     sent: Mutex<std::collections::HashMap<String, u64>>,
-    /// The last sequence number received per (origin server, topic).
-    seen: Mutex<std::collections::HashMap<(String, String), u64>>,
+    /// The last sequence number received, per topic and origin server.
+    seen: Mutex<std::collections::HashMap<String, std::collections::HashMap<String, u64>>>,
     /// A resync failed: the heartbeat tries again.
     resync_needed: std::sync::atomic::AtomicBool,
     /// This server removed itself from Redis (shutdown): it writes nothing more there — no
@@ -226,7 +226,7 @@ impl RedisBackend {
         let topic = self.topic(app, channel);
         let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
         if watched.remove(&topic) {
-            lock(&self.seen).retain(|(_, t), _| *t != topic);
+            lock(&self.seen).remove(&topic);
             let _ = self.watch.send(Watch::Remove(topic));
         }
     }
@@ -244,11 +244,19 @@ impl RedisBackend {
         let topic = self.topic(app, channel);
         let cache = cache.then(|| (self.cache_key(app, channel), text.to_owned()));
         let mut sent = lock(&self.sent);
-        if sent.len() >= MAX_SEQUENCES && !sent.contains_key(&topic) {
-            sent.clear();
-        }
-        let seq = sent.entry(topic.clone()).or_insert(0);
-        *seq += 1;
+        let seq = match sent.get_mut(&topic) {
+            Some(seq) => {
+                *seq += 1;
+                *seq
+            }
+            None => {
+                if sent.len() >= MAX_SEQUENCES {
+                    sent.clear();
+                }
+                sent.insert(topic.clone(), 1);
+                1
+            }
+        };
         let payload = format!(
             "{}:{seq}\n{}\n{text}",
             self.node,
@@ -771,17 +779,25 @@ impl RedisBackend {
     /// Counts the events of `origin` on `topic` that did not arrive before `seq`.
     fn count_missed(&self, origin: &str, topic: &str, seq: u64) {
         let mut seen = lock(&self.seen);
+        // Looked up by reference: a key is allocated only for a new topic or origin.
+        if let Some(last) = seen
+            .get_mut(topic)
+            .and_then(|by_origin| by_origin.get_mut(origin))
+        {
+            if seq > *last + 1 {
+                self.stats
+                    .missed
+                    .fetch_add(seq - *last - 1, Ordering::Relaxed);
+            }
+            *last = seq;
+            return;
+        }
         if seen.len() >= MAX_SEQUENCES {
             seen.clear();
         }
-        let last = seen.insert((origin.to_owned(), topic.to_owned()), seq);
-        if let Some(last) = last
-            && seq > last + 1
-        {
-            self.stats
-                .missed
-                .fetch_add(seq - last - 1, Ordering::Relaxed);
-        }
+        seen.entry(topic.to_owned())
+            .or_default()
+            .insert(origin.to_owned(), seq);
     }
 }
 

@@ -115,6 +115,10 @@ pub(crate) async fn serve(
         conn: &conn,
         client_events: Bucket::new(config.client_event_rate),
         subscribes: Bucket::new(config.subscribe_rate),
+        refusals: Bucket::with_burst(
+            config.subscribe_rate,
+            config.subscribe_rate.saturating_mul(10).max(100),
+        ),
         out: Vec::new(),
     };
     let established = serde_json::json!({
@@ -186,6 +190,10 @@ struct Session<'a> {
     client_events: Bucket,
     /// `subscribe_rate` subscribes a second.
     subscribes: Bucket,
+    /// Refusals the subscribe rate may still answer: ten seconds' worth of the rate (at least
+    /// 100), refilled at the rate. A client that runs it dry is flooding, not subscribing, and
+    /// is disconnected (4100): each refusal would otherwise cost a reply.
+    refusals: Bucket,
     /// Replies to the client's own frames, sent (waiting for queue space) before the next read.
     out: Vec<Utf8Bytes>,
 }
@@ -258,6 +266,10 @@ impl Session<'_> {
             this.reply(subscription_error_frame(name, error, status))
         };
         if !self.subscribes.take() {
+            if !self.refusals.take() {
+                self.conn.close(codes::OVER_CAPACITY);
+                return;
+            }
             return refuse(self, "Subscribing too fast", 429);
         }
         let channel = match Channel::parse(name) {
@@ -419,18 +431,25 @@ impl Session<'_> {
     }
 }
 
-/// A token bucket: `rate` a second, in bursts of as many.
+/// A token bucket: `rate` a second, in bursts of `burst`.
 struct Bucket {
     rate: f64,
+    burst: f64,
     tokens: f64,
     refilled: Instant,
 }
 
 impl Bucket {
     fn new(rate: u32) -> Self {
+        Self::with_burst(rate, rate)
+    }
+
+    /// `rate` a second, in bursts of up to `burst`.
+    fn with_burst(rate: u32, burst: u32) -> Self {
         Self {
             rate: f64::from(rate),
-            tokens: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
             refilled: Instant::now(),
         }
     }
@@ -439,7 +458,7 @@ impl Bucket {
     fn take(&mut self) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.refilled).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate);
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.refilled = now;
         if self.tokens < 1.0 {
             return false;
