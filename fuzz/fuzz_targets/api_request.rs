@@ -1,6 +1,8 @@
 //! `cargo fuzz run api_request`: see `harness.rs`.
 #![no_main]
 
+// Each target uses one of the harness functions.
+#[allow(dead_code)]
 #[path = "../harness.rs"]
 mod harness;
 

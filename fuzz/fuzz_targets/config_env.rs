@@ -1,6 +1,8 @@
 //! `cargo fuzz run config_env`: see `harness.rs`.
 #![no_main]
 
+// Each target uses one of the harness functions.
+#[allow(dead_code)]
 #[path = "../harness.rs"]
 mod harness;
 

@@ -76,7 +76,19 @@ impl LogConfig {
 
     pub(super) fn env_filter(&self) -> Result<EnvFilter, ConfigError> {
         let filter = self.filter.as_deref().unwrap_or(DEFAULT_LOG_FILTER);
-        EnvFilter::try_new(filter)
+        EnvFilter::try_new(trimmed_directives(filter))
             .map_err(|e| ConfigError::new("log.filter", filter, format!("not a valid filter: {e}")))
     }
+}
+
+/// The filter with the whitespace around each directive removed. tracing-subscriber 0.3 parses a
+/// directive by the positions of its trimmed text but slices the untrimmed one, and panics when
+/// that lands inside a multi-byte character (found by `fuzz/` on `RUST_LOG="\t\t1…\u{34d}…"`).
+fn trimmed_directives(filter: &str) -> String {
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
 }
