@@ -19,11 +19,13 @@ fi
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/rustforge-prod/fuzz-target}"
 for target in "${targets[@]}"; do
   echo "==> $target for ${seconds}s"
+  # Crash files of earlier runs are not this run's: only new ones count.
+  before=$(ls "fuzz/artifacts/$target" 2>/dev/null | wc -l)
   # Fuzz the committed corpus in place; new interesting inputs are kept there.
   cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -print_final_stats=1 -timeout=10 2>&1 |
     grep -E "^(#[0-9]+ +DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)" || true
-  if [ -n "$(ls -A "fuzz/artifacts/$target" 2>/dev/null)" ]; then
+  if [ "$(ls "fuzz/artifacts/$target" 2>/dev/null | wc -l)" -gt "$before" ]; then
     echo "$target: crash, see fuzz/artifacts/$target" >&2
     exit 1
   fi
