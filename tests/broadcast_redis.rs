@@ -454,17 +454,7 @@ async fn a_server_frozen_past_the_node_timeout_is_reaped_and_announces_itself_ag
     let redis = RedisServer::start();
     let url = redis.url();
     // Server A is the full_stack example (a process that can be frozen with SIGSTOP).
-    let a = support::process::Running::start(
-        "full_stack",
-        &[
-            ("REDIS_URL", url.as_str()),
-            ("RUSTFORGE_REDIS_PREFIX", "frozen"),
-            ("PUSHER_APP_ID", support::pusher::APP_ID),
-            ("PUSHER_APP_KEY", support::pusher::KEY),
-            ("PUSHER_APP_SECRET", support::pusher::SECRET),
-            ("RUSTFORGE_BROADCAST_NODE_TIMEOUT", "2s"),
-        ],
-    );
+    let a = full_stack_on(&url, "frozen", ("RUSTFORGE_BROADCAST_NODE_TIMEOUT", "2s"));
     let (b, prod_b) = serve_on_redis(fast_reaping(), &url, "frozen").await;
     let addr_a = format!("127.0.0.1:{}", a.port).parse().unwrap();
     let mut ann = Client::connect(addr_a).await;
@@ -513,17 +503,7 @@ async fn a_rolling_deploy_with_pusher_js_leaves_no_ghost() {
     assert!(js.join("node_modules/pusher-js").is_dir(), "{HINT}");
     let redis = RedisServer::start();
     let url = redis.url();
-    let a = support::process::Running::start(
-        "full_stack",
-        &[
-            ("REDIS_URL", url.as_str()),
-            ("RUSTFORGE_REDIS_PREFIX", "deploy"),
-            ("PUSHER_APP_ID", support::pusher::APP_ID),
-            ("PUSHER_APP_KEY", support::pusher::KEY),
-            ("PUSHER_APP_SECRET", support::pusher::SECRET),
-            ("RUSTFORGE_SHUTDOWN_DRAIN", "2s"),
-        ],
-    );
+    let a = full_stack_on(&url, "deploy", ("RUSTFORGE_SHUTDOWN_DRAIN", "2s"));
     let (b, _prod_b) = serve_on_redis(config(), &url, "deploy").await;
     let balancer = support::proxy::RoundRobin::start(vec![a.port, b.addr.port()]).await;
 
@@ -579,4 +559,20 @@ async fn a_rolling_deploy_with_pusher_js_leaves_no_ghost() {
         assert_eq!(added, removed, "{user}: {counts} ({summary})");
         assert!(added <= Some(1), "{user}: {counts} ({summary})");
     }
+}
+
+/// The full_stack example as a broadcasting server on `url` under the key prefix `prefix`, with
+/// the test app's credentials and one more variable.
+fn full_stack_on(url: &str, prefix: &str, extra: (&str, &str)) -> support::process::Running {
+    support::process::Running::start(
+        "full_stack",
+        &[
+            ("REDIS_URL", url),
+            ("RUSTFORGE_REDIS_PREFIX", prefix),
+            ("PUSHER_APP_ID", support::pusher::APP_ID),
+            ("PUSHER_APP_KEY", support::pusher::KEY),
+            ("PUSHER_APP_SECRET", support::pusher::SECRET),
+            extra,
+        ],
+    )
 }

@@ -69,6 +69,14 @@ async fn closed(stream: &mut TcpStream) {
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: serve.test\r\n\r\n";
 
+/// Sends `GET /` on `stream`; whether it was answered 200.
+async fn served(stream: &mut TcpStream) -> bool {
+    stream.write_all(GET).await.unwrap();
+    read_response(stream)
+        .await
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+}
+
 #[tokio::test]
 async fn a_slowloris_client_is_closed_by_the_header_read_timeout() {
     let app = Running::start(
@@ -101,13 +109,7 @@ async fn a_slowloris_client_is_closed_by_the_header_read_timeout() {
     );
     // The server is fine, and a normal client is served.
     let mut stream = connect(&app).await;
-    stream.write_all(GET).await.unwrap();
-    assert!(
-        read_response(&mut stream)
-            .await
-            .unwrap()
-            .starts_with("HTTP/1.1 200")
-    );
+    assert!(served(&mut stream).await);
 }
 
 #[tokio::test]
@@ -123,13 +125,7 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
     );
     // Idle after a request: closed once the idle timeout passed.
     let mut idle = connect(&app).await;
-    idle.write_all(GET).await.unwrap();
-    assert!(
-        read_response(&mut idle)
-            .await
-            .unwrap()
-            .starts_with("HTTP/1.1 200")
-    );
+    assert!(served(&mut idle).await);
     let served = Instant::now();
     closed(&mut idle).await;
     assert!(served.elapsed() >= Duration::from_secs(2));
@@ -250,13 +246,7 @@ async fn unfinished_heads(app: &Running, n: usize, bytes: usize) {
         held.push(stream);
     }
     let mut stream = connect(app).await;
-    stream.write_all(GET).await.unwrap();
-    assert!(
-        read_response(&mut stream)
-            .await
-            .unwrap()
-            .starts_with("HTTP/1.1 200")
-    );
+    assert!(served(&mut stream).await);
     for stream in &mut held {
         closed(stream).await;
     }
@@ -268,13 +258,7 @@ async fn at_the_connection_cap_new_connections_wait_and_open_ones_are_served() {
     let mut open = Vec::new();
     for _ in 0..10 {
         let mut stream = connect(&app).await;
-        stream.write_all(GET).await.unwrap();
-        assert!(
-            read_response(&mut stream)
-                .await
-                .unwrap()
-                .starts_with("HTTP/1.1 200")
-        );
+        assert!(served(&mut stream).await);
         open.push(stream);
     }
     // The 11th: the kernel completes the handshake, the server does not accept it yet.
@@ -282,13 +266,7 @@ async fn at_the_connection_cap_new_connections_wait_and_open_ones_are_served() {
     waiting.write_all(GET).await.unwrap();
     // The open connections keep being served...
     for stream in &mut open {
-        stream.write_all(GET).await.unwrap();
-        assert!(
-            read_response(stream)
-                .await
-                .unwrap()
-                .starts_with("HTTP/1.1 200")
-        );
+        assert!(served(stream).await);
     }
     // ... while the waiting one got nothing.
     let mut buf = [0u8; 64];
@@ -319,13 +297,7 @@ async fn graceful_shutdown_finishes_started_requests_under_load() {
     assert!(continue_.starts_with("http/1.1 100"), "{continue_}");
     // An idle keep-alive connection.
     let mut idle = connect(&app).await;
-    idle.write_all(GET).await.unwrap();
-    assert!(
-        read_response(&mut idle)
-            .await
-            .unwrap()
-            .starts_with("HTTP/1.1 200")
-    );
+    assert!(served(&mut idle).await);
     // Load: four keep-alive clients in a loop until the server goes away.
     let url = app.url("/api/items/3");
     let (running, mut all_running) = tokio::sync::mpsc::channel(4);

@@ -88,11 +88,16 @@ impl Listen {
     fn pings(&self, port: u16) -> bool {
         match self {
             Self::Plain => raw_command(port, "PING").is_ok_and(|r| r == "+PONG"),
-            Self::Tls { .. } => Command::new("redis-cli")
+            // A TLS port answers redis-cli only; a missing redis-cli fails, never skips.
+            Self::Tls { .. } => match Command::new("redis-cli")
                 .args(self.cli_args())
                 .args(["-p", &port.to_string(), "PING"])
                 .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG"),
+            {
+                Ok(o) => String::from_utf8_lossy(&o.stdout).trim() == "PONG",
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
+                Err(_) => false,
+            },
         }
     }
 }
