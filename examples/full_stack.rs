@@ -10,6 +10,11 @@
 //! Add `OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318` (feature `otlp`) to push metrics
 //! and export one span per request; the last ones are flushed when the server stops.
 //!
+//! It shows each module: a cached, tagged route (`/api/stats`, flushed by
+//! `POST /api/stats/refresh`), a session counter (`/api/visits`), and with `DATABASE_URL` set
+//! (feature `sqlx-postgres`) a query (`/api/db/time`). With no variable set it needs no server
+//! at all: the cache and sessions live in the process.
+//!
 //! Every variable is listed in the README and in `rustforge_prod::config`. A bad value stops the
 //! program at start with a message naming the variable.
 //!
@@ -28,13 +33,15 @@
 use std::process::ExitCode;
 
 use axum::body::Bytes;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::serve::Listener as _;
 use axum::{Json, Router};
 use rustforge_prod::ProductionLayer;
 use rustforge_prod::broadcast::{Access, User, authorizer_fn};
+use rustforge_prod::cache::Cache;
+use rustforge_prod::session::{self, Session};
 use serde_json::{Value, json};
 
 #[tokio::main]
@@ -73,7 +80,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/", get(|| async { "rustforge-prod full stack\n" }))
         .route("/api/items", get(items))
         .route("/api/items/{id}", get(item))
+        .route("/api/stats", get(stats))
+        .route("/api/stats/refresh", post(refresh_stats))
         .route("/api/echo", post(|body: Bytes| async move { body }))
+        .with_state(prod.cache().clone())
+        .merge(sessions(&prod))
+        .merge(database(&prod))
         .merge(prod.routes())
         .layer(prod.layer());
 
@@ -91,6 +103,70 @@ fn catalogue() -> Vec<Value> {
     (1..=100)
         .map(|id| json!({ "id": id, "name": format!("Item {id}"), "in_stock": id % 3 != 0 }))
         .collect()
+}
+
+/// Counted once per ten minutes, per app (the cache is Redis when `REDIS_URL` is set), and
+/// tagged so that `refresh_stats` invalidates it.
+async fn stats(State(cache): State<Cache>) -> Result<Json<Value>, StatusCode> {
+    let stats = cache
+        .tags(&["catalogue"])
+        .remember(
+            "stats",
+            Some(std::time::Duration::from_secs(600)),
+            || async {
+                let items = catalogue();
+                let in_stock = items.iter().filter(|i| i["in_stock"] == true).count();
+                Ok::<_, std::io::Error>(json!({ "items": items.len(), "in_stock": in_stock }))
+            },
+        )
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    Ok(Json(stats))
+}
+
+async fn refresh_stats(State(cache): State<Cache>) -> StatusCode {
+    match cache.tags(&["catalogue"]).flush().await {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// `/api/visits`: a per-visitor counter in the session (in process, or on Redis with
+/// `REDIS_URL`, so any server sees it).
+fn sessions(prod: &ProductionLayer) -> Router {
+    async fn visits(session: Session) -> Result<String, axum::response::Response> {
+        let visits: u64 = session
+            .get("visits")
+            .await
+            .map_err(session::unavailable)?
+            .unwrap_or(0);
+        session
+            .insert("visits", visits + 1)
+            .await
+            .map_err(session::unavailable)?;
+        Ok(format!("{}\n", visits + 1))
+    }
+    Router::new()
+        .route("/api/visits", get(visits))
+        .layer(prod.session_layer())
+}
+
+/// `/api/db/time`: a query on the pool, when `DATABASE_URL` is set (feature `sqlx-postgres`).
+fn database(prod: &ProductionLayer) -> Router {
+    #[cfg(feature = "sqlx-postgres")]
+    if let Some(db) = prod.database().cloned() {
+        return Router::new().route(
+            "/api/db/time",
+            get(move || async move {
+                sqlx::query_scalar::<_, String>("SELECT now()::text")
+                    .fetch_one(db.pool())
+                    .await
+                    .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)
+            }),
+        );
+    }
+    let _ = prod;
+    Router::new()
 }
 
 async fn items() -> Json<Value> {

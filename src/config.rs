@@ -25,6 +25,10 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "broadcast")]
 use crate::broadcast::BroadcastConfig;
+#[cfg(feature = "cache")]
+use crate::cache::CacheConfig;
+#[cfg(feature = "sqlx-postgres")]
+use crate::database::DatabaseConfig;
 pub use crate::env::EnvVar;
 use crate::env::{self, Setting, parse};
 use crate::error::ConfigError;
@@ -40,6 +44,8 @@ use crate::ratelimit::RateLimitConfig;
 #[cfg(feature = "redis")]
 use crate::redis::RedisConfig;
 pub use crate::server::ServerConfig;
+#[cfg(feature = "session")]
+use crate::session::SessionConfig;
 #[cfg(feature = "storage")]
 use crate::storage::StorageConfig;
 
@@ -77,6 +83,16 @@ pub struct Config {
     /// [`storage`](crate::ProductionLayerBuilder::storage) or any `RUSTFORGE_STORAGE_*` variable.
     #[cfg(feature = "storage")]
     pub storage: Option<StorageConfig>,
+    /// The cache: its store, prefix and defaults (`RUSTFORGE_CACHE_*`).
+    #[cfg(feature = "cache")]
+    pub cache: CacheConfig,
+    /// Sessions: store, cookie, lifetimes (`RUSTFORGE_SESSION_*`).
+    #[cfg(feature = "session")]
+    pub session: SessionConfig,
+    /// The PostgreSQL pool; `None` (the default) builds none. Set by
+    /// [`database`](crate::ProductionLayerBuilder::database) or `DATABASE_URL`.
+    #[cfg(feature = "sqlx-postgres")]
+    pub database: Option<DatabaseConfig>,
     /// OTLP export of metrics and request spans (`OTEL_EXPORTER_OTLP_ENDPOINT`, …).
     #[cfg(feature = "otlp")]
     pub otlp: crate::otlp::OtlpConfig,
@@ -175,6 +191,12 @@ impl Config {
         first_of! { BroadcastConfig::ENV => &mut self.broadcast }
         #[cfg(feature = "storage")]
         first_of! { StorageConfig::ENV => self.storage.get_or_insert_with(StorageConfig::default) }
+        #[cfg(feature = "cache")]
+        first_of! { CacheConfig::ENV => &mut self.cache }
+        #[cfg(feature = "session")]
+        first_of! { SessionConfig::ENV => &mut self.session }
+        #[cfg(feature = "sqlx-postgres")]
+        first_of! { DatabaseConfig::ENV => self.database.get_or_insert_with(DatabaseConfig::default) }
         #[cfg(feature = "redis")]
         first_of! { RedisConfig::ENV => self.redis.get_or_insert_with(RedisConfig::default) }
         Ok(None)
@@ -260,6 +282,14 @@ impl Config {
         }
         #[cfg(feature = "broadcast")]
         self.broadcast.validate()?;
+        #[cfg(feature = "cache")]
+        self.cache.validate()?;
+        #[cfg(feature = "session")]
+        self.session.validate()?;
+        #[cfg(feature = "sqlx-postgres")]
+        if let Some(database) = &self.database {
+            database.validate()?;
+        }
         #[cfg(feature = "ratelimit")]
         self.rate_limit.validate()?;
         crate::production::check_config(self)?;
@@ -308,6 +338,12 @@ pub fn env_vars() -> Vec<EnvVar> {
     let all = all.chain(vars(BroadcastConfig::ENV));
     #[cfg(feature = "storage")]
     let all = all.chain(vars(StorageConfig::ENV));
+    #[cfg(feature = "cache")]
+    let all = all.chain(vars(CacheConfig::ENV));
+    #[cfg(feature = "session")]
+    let all = all.chain(vars(SessionConfig::ENV));
+    #[cfg(feature = "sqlx-postgres")]
+    let all = all.chain(vars(DatabaseConfig::ENV));
     #[cfg(feature = "redis")]
     let all = all.chain(vars(RedisConfig::ENV));
     all.collect()
@@ -407,6 +443,46 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_STORAGE_PUBLIC_URL",
             "RUSTFORGE_STORAGE_SIGNING_KEY",
             "RUSTFORGE_APP_URL",
+        ],
+    ),
+    (
+        "cache",
+        &[
+            "RUSTFORGE_CACHE_STORE",
+            "RUSTFORGE_CACHE_PREFIX",
+            "RUSTFORGE_CACHE_DEFAULT_TTL",
+            "RUSTFORGE_CACHE_MAX_ENTRIES",
+            "RUSTFORGE_CACHE_REMEMBER_LOCK",
+            "RUSTFORGE_CACHE_HEALTH_CHECK",
+        ],
+    ),
+    (
+        "session",
+        &[
+            "RUSTFORGE_SESSION_STORE",
+            "RUSTFORGE_SESSION_COOKIE",
+            "RUSTFORGE_SESSION_TTL",
+            "RUSTFORGE_SESSION_ABSOLUTE_TTL",
+            "RUSTFORGE_SESSION_SECRET",
+            "RUSTFORGE_SESSION_SECURE",
+            "RUSTFORGE_SESSION_SAME_SITE",
+            "RUSTFORGE_SESSION_MAX_SIZE",
+            "RUSTFORGE_SESSION_MAX_SESSIONS",
+        ],
+    ),
+    (
+        // Not DATABASE_URL: other tools read it too (see `check_not_compiled_out`).
+        "sqlx-postgres",
+        &[
+            "RUSTFORGE_DB_MAX_CONNECTIONS",
+            "RUSTFORGE_DB_MIN_CONNECTIONS",
+            "RUSTFORGE_DB_ACQUIRE_TIMEOUT",
+            "RUSTFORGE_DB_IDLE_TIMEOUT",
+            "RUSTFORGE_DB_MAX_LIFETIME",
+            "RUSTFORGE_DB_LIFETIME_JITTER",
+            "RUSTFORGE_DB_STATEMENT_TIMEOUT",
+            "RUSTFORGE_DB_APPLICATION_NAME",
+            "RUSTFORGE_DB_READINESS",
         ],
     ),
     (

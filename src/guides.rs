@@ -5,6 +5,10 @@
 pub mod architecture {}
 #[doc = include_str!("../docs/broadcasting.md")]
 pub mod broadcasting {}
+#[doc = include_str!("../docs/cache.md")]
+pub mod cache {}
+#[doc = include_str!("../docs/database.md")]
+pub mod database {}
 #[doc = include_str!("../docs/environment.md")]
 pub mod environment {}
 #[doc = include_str!("../docs/health-checks.md")]
@@ -17,5 +21,7 @@ pub mod performance {}
 pub mod rate_limiting {}
 #[doc = include_str!("../docs/security.md")]
 pub mod security {}
+#[doc = include_str!("../docs/sessions.md")]
+pub mod sessions {}
 #[doc = include_str!("../docs/storage.md")]
 pub mod storage {}

@@ -36,6 +36,9 @@
 //! | [`metrics`] | `metrics` | Prometheus `/metrics` | OTLP push ([`otlp`](crate#features), feature `otlp`) | ready |
 //! | `otlp` | `otlp` | — | OTLP/HTTP metrics and request spans | ready |
 //! | [`storage`] | `storage` | local disk, memory | S3, S3-compatible (`s3`) | ready |
+//! | [`cache`] | `cache` | moka, bounded | Redis, Redis Cluster (`redis`) | ready |
+//! | [`session`] | `session` | moka, bounded | Redis, Redis Cluster (`redis`) | ready |
+//! | `database` | `sqlx-postgres` | — | PostgreSQL (sqlx `PgPool`) | ready |
 //!
 //! `default` enables every module with its memory backend; `full` adds `redis`, `s3`, `webhooks`,
 //! `otlp` and `sqlx-postgres`;
@@ -51,6 +54,8 @@
 // For the library only: tests and benches share helpers through `pub` items of their own.
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+#[cfg(any(feature = "ratelimit", feature = "cache", feature = "session"))]
+mod backend;
 pub mod config;
 mod env;
 pub mod error;
@@ -58,7 +63,12 @@ pub mod error;
 #[cfg(feature = "full")]
 pub mod guides;
 pub mod logging;
-#[cfg(any(feature = "middleware", feature = "ratelimit", feature = "storage"))]
+#[cfg(any(
+    feature = "middleware",
+    feature = "ratelimit",
+    feature = "storage",
+    feature = "session"
+))]
 mod problem;
 pub mod production;
 pub mod server;
@@ -68,6 +78,10 @@ mod util;
 
 #[cfg(feature = "broadcast")]
 pub mod broadcast;
+#[cfg(feature = "cache")]
+pub mod cache;
+#[cfg(feature = "sqlx-postgres")]
+pub mod database;
 #[cfg(feature = "health")]
 pub mod health;
 #[cfg(feature = "metrics")]
@@ -80,6 +94,8 @@ pub mod otlp;
 pub mod ratelimit;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "session")]
+pub mod session;
 #[cfg(feature = "storage")]
 pub mod storage;
 #[cfg(feature = "test-util")]

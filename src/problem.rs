@@ -1,5 +1,6 @@
 //! RFC 9457 problem details: the one shape of every HTTP error body the crate writes itself
-//! (the middleware's error responses, the rate limiter's 429/503, storage's errors). The
+//! (the middleware's error responses, the rate limiter's 429/503, storage's errors, a session
+//! store that is down). The
 //! broadcaster's HTTP API keeps the Pusher format its clients expect.
 
 use axum::body::Body;
@@ -41,6 +42,10 @@ pub(crate) fn body(
 }
 
 /// A whole `application/problem+json` response with [`body`].
+#[cfg_attr(
+    not(any(feature = "ratelimit", feature = "storage", feature = "session")),
+    allow(dead_code)
+)]
 pub(crate) fn response(
     status: StatusCode,
     kind: Option<&str>,

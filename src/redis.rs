@@ -96,7 +96,7 @@ impl Default for RedisConfig {
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &crate::util::redact_url(&self.url))
             .field("prefix", &self.prefix)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
@@ -333,7 +333,9 @@ impl RedisConfig {
 
     /// Parses the URL into a client, without connecting.
     fn target(&self) -> Result<Target, ConfigError> {
-        let bad = |reason: String| ConfigError::new("redis.url", redact_url(&self.url), reason);
+        let bad = |reason: String| {
+            ConfigError::new("redis.url", crate::util::redact_url(&self.url), reason)
+        };
         let url = self.url.trim();
         let cluster = ["redis+cluster://", "rediss+cluster://"]
             .iter()
@@ -491,16 +493,6 @@ impl ClusterNodes {
     }
 }
 
-/// Hides the password of a Redis URL, for errors and `Debug`.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(start), Some(at)) if at > start => {
-            format!("{}://***@{}", &url[..start], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// A failure of the Redis backend. No password or key content appears in it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -597,7 +589,9 @@ replies!(
     Option<String>,
     Option<i64>,
     Vec<i64>,
-    Vec<String>
+    Vec<String>,
+    Option<Vec<u8>>,
+    Vec<Option<Vec<u8>>>
 );
 
 /// The shared, cheap-to-clone Redis handle.
@@ -738,6 +732,12 @@ impl RedisHandle {
         &self.inner.prefix
     }
 
+    /// Every command's deadline ([`RedisConfig::command_timeout`]).
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.inner.command_timeout
+    }
+
     /// Whether this handle talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.inner.cluster
@@ -794,8 +794,17 @@ impl RedisHandle {
         .await
     }
 
-    /// Runs one command (e.g. `redis::cmd("GET")`) — for this crate's modules.
-    pub(crate) async fn query<T: FromRedisReply>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+    /// Runs one command on the shared pool, under the command timeout — for commands the
+    /// modules do not cover. Keys are not prefixed: use [`key`](Self::key) or
+    /// [`prefix`](Self::prefix).
+    ///
+    /// ```no_run
+    /// # async fn demo(redis: rustforge_prod::redis::RedisHandle) -> Result<(), rustforge_prod::redis::RedisError> {
+    /// let key = format!("{}:visits", redis.prefix());
+    /// let visits: i64 = redis.query(redis::cmd("INCR").arg(&key)).await?;
+    /// # let _ = visits; Ok(()) }
+    /// ```
+    pub async fn query<T: FromRedisReply>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         self.bounded(self.inner.command_timeout, |mut conn| async move {
             let result = cmd.query_async(&mut conn).await;
             (conn, result)
@@ -805,6 +814,7 @@ impl RedisHandle {
 
     /// Runs a pipeline in one round trip (on a cluster every command must go to one node) — for
     /// this crate's modules.
+    #[cfg_attr(not(any(feature = "broadcast", feature = "cache")), allow(dead_code))]
     pub(crate) async fn query_pipeline<T: FromRedisReply>(
         &self,
         pipeline: &Pipeline,

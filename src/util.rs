@@ -39,6 +39,17 @@ pub(crate) fn cause(err: impl Into<Box<dyn std::error::Error + Send + Sync + 'st
 #[allow(dead_code, unreachable_pub)] // re-exported by the modules that have such a trait
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Hides the password of a URL (`scheme://user:password@host`), for errors and `Debug`.
+#[allow(dead_code)] // the Redis and database settings use it
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            format!("{}://***@{}", &url[..start], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ const PRIMITIVES: &[&str] = &[
     "telemetry",
     "problem",
     "redis",
+    "backend",
 ];
 /// Feature modules: leaves.
 const MODULES: &[&str] = &[
@@ -27,6 +28,9 @@ const MODULES: &[&str] = &[
     "health",
     "metrics",
     "storage",
+    "cache",
+    "session",
+    "database",
     "logging",
     "otlp",
     "server",
@@ -34,7 +38,7 @@ const MODULES: &[&str] = &[
 /// Where modules meet.
 const WIRING: &[&str] = &["production", "config", "lib"];
 /// The conformance suites of `testing/` exercise the modules whose traits they test.
-const TESTING_MAY_USE: &[&str] = &["ratelimit", "storage", "broadcast"];
+const TESTING_MAY_USE: &[&str] = &["ratelimit", "storage", "broadcast", "cache"];
 
 /// The top-level module a file of `src/` belongs to.
 fn owner(path: &Path, src: &Path) -> String {

@@ -135,6 +135,78 @@ async fn full_stack_is_configured_by_the_environment() {
     app.wait_for_clean_exit();
 }
 
+/// The cached, tagged route and the session counter of the example, in process (no server at
+/// all): the second read is a hit, the tag flush makes the next one a miss again.
+#[tokio::test]
+async fn full_stack_caches_a_tagged_route_without_any_server() {
+    let app = Running::start("full_stack", &[]);
+    let http = client();
+    let stats = async || {
+        let res = http.get(app.url("/api/stats")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<serde_json::Value>().await.unwrap()
+    };
+    let reads = async |result: &str| -> f64 {
+        let text = get_text(app.url("/metrics")).await;
+        let prefix = format!("rustforge_cache_reads_total{{result={result}");
+        support::prod::metric_sum(&text, &prefix)
+    };
+    assert_eq!(
+        stats().await,
+        serde_json::json!({ "items": 100, "in_stock": 67 })
+    );
+    assert_eq!(stats().await["items"], 100);
+    assert_eq!(reads("\"hit\"").await, 1.0, "the second read hits");
+    let misses = reads("\"miss\"").await;
+    let res = http
+        .post(app.url("/api/stats/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(stats().await["in_stock"], 67);
+    assert!(reads("\"miss\"").await > misses, "flushed: a miss again");
+
+    // The session counter, with the cookie kept by hand (it is Secure: a browser would only
+    // send it over HTTPS or to localhost).
+    let first = http.get(app.url("/api/visits")).send().await.unwrap();
+    let cookie = first.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(first.text().await.unwrap(), "1\n");
+    let second = http
+        .get(app.url("/api/visits"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.text().await.unwrap(), "2\n");
+    let res = http.get(app.url("/api/db/time")).send().await.unwrap();
+    assert_eq!(res.status(), 404, "no DATABASE_URL: no database route");
+    app.terminate();
+}
+
+/// With `DATABASE_URL`, the example queries the machine's PostgreSQL.
+#[cfg(feature = "sqlx-postgres")]
+#[tokio::test]
+async fn full_stack_queries_the_database_when_configured() {
+    let url = std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is required by this test: scripts/test.sh starts PostgreSQL and sets it",
+    );
+    let app = Running::start("full_stack", &[("DATABASE_URL", url.as_str())]);
+    let res = client().get(app.url("/api/db/time")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let now = res.text().await.unwrap();
+    assert!(now.starts_with("20"), "a timestamp: {now}");
+    let ready = client().get(app.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "the database check passes");
+    app.terminate();
+}
+
 /// Graceful shutdown flushes telemetry: with a push interval of an hour, everything the
 /// collector gets was sent by `prod.flush()` after SIGTERM. (Multi-threaded: the collector must
 /// answer while this thread waits for the process to exit.)

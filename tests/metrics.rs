@@ -14,9 +14,6 @@ use rustforge_prod::metrics::MetricsConfig;
 use support::http::{TestServer, client, get as get_with};
 use tokio::sync::Notify;
 
-const PROMTOOL_HINT: &str = "promtool is required by this test: install Debian's `prometheus` \
-     package (`apt-get install prometheus`) or run scripts/test.sh, which installs it";
-
 /// One sample line: metric name, labels, value.
 #[derive(Debug)]
 struct Sample {
@@ -377,27 +374,7 @@ async fn promtool_accepts_the_output() {
         .build()
         .add(1, &[]);
     let (text, _) = scrape(&server).await;
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{PROMTOOL_HINT} ({e})"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    support::promtool::check_metrics(&text);
 }
 
 #[tokio::test]

@@ -76,6 +76,19 @@ pub async fn load(
     conns: u64,
     secs: u64,
 ) -> Sample {
+    load_with(addr, path, encoding, false, conns, secs).await
+}
+
+/// [`load`], each connection keeping the cookie it was last given (one session per connection)
+/// when `keep_cookie`.
+pub async fn load_with(
+    addr: SocketAddr,
+    path: &'static str,
+    encoding: Option<&'static str>,
+    keep_cookie: bool,
+    conns: u64,
+    secs: u64,
+) -> Sample {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
     let tasks: Vec<_> = (0..conns)
@@ -90,6 +103,7 @@ pub async fn load(
                 tokio::spawn(conn);
                 let mut latencies = Vec::new();
                 let mut failed = 0u64;
+                let mut cookie: Option<String> = None;
                 while Instant::now() < deadline {
                     let mut req = hyper::Request::get(path)
                         .header("host", "bench")
@@ -97,10 +111,17 @@ pub async fn load(
                     if let Some(encoding) = encoding {
                         req = req.header("accept-encoding", encoding);
                     }
+                    if let Some(cookie) = &cookie {
+                        req = req.header("cookie", cookie);
+                    }
                     let req = req.body(Empty::<Bytes>::new()).unwrap();
                     let sent = Instant::now();
                     let res = sender.send_request(req).await.unwrap();
                     failed += u64::from(!res.status().is_success());
+                    if keep_cookie && let Some(set) = res.headers().get("set-cookie") {
+                        let set = set.to_str().unwrap();
+                        cookie = Some(set.split(';').next().unwrap().to_owned());
+                    }
                     let body = res.into_body().collect().await.unwrap().to_bytes();
                     assert!(!body.is_empty());
                     latencies.push(sent.elapsed().as_micros() as u32);

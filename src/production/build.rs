@@ -7,6 +7,8 @@ use axum::Router;
 
 #[cfg(feature = "broadcast")]
 use crate::broadcast::{Authorizer, Broadcaster};
+#[cfg(feature = "cache")]
+use crate::cache::Cache;
 use crate::config::Config;
 // Not every feature set has a build step that can fail.
 #[allow(unused_imports)]
@@ -85,18 +87,48 @@ impl ProductionLayerBuilder {
             &metrics,
             &shutdown,
         )?;
-        #[cfg(feature = "health")]
-        let health = health(
+        #[cfg(feature = "cache")]
+        let cache = cache(
             &config,
-            self.checks,
-            &shutdown,
             #[cfg(feature = "redis")]
             redis.as_ref(),
-            #[cfg(feature = "storage")]
-            storage.as_ref(),
             #[cfg(feature = "metrics")]
             &metrics,
-        );
+        )?;
+        #[cfg(feature = "session")]
+        let session = session(
+            &config,
+            #[cfg(feature = "redis")]
+            redis.as_ref(),
+        )?;
+        #[cfg(feature = "sqlx-postgres")]
+        let database = database(
+            &config,
+            #[cfg(feature = "metrics")]
+            &metrics,
+        )?;
+        #[cfg(feature = "health")]
+        let health = {
+            let mut checks = store_checks(
+                &config,
+                #[cfg(feature = "storage")]
+                storage.as_ref(),
+                #[cfg(feature = "sqlx-postgres")]
+                database.as_ref(),
+                #[cfg(feature = "cache")]
+                &cache,
+            );
+            checks.extend(self.checks);
+            health(
+                &config,
+                checks,
+                &shutdown,
+                #[cfg(feature = "redis")]
+                redis.as_ref(),
+                #[cfg(feature = "metrics")]
+                &metrics,
+            )
+        };
         Ok(ProductionLayer {
             inner: Arc::new(Inner {
                 config,
@@ -116,6 +148,12 @@ impl ProductionLayerBuilder {
                 storage,
                 #[cfg(feature = "broadcast")]
                 broadcaster,
+                #[cfg(feature = "cache")]
+                cache,
+                #[cfg(feature = "session")]
+                session,
+                #[cfg(feature = "sqlx-postgres")]
+                database,
                 #[cfg(feature = "otlp")]
                 traces,
                 shutdown,
@@ -314,6 +352,61 @@ fn storage(
         .map_err(|e| config.name_source(e))
 }
 
+/// The cache on its store (Redis when configured), with its instruments.
+#[cfg(feature = "cache")]
+fn cache(
+    config: &Config,
+    #[cfg(feature = "redis")] redis: Option<&RedisHandle>,
+    #[cfg(feature = "metrics")] metrics: &Metrics,
+) -> Result<Cache, ConfigError> {
+    #[cfg(not(feature = "redis"))]
+    let redis: Option<&()> = None;
+    let cache = crate::cache::build(&config.cache, redis).map_err(|e| config.name_source(e))?;
+    #[cfg(feature = "metrics")]
+    let cache = match config.metrics.enabled {
+        true => crate::cache::instruments(&metrics.meter(crate::telemetry::SCOPE), cache),
+        false => cache,
+    };
+    Ok(cache)
+}
+
+/// The PostgreSQL pool when a URL is configured (lazy: nothing connects yet), with its
+/// instruments.
+#[cfg(feature = "sqlx-postgres")]
+fn database(
+    config: &Config,
+    #[cfg(feature = "metrics")] metrics: &Metrics,
+) -> Result<Option<crate::database::Database>, ConfigError> {
+    let Some(settings) = &config.database else {
+        return Ok(None);
+    };
+    let database =
+        crate::database::Database::connect(settings).map_err(|e| config.name_source(e))?;
+    #[cfg(feature = "metrics")]
+    let database = match config.metrics.enabled {
+        true => crate::database::instruments(
+            &metrics.meter(crate::telemetry::SCOPE),
+            database,
+            "default",
+            settings.max_connections,
+            settings.min_connections,
+        ),
+        false => database,
+    };
+    Ok(Some(database))
+}
+
+/// The session layer on its store (Redis when configured).
+#[cfg(feature = "session")]
+fn session(
+    config: &Config,
+    #[cfg(feature = "redis")] redis: Option<&RedisHandle>,
+) -> Result<crate::session::SessionLayer, ConfigError> {
+    #[cfg(not(feature = "redis"))]
+    let redis: Option<&()> = None;
+    crate::session::build(&config.session, redis).map_err(|e| config.name_source(e))
+}
+
 /// The broadcaster, when an app is configured: on Redis when Redis is configured (or asked
 /// for), counting per-IP connections behind the rate limiter's trusted proxies, with its
 /// instruments, closing its sockets (4200) at shutdown.
@@ -362,7 +455,42 @@ fn broadcaster(
     Ok(Some(broadcaster))
 }
 
-/// The health checks: Redis, disk and memory as configured, the default storage disk, then the
+/// The checks modules provide for each other's stores: the default storage disk, the database
+/// pool, the cache (when asked for).
+#[cfg(feature = "health")]
+fn store_checks(
+    config: &Config,
+    #[cfg(feature = "storage")] storage: Option<&Storage>,
+    #[cfg(feature = "sqlx-postgres")] database: Option<&crate::database::Database>,
+    #[cfg(feature = "cache")] cache: &Cache,
+) -> Vec<Arc<dyn HealthCheck>> {
+    #[allow(unused_mut)]
+    let mut checks: Vec<Arc<dyn HealthCheck>> = Vec::new();
+    #[cfg(feature = "storage")]
+    if let Some(storage) = storage {
+        checks.push(Arc::new(super::storage_check(
+            storage.default_disk().clone(),
+        )));
+    }
+    #[cfg(feature = "sqlx-postgres")]
+    if let (Some(database), Some(settings)) = (database, &config.database) {
+        let check = crate::health::postgres_check(database.pool().clone());
+        let check = if settings.readiness {
+            check
+        } else {
+            check.not_critical()
+        };
+        checks.push(Arc::new(check));
+    }
+    #[cfg(feature = "cache")]
+    if config.cache.health_check {
+        checks.push(Arc::new(super::cache_check(cache.clone())));
+    }
+    let _ = config;
+    checks
+}
+
+/// The health checks: Redis, disk and memory as configured, the stores' checks, then the
 /// application's own; their instruments; the background refresh.
 #[cfg(feature = "health")]
 fn health(
@@ -370,7 +498,6 @@ fn health(
     checks: Vec<Arc<dyn HealthCheck>>,
     shutdown: &Shutdown,
     #[cfg(feature = "redis")] redis: Option<&RedisHandle>,
-    #[cfg(feature = "storage")] storage: Option<&Storage>,
     #[cfg(feature = "metrics")] metrics: &Metrics,
 ) -> Health {
     use crate::health::{DiskCheck, MemoryCheck};
@@ -391,11 +518,6 @@ fn health(
         let memory =
             MemoryCheck::default().thresholds(h.memory_warn_percent, h.memory_fail_percent);
         health.add_check(Arc::new(memory));
-    }
-    #[cfg(feature = "storage")]
-    if let Some(storage) = storage {
-        let check = super::storage_check(storage.default_disk().clone());
-        health.add_check(Arc::new(check));
     }
     for check in checks {
         health.add_check(check);

@@ -175,6 +175,27 @@ impl ProductionLayerBuilder {
         self.forget_env("storage.")
     }
 
+    /// Sets the cache (store, prefix, default TTL, remember lock).
+    #[cfg(feature = "cache")]
+    pub fn cache(mut self, cache: crate::cache::CacheConfig) -> Self {
+        self.config.cache = cache;
+        self.forget_env("cache.")
+    }
+
+    /// Sets sessions (store, cookie, lifetimes).
+    #[cfg(feature = "session")]
+    pub fn session(mut self, session: crate::session::SessionConfig) -> Self {
+        self.config.session = session;
+        self.forget_env("session.")
+    }
+
+    /// Builds a PostgreSQL pool with these settings.
+    #[cfg(feature = "sqlx-postgres")]
+    pub fn database(mut self, database: crate::database::DatabaseConfig) -> Self {
+        self.config.database = Some(database);
+        self.forget_env("database.")
+    }
+
     /// Sets broadcasting (apps, limits, paths); on as soon as an app is configured.
     #[cfg(feature = "broadcast")]
     pub fn broadcast(mut self, broadcast: BroadcastConfig) -> Self {
@@ -204,7 +225,10 @@ impl ProductionLayerBuilder {
         feature = "metrics",
         feature = "ratelimit",
         feature = "storage",
-        feature = "broadcast"
+        feature = "broadcast",
+        feature = "cache",
+        feature = "session",
+        feature = "sqlx-postgres"
     ))]
     fn forget_env(mut self, prefix: &str) -> Self {
         self.config

@@ -17,6 +17,14 @@ pub(crate) fn check_config(config: &Config) -> Result<(), ConfigError> {
     if config.rate_limit.store == Some(crate::ratelimit::StoreKind::Redis) && !has_redis {
         return Err(crate::ratelimit::redis_store_without_redis());
     }
+    #[cfg(feature = "cache")]
+    if config.cache.store == Some(crate::backend::StoreKind::Redis) && !has_redis {
+        return Err(crate::backend::redis_store_without_redis("cache.store"));
+    }
+    #[cfg(feature = "session")]
+    if config.session.store == Some(crate::backend::StoreKind::Redis) && !has_redis {
+        return Err(crate::backend::redis_store_without_redis("session.store"));
+    }
     let _ = (config, has_redis);
     Ok(())
 }
@@ -49,4 +57,33 @@ pub fn storage_check(disk: crate::storage::Disk) -> impl crate::health::HealthCh
         let disk = disk.clone();
         Box::pin(async move { disk.ping().await }) as BoxFuture<'static, Result<(), StorageError>>
     })
+}
+
+/// The `cache` health check: a timed [`Cache::ping`](crate::cache::Cache::ping) (Redis `PING`
+/// for the Redis store). Reported, never failing readiness: a cache outage slows requests
+/// down (reads are misses) but does not stop them. `ProductionLayer` registers it when
+/// `RUSTFORGE_CACHE_HEALTH_CHECK` is on.
+///
+/// ```
+/// use rustforge_prod::cache::{Cache, MemoryStore};
+/// use rustforge_prod::health::HealthCheck;
+/// use rustforge_prod::production::cache_check;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let check = cache_check(Cache::new(MemoryStore::new(10)));
+/// assert_eq!(check.name(), "cache");
+/// assert_eq!(check.check().await.status.as_str(), "pass");
+/// # }
+/// ```
+#[cfg(all(feature = "cache", feature = "health"))]
+pub fn cache_check(cache: crate::cache::Cache) -> impl crate::health::HealthCheck {
+    use crate::cache::CacheError;
+    use crate::health::{BoxFuture, LatencyCheck};
+
+    LatencyCheck::new("cache", move || {
+        let cache = cache.clone();
+        Box::pin(async move { cache.ping().await }) as BoxFuture<'static, Result<(), CacheError>>
+    })
+    .not_critical()
 }

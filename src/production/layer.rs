@@ -7,6 +7,8 @@ use axum::Router;
 
 #[cfg(feature = "broadcast")]
 use crate::broadcast::Broadcaster;
+#[cfg(feature = "cache")]
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
 #[cfg(feature = "health")]
@@ -70,6 +72,12 @@ pub(super) struct Inner {
     pub(super) storage: Option<Storage>,
     #[cfg(feature = "broadcast")]
     pub(super) broadcaster: Option<Broadcaster>,
+    #[cfg(feature = "cache")]
+    pub(super) cache: Cache,
+    #[cfg(feature = "session")]
+    pub(super) session: crate::session::SessionLayer,
+    #[cfg(feature = "sqlx-postgres")]
+    pub(super) database: Option<crate::database::Database>,
     /// Exports request spans, when OTLP traces are configured.
     #[cfg(feature = "otlp")]
     pub(super) traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
@@ -128,6 +136,38 @@ impl ProductionLayer {
     #[cfg(feature = "broadcast")]
     pub fn broadcaster(&self) -> Option<&Broadcaster> {
         self.inner.broadcaster.as_ref()
+    }
+
+    /// The cache: on Redis when Redis is configured, in this process otherwise
+    /// (`RUSTFORGE_CACHE_*`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rustforge_prod::Error> {
+    /// let prod = rustforge_prod::ProductionLayer::builder().build().await?;
+    /// let cache = prod.cache();
+    /// let hits = cache.increment("hits", 1).await.expect("the memory store does not fail");
+    /// assert_eq!(hits, 1);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cache")]
+    pub fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+
+    /// The session layer, for the routes that use sessions (`.layer(prod.session_layer())`):
+    /// on Redis when Redis is configured, in this process otherwise (`RUSTFORGE_SESSION_*`).
+    /// Apply it to your routes only — probes and scrapes need no session.
+    #[cfg(feature = "session")]
+    pub fn session_layer(&self) -> crate::session::SessionLayer {
+        self.inner.session.clone()
+    }
+
+    /// The PostgreSQL pool, when `DATABASE_URL` (or
+    /// [`database`](ProductionLayerBuilder::database)) is set.
+    #[cfg(feature = "sqlx-postgres")]
+    pub fn database(&self) -> Option<&crate::database::Database> {
+        self.inner.database.as_ref()
     }
 
     /// The storage disks, when storage is configured ([`ProductionLayerBuilder::storage`] or a

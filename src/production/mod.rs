@@ -32,6 +32,8 @@ mod serve;
 mod stack;
 
 pub use builder::ProductionLayerBuilder;
+#[cfg(all(feature = "cache", feature = "health"))]
+pub use checks::cache_check;
 pub(crate) use checks::check_config;
 #[cfg(all(feature = "storage", feature = "health"))]
 pub use checks::storage_check;

@@ -14,7 +14,8 @@ use crate::server::Server;
 
 /// Serves `app` on `listener` with the limits of [`Config::server`](crate::Config::server) until
 /// SIGINT/SIGTERM (after the [drain](crate::Config::shutdown_drain)), shuts down gracefully, then
-/// [flushes](ProductionLayer::flush) the telemetry that is still buffered.
+/// [flushes](ProductionLayer::flush) the telemetry that is still buffered and closes the
+/// database pool.
 ///
 /// Use it instead of `axum::serve`, which has no header-read or idle timeout, no connection cap
 /// and no shutdown deadline; [`server`](crate::server) lists what it enforces and why. Each
@@ -46,4 +47,8 @@ where
     let server = Server::new(prod.config().server.clone()).expect("a checked server config");
     server.serve(listener, app, prod.shutdown_signal()).await;
     prod.flush().await;
+    #[cfg(feature = "sqlx-postgres")]
+    if let Some(database) = prod.database() {
+        database.close().await;
+    }
 }

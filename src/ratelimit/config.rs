@@ -10,30 +10,11 @@ use super::headers::HeaderDialect;
 use super::key::{ClientIp, Key, ProxyHeader, parse_cidrs};
 use super::limit::parse_list;
 use super::{Algorithm, Limit, RateLimiter};
+use crate::backend::RedisRef;
 use crate::env::{Setting, parse};
 use crate::error::ConfigError;
 
-/// Where counts are kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StoreKind {
-    /// In this process ([`MemoryStore`](super::MemoryStore)).
-    Memory,
-    /// In the shared Redis ([`RedisStore`](super::RedisStore), feature `redis`).
-    Redis,
-}
-
-impl std::str::FromStr for StoreKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "memory" => Ok(Self::Memory),
-            "redis" => Ok(Self::Redis),
-            _ => Err("expected memory or redis".into()),
-        }
-    }
-}
+pub use crate::backend::StoreKind;
 
 /// What a check does when Redis fails or times out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,19 +309,8 @@ impl RateLimitConfig {
 
 /// `RUSTFORGE_RATE_LIMIT_STORE=redis` with no Redis configured (or compiled in).
 pub(crate) fn redis_store_without_redis() -> ConfigError {
-    ConfigError::new(
-        "rate_limit.store",
-        "redis",
-        "the Redis store needs Redis: set REDIS_URL (and the `redis` feature)",
-    )
+    crate::backend::redis_store_without_redis("rate_limit.store")
 }
-
-/// The shared Redis handle, when the crate is built with Redis.
-#[cfg(feature = "redis")]
-pub(crate) type RedisRef<'a> = Option<&'a crate::redis::RedisHandle>;
-/// Without the `redis` feature there is never a handle.
-#[cfg(not(feature = "redis"))]
-pub(crate) type RedisRef<'a> = Option<&'a ()>;
 
 /// The layer of `ProductionLayer`: the global limiter plus the named ones, on the configured
 /// store; `None` when there is no limiter at all.

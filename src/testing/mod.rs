@@ -10,6 +10,8 @@
 
 #[cfg(feature = "broadcast")]
 pub mod broadcast;
+#[cfg(feature = "cache")]
+pub mod cache;
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;
 

@@ -8,7 +8,11 @@ pub mod http;
 pub mod logs;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "sqlx-postgres")]
+pub mod postgres;
 pub mod process;
+pub mod prod;
+pub mod promtool;
 pub mod proxy;
 #[cfg(feature = "broadcast")]
 pub mod pusher;

@@ -1,0 +1,308 @@
+//! The cost of the cache over its backends, and `remember` under a stampede.
+//!
+//! ```sh
+//! cargo bench --bench cache --features redis     # spawns its own redis-server
+//! ```
+//!
+//! 1. Redis: `Cache::get` of a small struct against a raw `GET` on the same pool
+//!    (`RedisHandle::query`) plus the same serde decode — the same work by hand — and, for scale,
+//!    a `GET` on a bb8-redis pool; 64 concurrent readers, rounds interleaved.
+//! 2. In process: `Cache::get` on the memory store against moka directly, configured the same
+//!    (bounded, a TTL per entry): `get` of the same bytes plus the same decode; one reader.
+//! 3. `remember` with 1,000 concurrent misses of one key on two "servers" (two caches on one
+//!    Redis, each with its own pool): loader runs per server, with and without the remember lock.
+//!
+//! Settings: `BENCH_ROUNDS` (default 5), `BENCH_SECS` per Redis run (default 2),
+//! `BENCH_CONCURRENCY` (default 64), `BENCH_OPS` per memory run (default 1,000,000).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Redis, env, median, runtime};
+use rustforge_prod::cache::{Cache, MemoryStore, RedisStore};
+use rustforge_prod::redis::{RedisConfig, RedisHandle};
+use serde::{Deserialize, Serialize};
+
+/// A typical cached value: a small record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+    email: String,
+    roles: Vec<String>,
+}
+
+fn profile() -> Profile {
+    Profile {
+        id: 42,
+        name: "Ada Lovelace".into(),
+        email: "ada@example.com".into(),
+        roles: vec!["admin".into(), "editor".into()],
+    }
+}
+
+/// The stored form of the value, as the crate writes it (`v1:` + JSON).
+fn stored() -> Vec<u8> {
+    let mut bytes = b"v1:".to_vec();
+    bytes.extend(serde_json::to_vec(&profile()).unwrap());
+    bytes
+}
+
+/// Runs `op` from `concurrency` tasks for `secs`; operations per second.
+async fn throughput<F, Fut>(concurrency: u64, secs: u64, op: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    op().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn redis_get(redis: &Redis) {
+    let (rounds, secs, concurrency) = (
+        env("BENCH_ROUNDS", 5),
+        env("BENCH_SECS", 2),
+        env("BENCH_CONCURRENCY", 64),
+    );
+    let handle = RedisHandle::connect(&RedisConfig::new(redis.url()).prefix("bench")).unwrap();
+    let cache = Cache::new(RedisStore::new(handle.clone()));
+    cache.put("profile", &profile(), None).await.unwrap();
+    let manager = bb8_redis::RedisConnectionManager::new(redis.url()).unwrap();
+    let pool = bb8::Pool::builder()
+        .max_size(RedisConfig::default().pool_size)
+        .build(manager)
+        .await
+        .unwrap();
+    let raw_key = "bench:cache:profile";
+    {
+        let mut conn = pool.get().await.unwrap();
+        let stored: Vec<u8> = redis::cmd("GET")
+            .arg(raw_key)
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored,
+            self::stored(),
+            "the crate stores the documented encoding"
+        );
+    }
+    let through_crate = {
+        let cache = cache.clone();
+        move || {
+            let cache = cache.clone();
+            async move {
+                let value: Option<Profile> = cache.get("profile").await;
+                assert!(value.is_some());
+            }
+        }
+    };
+    let same_pool = {
+        let handle = handle.clone();
+        move || {
+            let handle = handle.clone();
+            async move {
+                let bytes: Option<Vec<u8>> =
+                    handle.query(redis::cmd("GET").arg(raw_key)).await.unwrap();
+                let value: Profile = serde_json::from_slice(&bytes.unwrap()[3..]).unwrap();
+                std::hint::black_box(value);
+            }
+        }
+    };
+    let raw = {
+        let pool = pool.clone();
+        move || {
+            let pool = pool.clone();
+            async move {
+                let mut conn = pool.get().await.unwrap();
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(raw_key)
+                    .query_async(&mut *conn)
+                    .await
+                    .unwrap();
+                let value: Profile = serde_json::from_slice(&bytes[3..]).unwrap();
+                std::hint::black_box(value);
+            }
+        }
+    };
+    throughput(concurrency, 1, same_pool.clone()).await;
+    throughput(concurrency, 1, through_crate.clone()).await;
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(throughput(concurrency, secs, same_pool.clone()).await);
+        b.push(throughput(concurrency, secs, through_crate.clone()).await);
+        c.push(throughput(concurrency, secs, raw.clone()).await);
+    }
+    let (same, crate_, bb8) = (median(&mut a), median(&mut b), median(&mut c));
+    println!("\n### Redis `get` ({concurrency} concurrent readers, {rounds} rounds × {secs} s)\n");
+    println!("| path | gets/s (median) | ratio |");
+    println!("|---|---:|---:|");
+    println!(
+        "| raw `GET` on the same pool (`RedisHandle::query`) + serde decode | {same:.0} | 1.00 |"
+    );
+    println!(
+        "| `Cache::get` (RedisStore) | {crate_:.0} | {:.2} |",
+        crate_ / same
+    );
+    println!(
+        "| raw `GET` on a bb8-redis pool + serde decode (for scale) | {bb8:.0} | {:.2} |",
+        bb8 / same
+    );
+}
+
+fn memory_get() {
+    let (rounds, ops) = (env("BENCH_ROUNDS", 5), env("BENCH_OPS", 1_000_000));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = Cache::new(MemoryStore::new(100_000));
+        let moka: moka::future::Cache<String, Bytes> = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .expire_after(Ttl)
+            .build();
+        for i in 0..1000 {
+            let ttl = Some(Duration::from_secs(3600));
+            cache
+                .put(&format!("profile:{i}"), &profile(), ttl)
+                .await
+                .unwrap();
+            moka.insert(format!("cache:profile:{i}"), Bytes::from(stored()))
+                .await;
+        }
+        let keys: Vec<String> = (0..1000).map(|i| format!("profile:{i}")).collect();
+        let moka_keys: Vec<String> = keys.iter().map(|k| format!("cache:{k}")).collect();
+        let run_crate = async || {
+            let started = Instant::now();
+            for i in 0..ops as usize {
+                let value: Option<Profile> = cache.get(&keys[i % keys.len()]).await;
+                std::hint::black_box(value.unwrap());
+            }
+            ops as f64 / started.elapsed().as_secs_f64()
+        };
+        let run_moka = async || {
+            let started = Instant::now();
+            for i in 0..ops as usize {
+                let bytes = moka.get(&moka_keys[i % keys.len()]).await.unwrap();
+                let value: Profile = serde_json::from_slice(&bytes[3..]).unwrap();
+                std::hint::black_box(value);
+            }
+            ops as f64 / started.elapsed().as_secs_f64()
+        };
+        let run_moka_bytes = async || {
+            let started = Instant::now();
+            for i in 0..ops as usize {
+                std::hint::black_box(moka.get(&moka_keys[i % keys.len()]).await.unwrap());
+            }
+            ops as f64 / started.elapsed().as_secs_f64()
+        };
+        run_moka().await;
+        run_crate().await;
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            a.push(run_moka().await);
+            b.push(run_crate().await);
+            c.push(run_moka_bytes().await);
+        }
+        let (moka_rate, crate_rate, bytes_rate) = (median(&mut a), median(&mut b), median(&mut c));
+        println!("\n### In-process `get` (one reader, {rounds} rounds × {ops} gets, 1,000 keys)\n");
+        println!("| path | gets/s (median) | ratio |");
+        println!("|---|---:|---:|");
+        println!("| moka `get` + serde decode | {moka_rate:.0} | 1.00 |");
+        println!(
+            "| `Cache::get` (MemoryStore) | {crate_rate:.0} | {:.2} |",
+            crate_rate / moka_rate
+        );
+        println!(
+            "| moka `get` of the bytes alone (no decode, for scale) | {bytes_rate:.0} | {:.2} |",
+            bytes_rate / moka_rate
+        );
+    });
+}
+
+/// A TTL per entry, as a cache with `put(key, value, ttl)` needs (here: one hour for all).
+struct Ttl;
+
+impl moka::Expiry<String, Bytes> for Ttl {
+    fn expire_after_create(&self, _: &String, _: &Bytes, _: Instant) -> Option<Duration> {
+        Some(Duration::from_secs(3600))
+    }
+}
+
+async fn stampede(redis: &Redis) {
+    println!("\n### `remember`: 1,000 concurrent misses of one key on two servers\n");
+    println!("| remember lock | loader runs | time to serve all (ms) |");
+    println!("|---|---:|---:|");
+    for (round, lock) in [(0, false), (1, true)] {
+        let prefix = format!("stampede-{round}");
+        let server = || {
+            let handle =
+                RedisHandle::connect(&RedisConfig::new(redis.url()).prefix(&prefix)).unwrap();
+            let cache = Cache::new(RedisStore::new(handle.clone()));
+            if lock {
+                cache.with_remember_lock(Duration::from_secs(5))
+            } else {
+                cache
+            }
+        };
+        let servers = [server(), server()];
+        servers[0].ping().await.unwrap();
+        servers[1].ping().await.unwrap();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..1000)
+            .map(|i| {
+                let (cache, loads) = (servers[i % 2].clone(), loads.clone());
+                tokio::spawn(async move {
+                    let _: Profile = cache
+                        .remember("profile", None, || async {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            // A query that takes 20 ms.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            Ok::<_, std::io::Error>(profile())
+                        })
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64() * 1e3;
+        let label = if lock { "on (5 s)" } else { "off" };
+        println!(
+            "| {label} | {} | {elapsed:.0} |",
+            loads.load(Ordering::SeqCst)
+        );
+    }
+}
+
+fn main() {
+    let redis = Redis::start();
+    memory_get();
+    runtime().block_on(async {
+        redis_get(&redis).await;
+        stampede(&redis).await;
+    });
+}

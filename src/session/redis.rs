@@ -1,0 +1,93 @@
+//! The shared session store: Redis through the crate's [`RedisHandle`].
+
+use async_trait::async_trait;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{Error, Result, SessionStore};
+
+use super::record::{Limits, time_left};
+use crate::redis::RedisHandle;
+
+/// Sessions in Redis, so that any server can serve any user. Keys are
+/// `<redis prefix>:session:<id>` with the session's own expiry (`EX`), so Redis removes
+/// expired sessions itself. `create` is `SET NX` (a colliding id gets a new one), `save` is
+/// `SET XX` (a session deleted or expired meanwhile is not brought back). Every command is
+/// bounded by the handle's command timeout: while Redis is down a request that uses its
+/// session fails in that time, never hangs.
+#[derive(Clone, Debug)]
+pub struct RedisStore {
+    redis: RedisHandle,
+    limits: Limits,
+}
+
+impl RedisStore {
+    /// A store on the shared handle, for sessions of at most `max_size` bytes.
+    pub fn new(redis: RedisHandle, max_size: usize) -> Self {
+        Self::with_limits(
+            redis,
+            Limits {
+                max_size,
+                absolute: None,
+            },
+        )
+    }
+
+    pub(crate) fn with_limits(redis: RedisHandle, limits: Limits) -> Self {
+        Self { redis, limits }
+    }
+
+    fn key(&self, id: &Id) -> String {
+        format!("{}:session:{id}", self.redis.prefix())
+    }
+
+    /// `SET key value EX ttl NX|XX`; whether it was written.
+    async fn set(&self, record: &Record, condition: &str) -> Result<bool> {
+        let bytes = self.limits.encode(record)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(&record.id))
+            .arg(bytes)
+            .arg("EX")
+            .arg(time_left(record).as_secs())
+            .arg(condition);
+        let written: Option<String> = self.redis.query(&cmd).await.map_err(backend)?;
+        Ok(written.is_some())
+    }
+}
+
+fn backend(err: crate::redis::RedisError) -> Error {
+    Error::Backend(err.to_string())
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, record: &mut Record) -> Result<()> {
+        for _ in 0..8 {
+            if self.set(record, "NX").await? {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+        Err(Error::Backend("no free session id after 8 tries".into()))
+    }
+
+    async fn save(&self, record: &Record) -> Result<()> {
+        self.set(record, "XX").await.map(drop)
+    }
+
+    async fn load(&self, id: &Id) -> Result<Option<Record>> {
+        let bytes: Option<Vec<u8>> = self
+            .redis
+            .query(redis::cmd("GET").arg(self.key(id)))
+            .await
+            .map_err(backend)?;
+        Ok(bytes.and_then(|bytes| self.limits.decode(&bytes)))
+    }
+
+    async fn delete(&self, id: &Id) -> Result<()> {
+        let _: i64 = self
+            .redis
+            .query(redis::cmd("DEL").arg(self.key(id)))
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
