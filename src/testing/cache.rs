@@ -268,7 +268,8 @@ pub async fn remember_loads_once(cache: &Cache, prefix: &str, concurrency: usize
             cache
                 .remember(&key, Some(Duration::from_secs(60)), || async {
                     loads.fetch_add(1, Ordering::SeqCst);
-                    // Long enough that the others miss while this one loads.
+                    // Any timing works: a miss after this load stored its value finds it
+                    // (the leader reads the cache again before loading).
                     tokio::task::yield_now().await;
                     Ok::<_, std::io::Error>(String::from("loaded"))
                 })
