@@ -143,8 +143,33 @@ pub(crate) struct Stats {
 struct Subscriber {
     conn: Conn,
     user_id: Option<String>,
-    /// Set once `subscription_succeeded` is on its way: no event reaches a client before it.
-    active: bool,
+    /// The events published to the channel while its `subscription_succeeded` is being prepared
+    /// (`None` once it is on its way). No event reaches a client before its
+    /// `subscription_succeeded`, and none published after the subscriber was added is lost: the
+    /// presence snapshot in `subscription_succeeded` may be read from Redis after a
+    /// `member_added` was published, so the client needs every event since, in order (pusher-js
+    /// applies member events idempotently: the last one for a user wins).
+    held: Option<Vec<Utf8Bytes>>,
+}
+
+impl Subscriber {
+    /// Sends `frame`, or holds it until [`AppHub::activate`]. Holding more than a send queue's
+    /// worth closes the connection like a slow consumer.
+    fn send(&mut self, frame: &Utf8Bytes, stats: &Stats, limit: usize) -> bool {
+        match &mut self.held {
+            None => self.conn.send(frame.clone(), stats),
+            Some(held) if held.len() < limit => {
+                held.push(frame.clone());
+                true
+            }
+            Some(_) => {
+                if self.conn.close(codes::OVER_CAPACITY) {
+                    stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                }
+                false
+            }
+        }
+    }
 }
 
 struct Member {
@@ -227,6 +252,8 @@ pub(crate) struct AppHub {
     max_per_ip: usize,
     max_members: usize,
     max_channels: usize,
+    /// Frames held for a subscriber until its `subscription_succeeded` is queued.
+    max_held: usize,
     state: Mutex<State>,
     /// Shutting down: no new connection is admitted.
     draining: AtomicBool,
@@ -249,6 +276,7 @@ impl AppHub {
             max_per_ip: config.max_connections_per_ip,
             max_members: config.max_presence_members,
             max_channels: config.max_channels_per_connection,
+            max_held: config.send_queue,
             #[cfg(feature = "webhooks")]
             webhooks: app.webhook_url.clone().map(|url| {
                 super::webhooks::Webhooks::start(url, app.key.clone(), app.secret.clone())
@@ -403,7 +431,10 @@ impl AppHub {
                 }
             }
         }
-        let active = entry.subscribers.get(socket_id).is_some_and(|s| s.active);
+        let held = match entry.subscribers.remove(socket_id) {
+            Some(repeated) => repeated.held,
+            None => Some(Vec::new()),
+        };
         entry.subscribers.insert(
             conn.socket_id.clone(),
             Subscriber {
@@ -413,7 +444,7 @@ impl AppHub {
                 user_id: already
                     .flatten()
                     .or_else(|| member.as_ref().map(|(id, _)| id.clone())),
-                active,
+                held,
             },
         );
         let presence = member.is_some().then(|| presence_of(entry));
@@ -435,6 +466,7 @@ impl AppHub {
     }
 
     /// Lets events reach a new subscriber: called once its `subscription_succeeded` is queued.
+    /// The events held since it subscribed go first, in order.
     pub(crate) fn activate(&self, socket_id: &str, channel: &str) {
         let mut state = self.state();
         if let Some(s) = state
@@ -442,7 +474,11 @@ impl AppHub {
             .get_mut(channel)
             .and_then(|entry| entry.subscribers.get_mut(socket_id))
         {
-            s.active = true;
+            for frame in s.held.take().into_iter().flatten() {
+                if !s.conn.send(frame, &self.stats) {
+                    break;
+                }
+            }
         }
     }
 
@@ -515,15 +551,15 @@ impl AppHub {
                 .cache
                 .insert(channel.to_owned(), (frame.clone(), Instant::now()));
         }
-        let Some(entry) = state.channels.get(channel) else {
+        let Some(entry) = state.channels.get_mut(channel) else {
             return 0;
         };
         entry
             .subscribers
-            .iter()
-            .filter(|(id, s)| {
-                s.active && except != Some(&***id) && s.conn.send(frame.clone(), &self.stats)
-            })
+            .iter_mut()
+            .filter(|(id, _)| except != Some(&***id))
+            .map(|(_, s)| s.send(frame, &self.stats, self.max_held))
+            .filter(|sent| *sent)
             .count()
     }
 
@@ -703,4 +739,65 @@ pub(crate) struct Transitions {
     pub user_joined: Option<(String, Value)>,
     /// A presence user's last local connection on the channel.
     pub user_left: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::bus::LocalBus;
+
+    /// An event published between a subscribe and its `subscription_succeeded` (while a
+    /// distributed bus reads the presence snapshot) reaches the client after it, not never.
+    #[test]
+    fn events_published_before_activation_are_held_then_sent_in_order() {
+        let config = BroadcastConfig::default();
+        let hub = AppHub::new(
+            AppConfig::new("1", "key", "secret"),
+            &config,
+            Arc::new(LocalBus),
+        );
+        let (conn, mut rx) = Conn::new(Arc::from("1.1"), 8);
+        assert!(hub.connect(conn, IpAddr::from([127, 0, 0, 1])));
+        let member = Some(("u1".to_owned(), Value::Null));
+        hub.subscribe("1.1", "presence-room", member, false)
+            .unwrap();
+
+        for n in ["a", "b"] {
+            let frame = Utf8Bytes::from(n);
+            assert_eq!(hub.publish("presence-room", &frame, None, false), 1);
+        }
+        assert!(rx.try_recv().is_err(), "nothing before activation");
+
+        hub.activate("1.1", "presence-room");
+        let c = Utf8Bytes::from("c");
+        hub.publish("presence-room", &c, None, false);
+        let got: Vec<Utf8Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got, ["a", "b", "c"].map(Utf8Bytes::from));
+    }
+
+    /// A subscriber that would be held more than a send queue's worth is closed as a slow
+    /// consumer instead of growing without bound.
+    #[test]
+    fn holding_past_the_send_queue_closes_the_connection() {
+        let config = BroadcastConfig {
+            send_queue: 2,
+            ..BroadcastConfig::default()
+        };
+        let hub = AppHub::new(
+            AppConfig::new("1", "key", "secret"),
+            &config,
+            Arc::new(LocalBus),
+        );
+        let (conn, _rx) = Conn::new(Arc::from("1.1"), 2);
+        let closer = conn.closer.clone();
+        assert!(hub.connect(conn, IpAddr::from([127, 0, 0, 1])));
+        hub.subscribe("1.1", "news", None, false).unwrap();
+        let frame = Utf8Bytes::from("x");
+        let sent: Vec<usize> = (0..3)
+            .map(|_| hub.publish("news", &frame, None, false))
+            .collect();
+        assert_eq!(sent, [1, 1, 0]);
+        assert_eq!(closer.code.load(Ordering::Acquire), codes::OVER_CAPACITY);
+        assert_eq!(hub.stats.slow_consumers.load(Ordering::Relaxed), 1);
+    }
 }
