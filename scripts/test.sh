@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
-# installs what is missing (redis-server and redis-tools, openssl, Chromium, promtool, Node.js and npm,
-# the npm test clients, PostgreSQL, cargo-hack), starts PostgreSQL, then runs fmt, the MSRV check, clippy
-# (all features, the default features, none), a check of every feature and every pair of features,
-# every test and doctest with all features and again with the default features, and the docs build.
+# installs what is missing (redis-server and redis-tools, openssl, Chromium, promtool, nginx, Node.js
+# and npm, the npm test clients, PostgreSQL, cargo-hack), starts PostgreSQL, then runs fmt, the MSRV
+# check, clippy (all features, the default features, none), a check of every feature and every pair
+# of features, the deployment kit's offline validators (installed in a virtualenv), every test and
+# doctest with all features and again with the default features, and the docs build.
 # Any failure stops the run with a non-zero exit. It can run again on the same machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ have redis-cli || packages+=(redis-tools)
 have openssl || packages+=(openssl)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 have promtool || packages+=(prometheus)
+[ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 have node || packages+=(nodejs npm)
 if [ -z "${DATABASE_URL:-}" ] && ! have pg_ctlcluster && ! have pg_isready; then packages+=(postgresql); fi
 if [ ${#packages[@]} -gt 0 ]; then install_debian_packages "${packages[@]}"; fi
@@ -93,6 +95,9 @@ step "every feature and every pair of features (cargo hack --feature-powerset --
 # suites) by the all-features pass: leaving them out of the pairs keeps this step to 88 checks.
 cargo hack check --feature-powerset --depth 2 --no-dev-deps --lib --quiet \
   --exclude-features full,test-util,default
+
+step "deployment kit: offline validators (scripts/check-deploy-kit.sh)"
+scripts/check-deploy-kit.sh
 
 step "tests and doctests, all features"
 cargo test --all-features
