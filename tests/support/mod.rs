@@ -6,6 +6,7 @@
 pub mod apps;
 pub mod http;
 pub mod logs;
+pub mod nginx;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "sqlx-postgres")]

@@ -17,7 +17,11 @@ pub struct Running {
 
 impl Running {
     pub fn start(name: &str, env: &[(&str, &str)]) -> Self {
-        let port = super::free_port();
+        Self::start_on(name, super::free_port(), env)
+    }
+
+    /// Like [`start`](Self::start) on a given port (a server restarted where it was).
+    pub fn start_on(name: &str, port: u16, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(example(name))
             .env_clear()
             .env("PORT", port.to_string())

@@ -1,0 +1,401 @@
+//! The deployment kit run for real, the way `docs/deployment.md` says: the kit's nginx config
+//! (`examples/deploy/nginx/rustforge.conf`) in front of two `full_stack` servers on one Redis,
+//! each started with the kit's environment (`examples/deploy/app.env`; loopback addresses for
+//! Redis and the trusted proxy). It shows what a fleet promises its users: pusher-js clients
+//! behind the balancer get events from either server and one presence, rate limits count real
+//! clients exactly across servers, and a rolling restart under load fails no request and leaves
+//! no ghost. The servers reach Redis as the kit's ACL user (`examples/deploy/redis/users.acl`),
+//! which shows its permissions are all the crate needs.
+
+mod support;
+
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::nginx::Nginx;
+use support::process::Running;
+use support::redis::RedisServer;
+
+const JS_HINT: &str = "needs Node.js ≥ 20 and `npm ci` in tests/js (scripts/test.sh does both)";
+/// The broadcasting app's secret; the id and key come from the kit's app.env.
+const PUSHER_SECRET: &str = "fleet-test-secret";
+
+/// Two app servers behind nginx, sharing one Redis.
+struct Fleet {
+    servers: Vec<Option<Running>>,
+    ports: Vec<u16>,
+    env: Vec<(String, String)>,
+    nginx: Nginx,
+    redis: RedisServer,
+}
+
+impl Fleet {
+    /// The kit's environment plus `extra`.
+    fn start(extra: &[(&str, &str)]) -> Self {
+        let redis = RedisServer::start();
+        let mut env = kit_env(&kit_redis_user(&redis));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let ports: Vec<u16> = (0..2).map(|_| support::free_port()).collect();
+        let servers = ports
+            .iter()
+            .map(|&port| Some(start_server(port, &env)))
+            .collect();
+        assert_eq!(support::nginx::test_config(&ports), Ok(()), "nginx -t");
+        let nginx = Nginx::start(&ports);
+        Self {
+            servers,
+            ports,
+            env,
+            nginx,
+            redis,
+        }
+    }
+
+    /// Redis refused no command of the kit's ACL user (its `ACL LOG` is empty): the user's
+    /// permissions are all the servers needed.
+    fn assert_no_refused_commands(&self) {
+        let log = support::redis::raw_command(self.redis.port(), "ACL LOG");
+        assert_eq!(
+            log.unwrap(),
+            "*0",
+            "refused commands: `ACL LOG` on the test's Redis"
+        );
+    }
+
+    fn var(&self, name: &str) -> &str {
+        &self.env.iter().find(|(k, _)| k == name).unwrap().1
+    }
+
+    /// SIGTERM server `i`, wait for its clean exit, start it again on its port.
+    fn restart(&mut self, i: usize) {
+        self.servers[i].take().unwrap().terminate();
+        self.servers[i] = Some(start_server(self.ports[i], &self.env));
+    }
+
+    /// pusher-js clients through nginx (tests/js/fleet.js).
+    fn pusher_clients(&self, users: usize) -> JsClients {
+        let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+        assert!(js.join("node_modules/pusher-js").is_dir(), "{JS_HINT}");
+        let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+        let mut child = std::process::Command::new("node")
+            .arg("fleet.js")
+            .current_dir(&js)
+            .env("PROXY_PORT", self.nginx.port().to_string())
+            .env("SERVER_PORTS", ports.join(","))
+            .env("USERS", users.to_string())
+            .env("PUSHER_APP_ID", self.var("PUSHER_APP_ID"))
+            .env("PUSHER_APP_KEY", self.var("PUSHER_APP_KEY"))
+            .env("PUSHER_APP_SECRET", PUSHER_SECRET)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run node ({e}): {JS_HINT}"));
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let clients = JsClients {
+            child,
+            stdin,
+            lines,
+            users,
+        };
+        assert_eq!(clients.next_line(), "READY");
+        clients
+    }
+
+    /// The sum of the samples of `name` with every one of `labels` on server `i`'s /metrics.
+    async fn metric(&self, i: usize, name: &str, labels: &[&str]) -> f64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.ports[i]);
+        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+
+    /// Requests server `i` answered on the load's route.
+    async fn served(&self, i: usize) -> f64 {
+        let count = "http_server_request_duration_seconds_count";
+        self.metric(i, count, &["http_route=\"/api/items\""]).await
+    }
+
+    /// Waits until server `i` answers requests that came through nginx again (nginx skips a
+    /// failed server for its `fail_timeout`): what an operator waits for before the next restart.
+    async fn wait_until_balanced_to(&self, i: usize) {
+        for _ in 0..300 {
+            if self.served(i).await > 0.0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server {i} got no request through nginx within 15 s of its restart");
+    }
+}
+
+/// Creates the kit's Redis user (users.acl, with a test password) on `redis`; its URL.
+fn kit_redis_user(redis: &RedisServer) -> String {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/redis/users.acl");
+    let acl = std::fs::read_to_string(path).unwrap();
+    assert!(acl.lines().any(|l| l == "user default off"), "{acl}");
+    let rules = acl
+        .lines()
+        .find_map(|l| l.strip_prefix("user rustforge "))
+        .expect("users.acl defines the user rustforge");
+    let password = "fleet-test-password";
+    let rules = rules.replace(">change-me", &format!(">{password}"));
+    let reply = support::redis::raw_command(
+        redis.port(),
+        &format!("ACL SETUSER rustforge reset {rules}"),
+    );
+    assert_eq!(reply.unwrap(), "+OK");
+    format!("redis://rustforge:{password}@127.0.0.1:{}", redis.port())
+}
+
+/// The kit's app.env as variables, with loopback addresses: Redis at `redis_url`, nginx on
+/// 127.0.0.1 as the trusted proxy. `PORT` is each server's own.
+fn kit_env(redis_url: &str) -> Vec<(String, String)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/app.env");
+    let mut env: Vec<(String, String)> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=value");
+            (k.to_string(), v.to_string())
+        })
+        .filter(|(k, _)| k != "PORT")
+        .collect();
+    for (name, value) in [
+        ("REDIS_URL", redis_url),
+        ("RUSTFORGE_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ] {
+        let var = env.iter_mut().find(|(k, _)| k == name);
+        var.unwrap_or_else(|| panic!("app.env sets {name}")).1 = value.to_string();
+    }
+    env.push(("PUSHER_APP_SECRET".into(), PUSHER_SECRET.into()));
+    env
+}
+
+fn start_server(port: u16, env: &[(String, String)]) -> Running {
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Running::start_on("full_stack", port, &vars)
+}
+
+/// tests/js/fleet.js: one JSON summary per CHECK.
+struct JsClients {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: mpsc::Receiver<String>,
+    users: usize,
+}
+
+impl JsClients {
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(90))
+            .expect("a line from fleet.js")
+    }
+
+    /// Every client connected and subscribed, every event of this check delivered, and the
+    /// same members on both servers and in every client: exactly the users connected.
+    fn check(&mut self) -> Value {
+        writeln!(self.stdin, "CHECK").unwrap();
+        let line = tokio::task::block_in_place(|| self.next_line());
+        let summary: Value = serde_json::from_str(&line).unwrap();
+        let everyone: Vec<String> = (0..self.users).map(|i| format!("u{i}")).collect();
+        assert_eq!(summary["connected"], json!(self.users), "{summary}");
+        assert_eq!(summary["api"], json!([everyone, everyone]), "{summary}");
+        for (user, seen) in summary["seen"].as_object().unwrap() {
+            assert_eq!(seen, &json!(everyone), "{user} sees: {summary}");
+        }
+        for (user, missed) in summary["missed"].as_object().unwrap() {
+            assert_eq!(missed, &json!([]), "{user} missed events: {summary}");
+        }
+        summary
+    }
+}
+
+impl Drop for JsClients {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_js_clients_behind_nginx_get_events_from_either_server_and_one_presence() {
+    let fleet = Fleet::start(&[]);
+    let mut clients = fleet.pusher_clients(6);
+    clients.check();
+    // nginx spread the WebSockets over both servers.
+    for i in 0..2 {
+        let open = fleet
+            .metric(i, "rustforge_broadcast_connections", &[])
+            .await;
+        assert!(open >= 1.0, "server {i} holds {open} connections");
+    }
+    fleet.assert_no_refused_commands();
+}
+
+/// A client behind nginx, its requests leaving from `ip` (any 127/8 address is loopback).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// 15 requests through nginx; the statuses counted: (200s, 429s).
+async fn burst(client: &reqwest::Client, url: &str, spoof: bool) -> (u32, u32) {
+    let (mut ok, mut limited) = (0, 0);
+    for n in 0..15 {
+        let mut request = client.get(url);
+        if spoof {
+            request = request.header("x-forwarded-for", format!("203.0.113.{n}"));
+        }
+        match request.send().await.unwrap().status().as_u16() {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (ok, limited)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_behind_nginx_count_each_real_client_exactly_across_servers() {
+    // 10 per hour: the test never lasts long enough for a token to come back.
+    let fleet = Fleet::start(&[("RUSTFORGE_RATE_LIMIT", "10/hour")]);
+    let url = fleet.nginx.url("/api/items");
+    // Two clients; nginx alternates each one's requests between the servers.
+    assert_eq!(burst(&client_from("127.0.0.2"), &url, false).await, (10, 5));
+    // A forged X-Forwarded-For is only the left part of what nginx forwards: the client is
+    // still its own address, and gets no fresh limit per forged value.
+    assert_eq!(burst(&client_from("127.0.0.3"), &url, true).await, (10, 5));
+    // Both servers decided, and together exactly once per request.
+    let mut total = (0.0, 0.0);
+    for i in 0..2 {
+        let decisions = "rustforge_ratelimit_decisions_total";
+        let allowed = fleet.metric(i, decisions, &["outcome=\"allowed\""]).await;
+        let limited = fleet.metric(i, decisions, &["outcome=\"limited\""]).await;
+        assert!(
+            allowed + limited >= 10.0,
+            "server {i}: {allowed} + {limited}"
+        );
+        total = (total.0 + allowed, total.1 + limited);
+    }
+    assert_eq!(total, (20.0, 10.0));
+    fleet.assert_no_refused_commands();
+}
+
+/// Load through nginx until `stop`: plain GETs on several connections, and one user's session
+/// counter that must go up by one at each request, whichever server answers.
+fn load(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
+    tokio::spawn(async move {
+        let served = Arc::new(AtomicU64::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (url, stop, served) = (url.clone(), stop.clone(), served.clone());
+            workers.spawn(async move {
+                let client = reqwest::Client::new();
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match client.get(format!("{url}/api/items")).send().await {
+                        Ok(res) if res.status() == 200 => {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(res) => failures.push(format!("/api/items: {}", res.status())),
+                        Err(err) => failures.push(format!("/api/items: {err}")),
+                    }
+                }
+                failures
+            });
+        }
+        let (session_url, session_stop, session_served) = (url, stop, served.clone());
+        workers.spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut cookie, mut last, mut failures) = (String::new(), 0u64, Vec::new());
+            while !session_stop.load(Ordering::Relaxed) {
+                let res = client
+                    .get(format!("{session_url}/api/visits"))
+                    .header("cookie", &cookie)
+                    .send()
+                    .await;
+                let res = match res {
+                    Ok(res) if res.status() == 200 => res,
+                    Ok(res) => {
+                        failures.push(format!("/api/visits: {}", res.status()));
+                        continue;
+                    }
+                    Err(err) => {
+                        failures.push(format!("/api/visits: {err}"));
+                        continue;
+                    }
+                };
+                if let Some(set) = res.headers().get("set-cookie") {
+                    cookie = set.to_str().unwrap().split(';').next().unwrap().to_string();
+                }
+                let visits: u64 = res.text().await.unwrap().trim().parse().unwrap();
+                if visits != last + 1 {
+                    failures.push(format!("/api/visits: {visits} after {last}"));
+                }
+                last = visits;
+                session_served.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            failures
+        });
+        let mut failures = Vec::new();
+        while let Some(done) = workers.join_next().await {
+            failures.extend(done.unwrap());
+        }
+        (served.load(Ordering::Relaxed), failures)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_fails_no_request_and_leaves_no_ghost() {
+    let mut fleet = Fleet::start(&[]);
+    let mut clients = fleet.pusher_clients(10);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = load(fleet.nginx.url(""), stop.clone());
+    for i in 0..2 {
+        let before = fleet.served(1 - i).await;
+        tokio::task::block_in_place(|| fleet.restart(i));
+        // The other server carried the load meanwhile.
+        let after = fleet.served(1 - i).await;
+        assert!(
+            after > before,
+            "server {} served nothing during the restart",
+            1 - i
+        );
+        fleet.wait_until_balanced_to(i).await;
+    }
+    let summary = clients.check();
+    stop.store(true, Ordering::Relaxed);
+    let (served, failures) = load.await.unwrap();
+    assert!(served > 100, "only {served} requests served");
+    assert_eq!(failures, Vec::<String>::new(), "{served} requests served");
+    // Every client lost its server once (each server restarted) and subscribed again.
+    for (user, n) in summary["subscriptions"].as_object().unwrap() {
+        assert!(
+            n.as_u64().unwrap() >= 2,
+            "{user} never reconnected: {summary}"
+        );
+    }
+    fleet.assert_no_refused_commands();
+}
