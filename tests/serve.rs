@@ -390,3 +390,29 @@ async fn http2_without_tls_is_served() {
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), 200);
 }
+
+/// `bind` asks for a listen backlog the kernel caps at `net.core.somaxconn`, not the 128 of
+/// tokio's `bind`: what `ss` reports for the listening socket (its Send-Q) is the cap.
+#[tokio::test]
+async fn bind_listens_with_the_kernels_largest_backlog() {
+    use axum::serve::Listener as _;
+    let listener = rustforge_prod::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ss = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) lists listening sockets");
+    let line = String::from_utf8(ss.stdout).unwrap();
+    let backlog: u32 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(
+        backlog,
+        somaxconn.min(rustforge_prod::server::LISTEN_BACKLOG),
+        "{line}"
+    );
+    assert!(backlog > 128, "{line}");
+}

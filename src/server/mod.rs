@@ -76,7 +76,7 @@ use tokio::time::Instant;
 use tower::Service;
 
 pub use config::ServerConfig;
-pub use listener::{Listener, bind};
+pub use listener::{LISTEN_BACKLOG, Listener, bind};
 
 use activity::{Activity, TrackedIo};
 use connection::{Phase, Timeouts};
