@@ -31,6 +31,10 @@ check-jsonschema --builtin-schema vendor.compose-spec "$kit/compose/compose.yaml
 echo "Kubernetes (kustomize build, then the Kubernetes schemas, strict)"
 kubectl kustomize "$kit/kubernetes" > "$tmp/kubernetes.yaml"
 kubernetes-validate --strict --quiet "$tmp/kubernetes.yaml"
+# kubernetes-validate has no schema for custom resources (it warns and skips the PodMonitor):
+# check it against the Prometheus Operator's CRD schema (npm, installed in tests/js). That
+# schema checks types, enums and required fields, but not unknown field names.
+node tests/js/validate-podmonitor.mjs "$tmp/kubernetes.yaml"
 
 echo "AWS (cfn-lint)"
 cfn-lint "$kit/aws/ecs-fargate.yaml"

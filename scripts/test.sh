@@ -30,6 +30,7 @@ have redis-cli || packages+=(redis-tools)
 have openssl || packages+=(openssl)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 have promtool || packages+=(prometheus)
+have ss || packages+=(iproute2)
 [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 have node || packages+=(nodejs npm)
 if [ -z "${DATABASE_URL:-}" ] && ! have pg_ctlcluster && ! have pg_isready; then packages+=(postgresql); fi
