@@ -17,15 +17,17 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo +nightly install cargo-fuzz --locked --quiet
 fi
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/rustforge-prod/fuzz-target}"
+# Crash files in a target's artifact directory (absent until the first crash).
+crashes() { if [ -d "fuzz/artifacts/$1" ]; then ls "fuzz/artifacts/$1" | wc -l; else echo 0; fi; }
 for target in "${targets[@]}"; do
   echo "==> $target for ${seconds}s"
   # Crash files of earlier runs are not this run's: only new ones count.
-  before=$(ls "fuzz/artifacts/$target" 2>/dev/null | wc -l)
+  before=$(crashes "$target")
   # Fuzz the committed corpus in place; new interesting inputs are kept there.
   cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -print_final_stats=1 -timeout=10 2>&1 |
     grep -E "^(#[0-9]+ +DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)" || true
-  if [ "$(ls "fuzz/artifacts/$target" 2>/dev/null | wc -l)" -gt "$before" ]; then
+  if [ "$(crashes "$target")" -gt "$before" ]; then
     echo "$target: crash, see fuzz/artifacts/$target" >&2
     exit 1
   fi
