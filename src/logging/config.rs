@@ -92,3 +92,22 @@ fn trimmed_directives(filter: &str) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The class of input `fuzz/` found: whitespace before a directive with a multi-byte
+    /// character (`EnvFilter::try_new(" [{1é}é")` panics in tracing-subscriber 0.3.23); through
+    /// `LogConfig` it is a filter (or a `ConfigError`) like any other.
+    #[test]
+    fn whitespace_before_a_multi_byte_directive_is_no_panic() {
+        for filter in [" [{1\u{e9}}\u{e9}", "info, [{1\u{e9}}\u{e9}"] {
+            let config = LogConfig {
+                filter: Some(filter.into()),
+                ..LogConfig::default()
+            };
+            let _ = config.env_filter();
+        }
+    }
+}
