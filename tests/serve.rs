@@ -416,3 +416,41 @@ async fn bind_listens_with_the_kernels_largest_backlog() {
     );
     assert!(backlog > 128, "{line}");
 }
+
+/// Started with a soft open-file limit of 256 and a hard one of 8,192 (as a shell or a
+/// container runtime may start it), the server raises the soft limit to the hard one, so it can
+/// hold more than a couple of hundred connections; it warns that 8,192 is below its connection
+/// cap (10,000).
+#[tokio::test]
+async fn serve_raises_the_soft_open_file_limit_to_the_hard_one() {
+    let server = Running::start_with_open_files("full_stack", 256, 8192, &[]);
+    let warning = server.wait_for_line(|l| l.contains("open-file limit is below"));
+    assert!(warning.contains("\"max_connections\":10000"), "{warning}");
+    assert_eq!(server.open_file_limits(), (8192, 8192));
+    // Many more connections than the old soft limit, all served.
+    let mut held = Vec::new();
+    for _ in 0..400 {
+        held.push(
+            TcpStream::connect(("127.0.0.1", server.port))
+                .await
+                .unwrap(),
+        );
+    }
+    let status = support::http::client()
+        .get(server.url("/health/live"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let mut last = held.pop().unwrap();
+    last.write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    timeout(Duration::from_secs(10), last.read_exact(&mut buf))
+        .await
+        .expect("the 400th connection is served")
+        .unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+}

@@ -34,7 +34,7 @@
 //! |---|---|---|
 //! | header read (`RUSTFORGE_HEADER_READ_TIMEOUT`) | 10 s | from a request's first byte to its last header. Balancers send a head in one write; a browser on a slow link needs well under a second. A slowloris client is closed here. |
 //! | idle (`RUSTFORGE_IDLE_TIMEOUT`) | 75 s | a keep-alive connection with no request in flight. **Must be longer than the balancer's own idle timeout** (ALB 60 s, nginx `keepalive_timeout` 60 s): if the app closes first, the balancer can send a request on a connection the app is closing and answer 502. On GCP's load balancers (600 s) use 620 s. |
-//! | connections (`RUSTFORGE_MAX_CONNECTIONS`) | 10,000 | WebSockets included, as each holds a file descriptor; keep it below `ulimit -n`. At the cap the server stops accepting: new connections wait in the kernel's backlog and are served when one closes. |
+//! | connections (`RUSTFORGE_MAX_CONNECTIONS`) | 10,000 | WebSockets included, as each holds a file descriptor: the server raises its soft open-file limit to the hard limit when it starts, and warns when that is still below the cap. At the cap the server stops accepting: new connections wait in the kernel's backlog and are served when one closes. |
 //! | head size (`RUSTFORGE_MAX_HEADER_SIZE`) | 64 KiB | request line and headers (HTTP/2: the header list). Browsers cap a cookie at 4 KiB; tens of them fit. Larger gets `431`. |
 //! | header count (`RUSTFORGE_MAX_HEADERS`) | 100 | hyper's own limit (another value costs a heap allocation per request). More gets `431`. |
 //! | shutdown (`RUSTFORGE_SHUTDOWN_TIMEOUT`) | 20 s | after the drain ([`Config::shutdown_drain`](crate::Config::shutdown_drain)) in-flight requests get this long; then the remaining connections are closed. Keep drain + this under Kubernetes' `terminationGracePeriodSeconds` (30 s). |
@@ -57,6 +57,7 @@ mod activity;
 mod config;
 mod connection;
 mod listener;
+mod open_files;
 mod service;
 
 use std::convert::Infallible;
@@ -120,6 +121,7 @@ impl Server {
         S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
         S::Future: Send,
     {
+        open_files::raise_open_file_limit(self.config.max_connections);
         let builder = Arc::new(self.builder());
         let timeouts = Timeouts {
             header_read: self.config.header_read_timeout,

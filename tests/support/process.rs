@@ -22,7 +22,22 @@ impl Running {
 
     /// Like [`start`](Self::start) on a given port (a server restarted where it was).
     pub fn start_on(name: &str, port: u16, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(example(name))
+        Self::spawn(Command::new(example(name)), port, env)
+    }
+
+    /// Like [`start`](Self::start), with the open-file limit set to `soft`:`hard` (through
+    /// util-linux's `prlimit`), as a shell or a container runtime may start it.
+    pub fn start_with_open_files(name: &str, soft: u64, hard: u64, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={soft}:{hard}"))
+            .arg("--")
+            .arg(example(name));
+        Self::spawn(command, super::free_port(), env)
+    }
+
+    fn spawn(mut command: Command, port: u16, env: &[(&str, &str)]) -> Self {
+        let mut child = command
             .env_clear()
             .env("PORT", port.to_string())
             .envs(env.iter().copied())
@@ -58,6 +73,17 @@ impl Running {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// The soft and hard open-file limits of the process, from `/proc/<pid>/limits`.
+    pub fn open_file_limits(&self) -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id())).unwrap();
+        let line = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .expect("Max open files in /proc/<pid>/limits");
+        let mut numbers = line.split_whitespace().map(|n| n.parse().unwrap());
+        (numbers.next().unwrap(), numbers.next().unwrap())
     }
 
     /// The resident set size of the process, from `/proc/<pid>/status`.
