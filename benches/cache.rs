@@ -18,11 +18,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Redis, env, median, runtime};
+use common::{Redis, env, median, runtime, throughput};
 use rustforge_prod::cache::{Cache, MemoryStore, RedisStore};
 use rustforge_prod::redis::{RedisConfig, RedisHandle};
 use serde::{Deserialize, Serialize};
@@ -50,32 +50,6 @@ fn stored() -> Vec<u8> {
     let mut bytes = b"v1:".to_vec();
     bytes.extend(serde_json::to_vec(&profile()).unwrap());
     bytes
-}
-
-/// Runs `op` from `concurrency` tasks for `secs`; operations per second.
-async fn throughput<F, Fut>(concurrency: u64, secs: u64, op: F) -> f64
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (op, done) = (op.clone(), done.clone());
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    op().await;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    let started = Instant::now();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
 async fn redis_get(redis: &Redis) {

@@ -30,7 +30,7 @@ use axum::Router;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::routing::get;
 use axum::serve::Listener as _;
-use common::{env, load, median, runtime, serve};
+use common::{env, load, median, runtime, serve, server_runtime};
 use rustforge_prod::middleware::CorsConfig;
 use rustforge_prod::server::{Server, ServerConfig};
 use rustforge_prod::{LogConfig, LogFormat, ProductionLayer};
@@ -223,20 +223,6 @@ async fn serve_ours(app: Router) -> SocketAddr {
     let server = Server::new(ServerConfig::default()).unwrap();
     tokio::spawn(async move { server.serve(listener, app, std::future::pending()).await });
     addr
-}
-
-/// A server runtime whose threads log through `dispatch` (A: none, B: tracing-subscriber's stock
-/// JSON formatter as a hand-assembled app would set it up, C: this crate's).
-fn server_runtime(dispatch: tracing::Dispatch) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            // Each runtime thread keeps its dispatcher for its whole life.
-            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
-        })
-        .build()
-        .unwrap()
 }
 
 fn main() {

@@ -26,45 +26,17 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use common::{Redis, env, load, median, runtime, serve};
+use common::{Redis, env, load, median, runtime, serve, server_runtime, throughput};
 use rustforge_prod::cache::{Cache, RedisStore};
 use rustforge_prod::database::{Database, DatabaseConfig};
 use rustforge_prod::redis::{RedisConfig, RedisHandle};
 use rustforge_prod::{LogConfig, LogFormat, ProductionLayer};
 
 const CONCURRENCY: u64 = 64;
-
-/// Runs `op` from [`CONCURRENCY`] tasks for `secs`; operations per second.
-async fn throughput<F, Fut>(secs: u64, op: F) -> f64
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let (op, done) = (op.clone(), done.clone());
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    op().await;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    let started = Instant::now();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
 
 /// The indices `0..n`, starting at a different one each round, so that no setting always runs
 /// first or right after the same other one.
@@ -91,18 +63,6 @@ fn report<S: std::fmt::Display + PartialEq>(
         };
         println!("| {setting}{mark} | {m:.0} | {:.2} |", m / base);
     }
-}
-
-/// A two-worker runtime whose threads log through `dispatch`.
-fn server_runtime(dispatch: tracing::Dispatch) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
-        })
-        .build()
-        .unwrap()
 }
 
 fn logging(rounds: u64, secs: u64) {
@@ -250,7 +210,7 @@ async fn redis_pool(redis: &Redis, rounds: u64, secs: u64) {
         for i in rotated(sizes.len(), round) {
             let cache = caches[i].clone();
             runs[i].push(
-                throughput(secs, move || {
+                throughput(CONCURRENCY, secs, move || {
                     let cache = cache.clone();
                     async move {
                         let value: Option<(String, String, u64)> = cache.get("profile").await;
@@ -295,7 +255,7 @@ async fn database_pool(url: &str, rounds: u64, secs: u64) {
             for i in rotated(sizes.len(), round) {
                 let pool = dbs[i].pool().clone();
                 runs[i].push(
-                    throughput(secs, move || {
+                    throughput(CONCURRENCY, secs, move || {
                         let pool = pool.clone();
                         async move {
                             sqlx::query(sql).execute(&pool).await.unwrap();

@@ -8,7 +8,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -69,15 +68,7 @@ async fn exported() -> (BTreeSet<String>, BTreeSet<String>) {
         .publish(["news"], "item", &json!({"n": 1}))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::ZERO).await;
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = support::http::get_text(server.url("/metrics")).await;
     support::promtool::check_metrics(&text);
     let families = text
         .lines()

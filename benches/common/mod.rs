@@ -27,6 +27,46 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Runs `op` from `concurrency` tasks for `secs`; operations per second.
+pub async fn throughput<F, Fut>(concurrency: u64, secs: u64, op: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    op().await;
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A two-worker server runtime whose threads log through `dispatch` (each server of a bench
+/// can have its own subscriber).
+pub fn server_runtime(dispatch: tracing::Dispatch) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // Each runtime thread keeps its dispatcher for its whole life.
+            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+        })
+        .build()
+        .unwrap()
+}
+
 /// User + system CPU time of a process so far, in milliseconds (`/proc/{pid}/stat`, 100 Hz ticks).
 pub fn cpu_ms(pid: &str) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
