@@ -87,9 +87,7 @@ impl Conn {
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close(codes::OVER_CAPACITY) {
-                    stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                }
+                self.close_slow(stats);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -104,6 +102,13 @@ impl Conn {
                 sent.is_ok()
             }
             () = self.closer.closed() => false,
+        }
+    }
+
+    /// Closes a client that fell too far behind (4100), counted once as a slow consumer.
+    fn close_slow(&self, stats: &Stats) {
+        if self.close(codes::OVER_CAPACITY) {
+            stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -163,9 +168,7 @@ impl Subscriber {
                 true
             }
             Some(_) => {
-                if self.conn.close(codes::OVER_CAPACITY) {
-                    stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                }
+                self.conn.close_slow(stats);
                 false
             }
         }
