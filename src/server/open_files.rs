@@ -4,9 +4,16 @@
 /// when even that is below `max_connections`. Many environments start processes with a soft
 /// limit of 1,024 (shells, systemd services, some container runtimes) while allowing far more:
 /// the server would stop accepting at about a thousand connections, each later client waiting
-/// in the backlog while axum's listener retries every second.
+/// in the backlog while axum's listener retries every second. The limit is the process', so
+/// this runs once however many servers it starts (the app's, a separate `/metrics` listener).
 #[cfg(unix)]
 pub(crate) fn raise_open_file_limit(max_connections: usize) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| raise(max_connections));
+}
+
+#[cfg(unix)]
+fn raise(max_connections: usize) {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     // RLIM_INFINITY is not a valid open-file limit (the kernel caps it at fs.nr_open).
     const CEILING: u64 = 1 << 20;
