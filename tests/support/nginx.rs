@@ -69,11 +69,7 @@ fn nginx() -> PathBuf {
 pub fn test_config(upstreams: &[u16]) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let conf = write_config(dir.path(), upstreams, super::free_port());
-    let out = Command::new(nginx())
-        .args(["-e", "stderr", "-p"])
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&conf)
+    let out = command(dir.path(), &conf)
         .arg("-t")
         .output()
         .unwrap_or_else(|e| panic!("cannot run nginx ({e}): {HINT}"));
@@ -82,6 +78,17 @@ pub fn test_config(upstreams: &[u16]) -> Result<(), String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// nginx with its prefix directory `dir`, the config `conf` and its errors on stderr.
+fn command(dir: &Path, conf: &Path) -> Command {
+    let mut command = Command::new(nginx());
+    command
+        .args(["-e", "stderr", "-p"])
+        .arg(dir)
+        .arg("-c")
+        .arg(conf);
+    command
 }
 
 fn write_config(dir: &Path, upstreams: &[u16], port: u16) -> PathBuf {
@@ -99,11 +106,7 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
         let conf = write_config(dir.path(), upstreams, port);
-        let child = Command::new(nginx())
-            .args(["-e", "stderr", "-p"])
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
+        let child = command(dir.path(), &conf)
             .args(["-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
