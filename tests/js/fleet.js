@@ -8,7 +8,7 @@
 // subscribed, and the events each client missed.
 "use strict";
 
-const Pusher = require("pusher-js");
+const localClient = require("./local-client");
 const PusherServer = require("pusher");
 const readline = require("node:readline");
 
@@ -37,18 +37,7 @@ async function waitFor(condition, ms) {
 }
 
 function client(userId) {
-  const pusher = new Pusher(key, {
-    cluster: "mt1",
-    wsHost: "127.0.0.1",
-    wsPort: proxyPort,
-    forceTLS: false,
-    enabledTransports: ["ws"],
-    channelAuthorization: {
-      endpoint: `http://127.0.0.1:${proxyPort}/broadcasting/auth`,
-      transport: "ajax",
-      headers: { "X-User-Id": userId },
-    },
-  });
+  const pusher = localClient(key, proxyPort, userId);
   const entry = { userId, pusher, subscriptions: 0, subscribed: false, received: new Set() };
   entry.channel = pusher.subscribe(channelName);
   entry.channel.bind("pusher:subscription_succeeded", () => {

@@ -7,7 +7,7 @@
 // per user since READY.
 "use strict";
 
-const Pusher = require("pusher-js");
+const localClient = require("./local-client");
 const PusherServer = require("pusher");
 const readline = require("node:readline");
 
@@ -25,21 +25,6 @@ const api = new PusherServer({
   useTLS: false,
 });
 
-function client(port, userId) {
-  return new Pusher(key, {
-    cluster: "mt1",
-    wsHost: "127.0.0.1",
-    wsPort: port,
-    forceTLS: false,
-    enabledTransports: ["ws"],
-    channelAuthorization: {
-      endpoint: `http://127.0.0.1:${port}/broadcasting/auth`,
-      transport: "ajax",
-      headers: { "X-User-Id": userId },
-    },
-  });
-}
-
 function subscribed(channel) {
   return new Promise((resolve) => channel.bind("pusher:subscription_succeeded", resolve));
 }
@@ -47,7 +32,7 @@ function subscribed(channel) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
-  const observer = client(bPort, "observer");
+  const observer = localClient(key, bPort, "observer");
   const watched = observer.subscribe(channelName);
   await subscribed(watched);
   const events = {};
@@ -62,7 +47,7 @@ async function main() {
 
   const clients = [];
   for (let i = 0; i < users; i++) {
-    const pusher = client(proxyPort, `u${i}`);
+    const pusher = localClient(key, proxyPort, `u${i}`);
     const channel = pusher.subscribe(channelName);
     // Every (re)subscription is counted: after A is gone, each client must have one more.
     const entry = { pusher, channel, subscriptions: 0 };
