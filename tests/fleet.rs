@@ -5,7 +5,7 @@
 //! behind the balancer get events from either server and one presence, rate limits count real
 //! clients exactly across servers, and a rolling restart under load fails no request and leaves
 //! no ghost. The servers reach Redis as the kit's ACL user (`examples/deploy/redis/users.acl`),
-//! which shows its permissions are all the crate needs.
+//! which shows its permissions are all the crate needs — on one Redis and on a Redis Cluster.
 
 mod support;
 
@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::nginx::Nginx;
 use support::process::Running;
-use support::redis::RedisServer;
+use support::redis::{RedisCluster, RedisServer};
 
 const JS_HINT: &str = "needs Node.js ≥ 20 and `npm ci` in tests/js (scripts/test.sh does both)";
 /// The broadcasting app's secret; the id and key come from the kit's app.env.
@@ -31,13 +31,39 @@ struct Fleet {
     ports: Vec<u16>,
     env: Vec<(String, String)>,
     nginx: Nginx,
-    redis: RedisServer,
+    redis: Redis,
+}
+
+/// The fleet's Redis: one server or a 3-node cluster.
+enum Redis {
+    Server(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Redis {
+    /// The client port of every node.
+    fn ports(&self) -> Vec<u16> {
+        match self {
+            Redis::Server(server) => vec![server.port()],
+            Redis::Cluster(cluster) => cluster.ports().to_vec(),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Redis::Server(server) => server.url(),
+            Redis::Cluster(cluster) => cluster.url(),
+        }
+    }
 }
 
 impl Fleet {
-    /// The kit's environment plus `extra`.
+    /// The kit's environment plus `extra`, on one Redis.
     fn start(extra: &[(&str, &str)]) -> Self {
-        let redis = RedisServer::start();
+        Self::start_on(Redis::Server(RedisServer::start()), extra)
+    }
+
+    fn start_on(redis: Redis, extra: &[(&str, &str)]) -> Self {
         let mut env = kit_env(&kit_redis_user(&redis));
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let ports: Vec<u16> = (0..2).map(|_| support::free_port()).collect();
@@ -56,15 +82,17 @@ impl Fleet {
         }
     }
 
-    /// Redis refused no command of the kit's ACL user (its `ACL LOG` is empty): the user's
-    /// permissions are all the servers needed.
+    /// Redis refused no command of the kit's ACL user (`ACL LOG` is empty on every node): the
+    /// user's permissions are all the servers needed.
     fn assert_no_refused_commands(&self) {
-        let log = support::redis::raw_command(self.redis.port(), "ACL LOG");
-        assert_eq!(
-            log.unwrap(),
-            "*0",
-            "refused commands: `ACL LOG` on the test's Redis"
-        );
+        for port in self.redis.ports() {
+            let log = support::redis::raw_command(port, "ACL LOG");
+            assert_eq!(
+                log.unwrap(),
+                "*0",
+                "refused commands: `ACL LOG` on the Redis node on port {port}"
+            );
+        }
     }
 
     fn var(&self, name: &str) -> &str {
@@ -145,8 +173,9 @@ impl Fleet {
     }
 }
 
-/// Creates the kit's Redis user (users.acl, with a test password) on `redis`; its URL.
-fn kit_redis_user(redis: &RedisServer) -> String {
+/// Creates the kit's Redis user (users.acl, with a test password) on every node of `redis`;
+/// the URL that logs in as it.
+fn kit_redis_user(redis: &Redis) -> String {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/redis/users.acl");
     let acl = std::fs::read_to_string(path).unwrap();
@@ -157,12 +186,14 @@ fn kit_redis_user(redis: &RedisServer) -> String {
         .expect("users.acl defines the user rustforge");
     let password = "fleet-test-password";
     let rules = rules.replace(">change-me", &format!(">{password}"));
-    let reply = support::redis::raw_command(
-        redis.port(),
-        &format!("ACL SETUSER rustforge reset {rules}"),
-    );
-    assert_eq!(reply.unwrap(), "+OK");
-    format!("redis://rustforge:{password}@127.0.0.1:{}", redis.port())
+    for port in redis.ports() {
+        let reply =
+            support::redis::raw_command(port, &format!("ACL SETUSER rustforge reset {rules}"));
+        assert_eq!(reply.unwrap(), "+OK", "node on port {port}");
+    }
+    redis
+        .url()
+        .replacen("://", &format!("://rustforge:{password}@"), 1)
 }
 
 /// The kit's app.env as variables, with loopback addresses: Redis at `redis_url`, nginx on
@@ -259,10 +290,10 @@ fn client_from(ip: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// 15 requests through nginx; the statuses counted: (200s, 429s).
-async fn burst(client: &reqwest::Client, url: &str, spoof: bool) -> (u32, u32) {
+/// `n` requests through nginx; the statuses counted: (200s, 429s).
+async fn burst(client: &reqwest::Client, url: &str, n: u32, spoof: bool) -> (u32, u32) {
     let (mut ok, mut limited) = (0, 0);
-    for n in 0..15 {
+    for n in 0..n {
         let mut request = client.get(url);
         if spoof {
             request = request.header("x-forwarded-for", format!("203.0.113.{n}"));
@@ -282,10 +313,16 @@ async fn rate_limits_behind_nginx_count_each_real_client_exactly_across_servers(
     let fleet = Fleet::start(&[("RUSTFORGE_RATE_LIMIT", "10/hour")]);
     let url = fleet.nginx.url("/api/items");
     // Two clients; nginx alternates each one's requests between the servers.
-    assert_eq!(burst(&client_from("127.0.0.2"), &url, false).await, (10, 5));
+    assert_eq!(
+        burst(&client_from("127.0.0.2"), &url, 15, false).await,
+        (10, 5)
+    );
     // A forged X-Forwarded-For is only the left part of what nginx forwards: the client is
     // still its own address, and gets no fresh limit per forged value.
-    assert_eq!(burst(&client_from("127.0.0.3"), &url, true).await, (10, 5));
+    assert_eq!(
+        burst(&client_from("127.0.0.3"), &url, 15, true).await,
+        (10, 5)
+    );
     // Both servers decided, and together exactly once per request.
     let mut total = (0.0, 0.0);
     for i in 0..2 {
@@ -397,5 +434,57 @@ async fn a_rolling_restart_under_load_fails_no_request_and_leaves_no_ghost() {
             "{user} never reconnected: {summary}"
         );
     }
+    fleet.assert_no_refused_commands();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_the_kit_user_is_all_every_module_needs() {
+    let redis = Redis::Cluster(RedisCluster::start());
+    // 50 per hour: room for the pusher-js clients' own requests from 127.0.0.1.
+    let fleet = Fleet::start_on(redis, &[("RUSTFORGE_RATE_LIMIT", "50/hour")]);
+    // Broadcasting (sharded pub/sub, presence) across the two servers.
+    let mut clients = fleet.pusher_clients(4);
+    clients.check();
+    // Rate limits, exact across the servers.
+    let url = fleet.nginx.url("/api/items");
+    assert_eq!(
+        burst(&client_from("127.0.0.2"), &url, 55, false).await,
+        (50, 5)
+    );
+    // Sessions: one visitor's counter, whichever server answers.
+    let client = client_from("127.0.0.3");
+    let mut cookie = String::new();
+    for expected in 1..=4 {
+        let res = client
+            .get(fleet.nginx.url("/api/visits"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        if let Some(set) = res.headers().get("set-cookie") {
+            cookie = set.to_str().unwrap().split(';').next().unwrap().to_string();
+        }
+        assert_eq!(res.text().await.unwrap().trim(), expected.to_string());
+    }
+    // The cache: a tagged entry, the tag flushed, the entry loaded again.
+    let client = client_from("127.0.0.4");
+    for _ in 0..2 {
+        let res = client.get(fleet.nginx.url("/api/stats")).send().await;
+        assert_eq!(res.unwrap().status(), 200);
+        let res = client.post(fleet.nginx.url("/api/stats/refresh")).send();
+        assert_eq!(res.await.unwrap().status(), 204);
+    }
+    let (mut loads, mut errors) = (0.0, 0.0);
+    for i in 0..2 {
+        let count = "rustforge_cache_loader_duration_seconds_count";
+        loads += fleet.metric(i, count, &["outcome=\"ok\""]).await;
+        errors += fleet.metric(i, "rustforge_cache_errors_total", &[]).await;
+    }
+    assert_eq!(
+        (loads, errors),
+        (2.0, 0.0),
+        "loads once per flush, no errors"
+    );
     fleet.assert_no_refused_commands();
 }
