@@ -339,6 +339,13 @@ async fn rate_limits_behind_nginx_count_each_real_client_exactly_across_servers(
     fleet.assert_no_refused_commands();
 }
 
+/// The session cookie `res` sets, if any, as the next request's `cookie` header.
+fn keep_cookie(res: &reqwest::Response, cookie: &mut String) {
+    if let Some(set) = res.headers().get("set-cookie") {
+        *cookie = set.to_str().unwrap().split(';').next().unwrap().to_string();
+    }
+}
+
 /// Load through nginx until `stop`: plain GETs on several connections, and one user's session
 /// counter that must go up by one at each request, whichever server answers.
 fn load(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
@@ -383,9 +390,7 @@ fn load(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec
                         continue;
                     }
                 };
-                if let Some(set) = res.headers().get("set-cookie") {
-                    cookie = set.to_str().unwrap().split(';').next().unwrap().to_string();
-                }
+                keep_cookie(&res, &mut cookie);
                 let visits: u64 = res.text().await.unwrap().trim().parse().unwrap();
                 if visits != last + 1 {
                     failures.push(format!("/api/visits: {visits} after {last}"));
@@ -462,9 +467,7 @@ async fn on_a_redis_cluster_the_kit_user_is_all_every_module_needs() {
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        if let Some(set) = res.headers().get("set-cookie") {
-            cookie = set.to_str().unwrap().split(';').next().unwrap().to_string();
-        }
+        keep_cookie(&res, &mut cookie);
         assert_eq!(res.text().await.unwrap().trim(), expected.to_string());
     }
     // The cache: a tagged entry, the tag flushed, the entry loaded again.

@@ -30,6 +30,18 @@ pub fn free_port() -> u16 {
         .expect("cannot bind a loopback port")
 }
 
+/// Polls `ready` every 10 ms; fails the test after 10 s, naming `what` it waited for.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// The example binary `cargo test` built next to the test binaries.
 pub fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();

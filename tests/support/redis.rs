@@ -133,14 +133,6 @@ pub fn raw_command(port: u16, command: &str) -> std::io::Result<String> {
     Ok(line.trim_end().to_owned())
 }
 
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// One `redis-server` on a free port.
 pub struct RedisServer {
     port: u16,
@@ -221,7 +213,7 @@ impl RedisServer {
     /// Starts the server again on the same port (with no data: it keeps nothing on disk).
     pub fn restart(&mut self) {
         self.stop();
-        wait_until("the old server's port to be free", || {
+        super::wait_until("the old server's port to be free", || {
             std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok()
         });
         assert!(
@@ -345,7 +337,7 @@ impl RedisCluster {
             .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}); {INSTALL_HINT}"));
         assert!(status.success(), "redis-cli --cluster create failed");
         for &port in &cluster.ports {
-            wait_until("cluster_state:ok", || {
+            super::wait_until("cluster_state:ok", || {
                 cluster
                     .command(port, "CLUSTER INFO")
                     .contains("cluster_state:ok")
