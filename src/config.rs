@@ -210,7 +210,12 @@ impl Config {
             "`0s` (use `5s`–`10s` behind a load balancer)",
             "time between SIGTERM (readiness turns 503) and closing the listener",
             |c, var, v| {
-                c.shutdown_drain = parse::optional_duration(var, v)?.unwrap_or_default();
+                // `0s` (the default) and `off` both mean no drain.
+                c.shutdown_drain = if parse::is_off(v) {
+                    Duration::ZERO
+                } else {
+                    parse::duration_or_zero(var, v)?
+                };
                 Ok(())
             },
         ),
@@ -493,6 +498,8 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_REDIS_POOL_SIZE",
             "RUSTFORGE_REDIS_CONNECT_TIMEOUT",
             "RUSTFORGE_REDIS_COMMAND_TIMEOUT",
+            "RUSTFORGE_REDIS_BREAKER_FAILURES",
+            "RUSTFORGE_REDIS_BREAKER_PROBE_INTERVAL",
             "RUSTFORGE_REDIS_CA_CERT",
             "RUSTFORGE_REDIS_CLIENT_CERT",
             "RUSTFORGE_REDIS_CLIENT_KEY",

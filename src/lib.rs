@@ -56,6 +56,8 @@
 
 #[cfg(any(feature = "ratelimit", feature = "cache", feature = "session"))]
 mod backend;
+#[cfg(feature = "redis")]
+mod breaker;
 pub mod config;
 mod env;
 pub mod error;

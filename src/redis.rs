@@ -12,8 +12,16 @@
 //! handle (a multiplexed connection carries any number of concurrent commands, so holding the
 //! pool slot for a whole command would cap in-flight commands at the pool size). A connection that
 //! fails with an I/O error is marked broken and replaced. Call it inside a Tokio runtime (the pool
-//! runs a reaper task). Every command runs under [`RedisConfig::command_timeout`], so a dead server costs
-//! a bounded time, never a hung request.
+//! runs a reaper task). Every command runs under [`RedisConfig::command_timeout`], the wait for a
+//! connection included, so a dead server costs a bounded time, never a hung request.
+//!
+//! One circuit breaker guards every module's calls: after
+//! [`breaker_failures`](RedisConfig::breaker_failures) consecutive connection failures or
+//! timeouts (3 by default) every call fails at once with [`RedisError::Unavailable`] — cache
+//! reads are misses and session requests answer 503 in microseconds, not after a timeout each —
+//! while a background `PING` every [`breaker_probe_interval`](RedisConfig::breaker_probe_interval)
+//! (500 ms) closes it on the first answer. [`RedisHandle::breaker_open`] reports it;
+//! `rustforge_redis_breaker_open` exports it and `/health`'s `redis` check says so.
 //!
 //! ```no_run
 //! use rustforge_prod::redis::{RedisConfig, RedisHandle, Script};
@@ -48,6 +56,7 @@ use redis::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::breaker::{Breaker, Permit};
 use crate::env::{Setting, parse};
 use crate::error::ConfigError;
 use crate::util::{Cause, cause};
@@ -62,12 +71,22 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Connections in the pool (default 8; each one is multiplexed).
     pub pool_size: u32,
-    /// Time allowed to open a connection or wait for a free one (default 1 s).
+    /// Time allowed to open a connection (default 1 s). The pool keeps opening one in the
+    /// background; a command waits for it at most its [command timeout](Self::command_timeout).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Time allowed for one command (default 500 ms).
+    /// Time allowed for one command, including the wait for a pooled connection (default
+    /// 500 ms).
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// Consecutive connection failures or command timeouts that open the handle's circuit
+    /// breaker (default 3): while it is open every call fails at once with
+    /// [`RedisError::Unavailable`], without waiting on the network.
+    pub breaker_failures: u32,
+    /// How often an open breaker sends a background `PING` (default 500 ms); the first answer
+    /// closes it.
+    #[serde(with = "humantime_serde")]
+    pub breaker_probe_interval: Duration,
     /// PEM file with the CA certificate(s) that signed the server's certificate, for
     /// `rediss://` (default: the system's trusted roots).
     pub ca_cert: Option<PathBuf>,
@@ -86,6 +105,8 @@ impl Default for RedisConfig {
             pool_size: 8,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(500),
+            breaker_failures: 3,
+            breaker_probe_interval: Duration::from_millis(500),
             ca_cert: None,
             client_cert: None,
             client_key: None,
@@ -101,6 +122,8 @@ impl fmt::Debug for RedisConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_probe_interval", &self.breaker_probe_interval)
             .field("ca_cert", &self.ca_cert)
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
@@ -132,6 +155,14 @@ impl RedisConfig {
     /// Sets the connect timeout.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Opens the circuit breaker after `failures` consecutive connection failures or command
+    /// timeouts, and probes every `probe_interval` while it is open.
+    pub fn breaker(mut self, failures: u32, probe_interval: Duration) -> Self {
+        self.breaker_failures = failures;
+        self.breaker_probe_interval = probe_interval;
         self
     }
 
@@ -172,9 +203,17 @@ impl RedisConfig {
                 "expected 1 to 1024 connections",
             ));
         }
+        if self.breaker_failures == 0 || self.breaker_failures > 1000 {
+            return Err(ConfigError::new(
+                "redis.breaker_failures",
+                self.breaker_failures.to_string(),
+                "expected 1 to 1000 consecutive failures",
+            ));
+        }
         for (key, d) in [
             ("redis.connect_timeout", self.connect_timeout),
             ("redis.command_timeout", self.command_timeout),
+            ("redis.breaker_probe_interval", self.breaker_probe_interval),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::new(key, "0s", "must be greater than zero"));
@@ -218,7 +257,7 @@ impl RedisConfig {
             "RUSTFORGE_REDIS_CONNECT_TIMEOUT",
             "redis.connect_timeout",
             "`1s`",
-            "connect / pool wait timeout",
+            "time allowed to open a connection (a command waits for one at most the command timeout)",
             |c, var, v| {
                 c.connect_timeout = parse::duration(var, v)?;
                 Ok(())
@@ -228,9 +267,29 @@ impl RedisConfig {
             "RUSTFORGE_REDIS_COMMAND_TIMEOUT",
             "redis.command_timeout",
             "`500ms`",
-            "time allowed for one Redis command",
+            "time allowed for one Redis command, the wait for a pooled connection included",
             |c, var, v| {
                 c.command_timeout = parse::duration(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REDIS_BREAKER_FAILURES",
+            "redis.breaker_failures",
+            "`3`",
+            "consecutive connection failures or timeouts after which every Redis call fails at once (circuit breaker open)",
+            |c, var, v| {
+                c.breaker_failures = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REDIS_BREAKER_PROBE_INTERVAL",
+            "redis.breaker_probe_interval",
+            "`500ms`",
+            "how often an open breaker PINGs Redis in the background; the first answer closes it",
+            |c, var, v| {
+                c.breaker_probe_interval = parse::duration(var, v)?;
                 Ok(())
             },
         ),
@@ -614,6 +673,9 @@ struct Inner {
     last_connect_error: LastError,
     /// The URL asks for TLS.
     tls: bool,
+    /// Opened by consecutive connection failures and timeouts; closed by a background probe.
+    breaker: Breaker,
+    probe_interval: Duration,
 }
 
 /// The last connection failure, with its hint, until a connection succeeds.
@@ -673,6 +735,9 @@ impl RedisHandle {
                 connect_timeout: config.connect_timeout,
                 last_connect_error,
                 tls: config.is_tls(),
+                // The cooldown is unused: requests never probe, the background task does.
+                breaker: Breaker::new(config.breaker_failures, Duration::ZERO),
+                probe_interval: config.breaker_probe_interval,
             }),
         })
     }
@@ -736,6 +801,15 @@ impl RedisHandle {
     #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     pub(crate) fn command_timeout(&self) -> Duration {
         self.inner.command_timeout
+    }
+
+    /// Whether the circuit breaker is open: Redis failed
+    /// [`breaker_failures`](RedisConfig::breaker_failures) times in a row, every call fails at
+    /// once with [`RedisError::Unavailable`], and a background `PING` every
+    /// [`breaker_probe_interval`](RedisConfig::breaker_probe_interval) closes it on the first
+    /// answer.
+    pub fn breaker_open(&self) -> bool {
+        self.inner.breaker.is_open()
     }
 
     /// Whether this handle talks to a Redis Cluster.
@@ -826,13 +900,45 @@ impl RedisHandle {
         .await
     }
 
-    /// Takes a connection and runs `run` on it within `timeout` (capped at the command timeout).
-    /// A caller's shorter deadline covers the wait for a connection too; otherwise that wait is
-    /// the pool's (the connect timeout). When the command timeout itself runs out the
-    /// connection is treated as broken (the pool replaces it: a half-open TCP connection never
-    /// answers again); a caller's shorter deadline only abandons the reply, which the
-    /// multiplexed connection discards when it comes.
+    /// Takes a connection and runs `run` on it within `timeout` (capped at the command timeout),
+    /// the wait for a connection included: a Redis that refuses or drops connections costs the
+    /// command timeout, not the connect timeout. While the breaker is open it fails at once.
+    ///
+    /// A connection failure or a timeout of the command timeout itself counts towards the
+    /// breaker (and the connection is treated as broken: the pool replaces it, as a half-open
+    /// TCP connection never answers again); a caller's shorter deadline only abandons the
+    /// reply, which the multiplexed connection discards when it comes, and counts for nothing.
     async fn bounded<'a, T, F, Fut>(&'a self, timeout: Duration, run: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = (Connection, redis::RedisResult<T>)> + 'a,
+    {
+        if self.inner.breaker.is_open() {
+            return Err(RedisError::Unavailable(cause(
+                "circuit breaker open: Redis failed repeatedly; probing it in the background",
+            )));
+        }
+        let result = self.unguarded(timeout, run).await;
+        match &result {
+            Ok(_) => {
+                self.inner.breaker.success(Permit::Call);
+            }
+            Err(Failure::Connection(_)) => {
+                if self.inner.breaker.failure(Permit::Call) {
+                    tracing::error!(
+                        "Redis is failing: circuit breaker open, every Redis call fails at once \
+                         until a background PING is answered"
+                    );
+                    self.probe();
+                }
+            }
+            Err(Failure::Other(_)) => {}
+        }
+        result.map_err(Failure::into_error)
+    }
+
+    /// [`bounded`](Self::bounded) without the breaker; failures say whether they count for it.
+    async fn unguarded<'a, T, F, Fut>(&'a self, timeout: Duration, run: F) -> Result<T, Failure>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = (Connection, redis::RedisResult<T>)> + 'a,
@@ -840,15 +946,20 @@ impl RedisHandle {
         let command_timeout = self.inner.command_timeout;
         let caller_deadline = timeout < command_timeout;
         let timeout = timeout.min(command_timeout);
-        let (conn, deadline) = if caller_deadline {
-            let deadline = tokio::time::Instant::now() + timeout;
-            let conn = tokio::time::timeout_at(deadline, self.connection())
-                .await
-                .map_err(|_| RedisError::Timeout(timeout))??;
-            (conn, deadline)
-        } else {
-            let conn = self.connection().await?;
-            (conn, tokio::time::Instant::now() + timeout)
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || {
+            let err = RedisError::Timeout(timeout);
+            if caller_deadline {
+                Failure::Other(err)
+            } else {
+                Failure::Connection(err)
+            }
+        };
+        let conn = match tokio::time::timeout_at(deadline, self.connection()).await {
+            Err(_) if caller_deadline => return Err(timed_out()),
+            Err(_) => return Err(Failure::Connection(self.no_connection("command timeout"))),
+            Ok(Err(err)) => return Err(Failure::Connection(err)),
+            Ok(Ok(conn)) => conn,
         };
         let broken = conn.broken.clone();
         match tokio::time::timeout_at(deadline, run(conn)).await {
@@ -857,9 +968,35 @@ impl RedisHandle {
                 if !caller_deadline {
                     broken.store(true, Ordering::Relaxed);
                 }
-                Err(RedisError::Timeout(timeout))
+                Err(timed_out())
             }
         }
+    }
+
+    /// Starts the background probe of an open breaker: a `PING` every probe interval, under
+    /// the command timeout, until one is answered. It holds the handle weakly, so a handle
+    /// dropped during an outage stops it.
+    fn probe(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let interval = self.inner.probe_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = inner.upgrade() else { return };
+                let handle = RedisHandle { inner };
+                let ping = handle
+                    .unguarded(handle.inner.command_timeout, |mut conn| async move {
+                        let result = redis::cmd("PING").query_async::<String>(&mut conn).await;
+                        (conn, result)
+                    })
+                    .await;
+                if ping.is_ok() {
+                    handle.inner.breaker.success(Permit::Probe);
+                    tracing::info!("Redis answers again: circuit breaker closed");
+                    return;
+                }
+            }
+        });
     }
 
     /// A handle on a pooled connection. The pool slot is released at once: a multiplexed
@@ -869,17 +1006,7 @@ impl RedisHandle {
         loop {
             let pooled = self.inner.pool.get().await.map_err(|e| match e {
                 bb8::RunError::User(e) => RedisError::Unavailable(cause(e)),
-                bb8::RunError::TimedOut => {
-                    let last = self.inner.last_connect_error.lock().unwrap().clone();
-                    RedisError::Unavailable(cause(match last {
-                        Some(why) => format!("no connection within the connect timeout: {why}"),
-                        // A TLS handshake with a plain port waits for an answer that never comes.
-                        None if self.inner.tls => "no connection within the connect timeout \
-                            (over TLS: is this the server's TLS port?)"
-                            .to_owned(),
-                        None => "no connection within the connect timeout".to_owned(),
-                    }))
-                }
+                bb8::RunError::TimedOut => self.no_connection("connect timeout"),
             })?;
             // A clone failed after the slot was released: the pool still holds the dead
             // connection. Dropping it here makes the pool discard it (`has_broken`).
@@ -893,19 +1020,55 @@ impl RedisHandle {
         }
     }
 
+    /// No connection came within the `limit` (a timeout's name), with the reason the pool's last
+    /// attempt failed, when it did.
+    fn no_connection(&self, limit: &str) -> RedisError {
+        let last = self.inner.last_connect_error.lock().unwrap().clone();
+        RedisError::Unavailable(cause(match last {
+            Some(why) => format!("no connection within the {limit}: {why}"),
+            // A TLS handshake with a plain port waits for an answer that never comes.
+            None if self.inner.tls => {
+                format!(
+                    "no connection within the {limit} (over TLS: is this the server's TLS port?)"
+                )
+            }
+            None => format!("no connection within the {limit}"),
+        }))
+    }
+
     /// Maps the result and marks the connection broken after a connection-level failure, so the
     /// pool replaces it instead of handing it out again.
-    fn finish<T>(&self, conn: &Connection, result: redis::RedisResult<T>) -> Result<T, RedisError> {
+    fn finish<T>(&self, conn: &Connection, result: redis::RedisResult<T>) -> Result<T, Failure> {
         result.map_err(|err| {
-            if err.is_io_error()
+            let connection = err.is_io_error()
                 || err.is_connection_dropped()
                 || err.is_unrecoverable_error()
-                || err.is_timeout()
-            {
+                || err.is_timeout();
+            if connection {
                 conn.broken.store(true, Ordering::Relaxed);
             }
-            RedisError::from_redis(err, self.inner.command_timeout)
+            let err = RedisError::from_redis(err, self.inner.command_timeout);
+            if connection {
+                Failure::Connection(err)
+            } else {
+                Failure::Other(err)
+            }
         })
+    }
+}
+
+/// A failed call, and whether it says Redis is unreachable (it counts for the breaker) or only
+/// that this command failed (an error reply, a caller's own short deadline).
+enum Failure {
+    Connection(RedisError),
+    Other(RedisError),
+}
+
+impl Failure {
+    fn into_error(self) -> RedisError {
+        match self {
+            Self::Connection(err) | Self::Other(err) => err,
+        }
     }
 }
 

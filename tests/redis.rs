@@ -116,6 +116,110 @@ async fn a_killed_server_is_a_prompt_error_and_a_restarted_one_is_used_again() {
     bounded(redis.ping()).await.unwrap();
 }
 
+/// The handle's breaker, opened by a dead or frozen server and closed by its background probe.
+fn breaker_config(url: String) -> RedisConfig {
+    // A connect timeout far above the guard: a call that waited for it would fail the test.
+    RedisConfig::new(url)
+        .connect_timeout(Duration::from_secs(30))
+        .command_timeout(Duration::from_millis(300))
+        .breaker(3, Duration::from_millis(100))
+}
+
+/// Calls `ping` until the breaker opens; the errors seen on the way. Each call is bounded by the
+/// command timeout, the wait for a connection included (the guard is far below the connect
+/// timeout).
+async fn until_open(redis: &RedisHandle) -> Vec<RedisError> {
+    let mut errors = Vec::new();
+    while !redis.breaker_open() {
+        errors.push(bounded(redis.ping()).await.unwrap_err());
+        assert!(errors.len() <= 3, "the breaker did not open: {errors:?}");
+    }
+    errors
+}
+
+async fn until_closed(redis: &RedisHandle) {
+    bounded(async {
+        while redis.breaker_open() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_server_opens_the_breaker_and_a_probe_closes_it_when_it_is_back() {
+    let mut server = RedisServer::start();
+    let redis = RedisHandle::connect(&breaker_config(server.url())).unwrap();
+    let script = Script::new(INCRBY);
+    let key = redis.key("breaker", "n");
+    assert_eq!(
+        bounded(redis.eval::<i64>(&script, &[&key], &["1"]))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!redis.breaker_open());
+
+    server.stop();
+    // Three failures in a row (the dead pooled connection, then refused connects that the
+    // pool keeps retrying) open it, none of them waiting the 30 s connect timeout.
+    let errors = until_open(&redis).await;
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    // Open: every call fails at once, saying why, whatever the command.
+    for _ in 0..100 {
+        let err = bounded(redis.eval::<i64>(&script, &[&key], &["1"]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RedisError::Unavailable(why) if why.to_string().contains("circuit breaker open")),
+            "{err:?}"
+        );
+    }
+    // Still down: the probe keeps it open.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(redis.breaker_open());
+
+    server.restart();
+    until_closed(&redis).await;
+    assert_eq!(
+        bounded(redis.eval::<i64>(&script, &[&key], &["1"]))
+            .await
+            .unwrap(),
+        1,
+        "the restarted, empty server counts from zero"
+    );
+}
+
+#[tokio::test]
+async fn a_frozen_server_opens_the_breaker_by_timeouts_and_errors_do_not() {
+    let server = RedisServer::start();
+    let redis = RedisHandle::connect(&breaker_config(server.url())).unwrap();
+    bounded(redis.ping()).await.unwrap();
+    // Error replies are answers: Redis is there, the breaker stays closed.
+    for _ in 0..10 {
+        let err = bounded(redis.query::<i64>(&redis::cmd("NO-SUCH-COMMAND")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RedisError::Command(_)), "{err:?}");
+    }
+    assert!(!redis.breaker_open());
+    // Every client paused for 3 s: three command timeouts open it.
+    assert_eq!(
+        raw_command(server.port(), "CLIENT PAUSE 3000 ALL").unwrap(),
+        "+OK"
+    );
+    let errors = until_open(&redis).await;
+    assert!(
+        errors
+            .iter()
+            .all(|e| matches!(e, RedisError::Timeout(d) if *d == Duration::from_millis(300))),
+        "{errors:?}"
+    );
+    // The pause ends: the probe's PING is answered and the breaker closes.
+    until_closed(&redis).await;
+    bounded(redis.ping()).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_stalled_server_hits_the_command_timeout() {
     let server = RedisServer::start();

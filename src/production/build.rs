@@ -51,7 +51,12 @@ impl ProductionLayerBuilder {
         #[cfg(feature = "metrics")]
         let metrics_addr = metrics_listener(&config, &metrics, &shutdown).await?;
         #[cfg(feature = "redis")]
-        let redis = redis(&config).await?;
+        let redis = redis(
+            &config,
+            #[cfg(feature = "metrics")]
+            &metrics,
+        )
+        .await?;
         #[cfg(feature = "ratelimit")]
         let rate_limit = rate_limit(
             &config,
@@ -276,13 +281,28 @@ async fn serve_metrics(
 /// The shared Redis handle, PINGed once: a Redis that does not answer yet is a warning, and
 /// the modules use their fallbacks until it does.
 #[cfg(feature = "redis")]
-async fn redis(config: &Config) -> Result<Option<RedisHandle>, Error> {
+async fn redis(
+    config: &Config,
+    #[cfg(feature = "metrics")] metrics: &Metrics,
+) -> Result<Option<RedisHandle>, Error> {
     let Some(redis_config) = &config.redis else {
         return Ok(None);
     };
     let handle = RedisHandle::connect(redis_config)?;
     if let Err(err) = handle.ping().await {
         tracing::warn!(error = %err, "Redis did not answer at startup");
+    }
+    #[cfg(feature = "metrics")]
+    if config.metrics.enabled {
+        let observed = handle.clone();
+        metrics
+            .meter(crate::telemetry::SCOPE)
+            .u64_observable_gauge("rustforge.redis.breaker.open")
+            .with_description(
+                "1 while the shared Redis handle's circuit breaker is open (every Redis call fails at once), else 0.",
+            )
+            .with_callback(move |o| o.observe(u64::from(observed.breaker_open()), &[]))
+            .build();
     }
     Ok(Some(handle))
 }
@@ -447,11 +467,8 @@ fn broadcaster(
     if config.metrics.enabled {
         crate::broadcast::instruments(&metrics.meter(crate::telemetry::SCOPE), &broadcaster);
     }
-    let (closing, signal) = (broadcaster.clone(), shutdown.triggered());
-    tokio::spawn(async move {
-        signal.await;
-        closing.shutdown().await;
-    });
+    let closing = broadcaster.clone();
+    shutdown.on_shutdown(async move { closing.shutdown().await });
     Ok(Some(broadcaster))
 }
 

@@ -46,8 +46,6 @@
 //! Redis Cluster, with the benchmark figures.
 
 mod algorithm;
-#[cfg(feature = "redis")]
-mod breaker;
 mod builder;
 mod config;
 #[cfg(feature = "redis")]

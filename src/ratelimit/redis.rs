@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::FailurePolicy;
-use super::breaker::{Breaker, Permit};
 use super::deny_cache::DenyCache;
 use super::memory::MemoryStore;
 use super::store::{BoxFuture, Decision, RateLimitError, Source, Store, StoreStats, check_cost};
 use super::{Limit, LimitStatus};
+use crate::breaker::{Breaker, Permit};
 use crate::redis::{RedisHandle, Script};
 
 /// The Redis store: every app server sharing one Redis sees the same counts.

@@ -1,5 +1,7 @@
 //! A lock-free circuit breaker: after `threshold` consecutive failures the backend is skipped
-//! for `cooldown`, then one probe decides whether it is back.
+//! for `cooldown`, then one probe decides whether it is back. The shared Redis handle holds one
+//! (its probe runs in the background); the rate limiter's Redis store holds its own, with its
+//! shorter deadline.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
