@@ -24,6 +24,9 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct Shutdown {
     tx: Arc<watch::Sender<bool>>,
+    /// Work that runs once shutdown starts ([`on_shutdown`](Self::on_shutdown)), each counted
+    /// here until it is done.
+    work: Arc<watch::Sender<usize>>,
 }
 
 impl Default for Shutdown {
@@ -37,7 +40,38 @@ impl Shutdown {
     pub fn new() -> Self {
         Self {
             tx: Arc::new(watch::channel(false).0),
+            work: Arc::new(watch::channel(0).0),
         }
+    }
+
+    /// Runs `work` once shutdown has started (a module's own shutdown: the broadcaster closing
+    /// its sockets and removing its presence from Redis); [`finished`](Self::finished) waits
+    /// for it. Call it within a Tokio runtime.
+    pub fn on_shutdown(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.work.send_modify(|n| *n += 1);
+        let (triggered, done) = (self.triggered(), Arc::clone(&self.work));
+        tokio::spawn(async move {
+            // Counted down even if `work` panics, so `finished` never waits for it forever.
+            struct Done(Arc<watch::Sender<usize>>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.send_modify(|n| *n -= 1);
+                }
+            }
+            let _done = Done(done);
+            triggered.await;
+            work.await;
+        });
+    }
+
+    /// Resolves once every piece of [`on_shutdown`](Self::on_shutdown) work is done, or at
+    /// `deadline`, whichever comes first; whether all of it finished. It does not start the
+    /// shutdown: call it after [`trigger`](Self::trigger) or the signal.
+    pub async fn finished(&self, deadline: Duration) -> bool {
+        let mut rx = self.work.subscribe();
+        tokio::time::timeout(deadline, rx.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Starts the shutdown (idempotent).

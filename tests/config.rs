@@ -22,6 +22,21 @@ fn defaults_are_production_defaults() {
 }
 
 #[test]
+fn the_documented_default_drain_can_be_written_out() {
+    // `0s` is the documented default of RUSTFORGE_SHUTDOWN_DRAIN: writing it must be accepted.
+    for value in ["0s", "0ms", "off"] {
+        let config = Config::from_vars([("RUSTFORGE_SHUTDOWN_DRAIN", value)])
+            .unwrap_or_else(|e| panic!("RUSTFORGE_SHUTDOWN_DRAIN={value}: {e}"));
+        assert_eq!(config.shutdown_drain, Duration::ZERO, "{value}");
+    }
+    let err = Config::from_vars([("RUSTFORGE_SHUTDOWN_DRAIN", "-1s")]).unwrap_err();
+    assert!(
+        err.to_string().contains("RUSTFORGE_SHUTDOWN_DRAIN"),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_variable_is_read() {
     let config = Config::from_vars([
         ("RUST_LOG", "warn,my_app=debug"),

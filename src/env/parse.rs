@@ -18,13 +18,7 @@ pub(crate) fn bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
 
 /// A humantime duration such as `250ms`, `30s`, `2m`; zero is rejected.
 pub(crate) fn duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(value.trim()).map_err(|e| {
-        ConfigError::new(
-            setting,
-            value,
-            format!("expected a duration like 30s ({e})"),
-        )
-    })?;
+    let d = duration_or_zero(setting, value)?;
     if d.is_zero() {
         return Err(ConfigError::new(
             setting,
@@ -33,6 +27,18 @@ pub(crate) fn duration(setting: &str, value: &str) -> Result<Duration, ConfigErr
         ));
     }
     Ok(d)
+}
+
+/// A humantime duration such as `0s`, `250ms` or `5s`, zero included (for waits that may be
+/// skipped, such as the shutdown drain).
+pub(crate) fn duration_or_zero(setting: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.trim()).map_err(|e| {
+        ConfigError::new(
+            setting,
+            value,
+            format!("expected a duration like 30s ({e})"),
+        )
+    })
 }
 
 /// A duration, or `off`/`none`/`false` for no limit.
@@ -112,7 +118,7 @@ where
         .map_err(|e| ConfigError::new(setting, value, format!("{e}")))
 }
 
-fn is_off(value: &str) -> bool {
+pub(crate) fn is_off(value: &str) -> bool {
     matches!(
         value.trim().to_ascii_lowercase().as_str(),
         "off" | "none" | "false" | "disabled"

@@ -47,6 +47,9 @@
 //!
 //! # Shutdown
 //!
+//! With [`drain_on`](Server::drain_on) (as [`serve`](crate::serve) sets it), HTTP/1 responses
+//! carry `Connection: close` from the start of the drain, so load balancers retire their
+//! keep-alive connections before the listener closes.
 //! When the signal future resolves the server stops accepting, lets every in-flight request
 //! finish (its connection then closes, `Connection: close` on HTTP/1, `GOAWAY` on HTTP/2),
 //! closes idle keep-alive connections at once, and closes whatever is still open at
@@ -65,6 +68,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -84,6 +88,7 @@ use connection::{Phase, Timeouts};
 use service::ConnectionService;
 
 use crate::error::ConfigError;
+use crate::shutdown::Shutdown;
 
 /// How often, at most, the server logs that it is at its connection cap.
 const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -93,13 +98,29 @@ const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct Server {
     config: ServerConfig,
+    drain: Option<Shutdown>,
 }
 
 impl Server {
     /// A server with these limits, once they are [checked](ServerConfig::validate).
     pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self { config })
+        Ok(Self {
+            config,
+            drain: None,
+        })
+    }
+
+    /// Retires keep-alive connections from the moment `shutdown` is triggered (the start of the
+    /// drain, before the signal given to [`serve`](Self::serve) resolves): every HTTP/1 response
+    /// from then on carries `Connection: close`, so a load balancer closes its connections to
+    /// this server one response at a time while the server still accepts new ones. Without it,
+    /// a balancer may send a request on an idle connection in the instant the server closes it
+    /// after the drain, and a `POST` sent that way fails (balancers do not retry it).
+    /// [`serve`](crate::serve) sets it.
+    pub fn drain_on(mut self, shutdown: &Shutdown) -> Self {
+        self.drain = Some(shutdown.clone());
+        self
     }
 
     /// The settings.
@@ -130,6 +151,14 @@ impl Server {
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
         let mut cap = CapWarning::default();
         let (phase, _) = watch::channel(Phase::Serving);
+        let draining = Arc::new(AtomicBool::new(false));
+        if let Some(shutdown) = &self.drain {
+            let (draining, triggered) = (Arc::clone(&draining), shutdown.triggered());
+            tokio::spawn(async move {
+                triggered.await;
+                draining.store(true, Ordering::Relaxed);
+            });
+        }
         let mut signal = pin!(signal);
         loop {
             let (permit, (io, remote_addr)) = tokio::select! {
@@ -146,6 +175,7 @@ impl Server {
                 app: app.clone(),
                 remote_addr,
                 activity,
+                draining: Arc::clone(&draining),
             };
             tokio::spawn(connection::serve(
                 Arc::clone(&builder),

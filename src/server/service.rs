@@ -1,10 +1,12 @@
 //! The hyper service of one connection: the application, with the peer address as
-//! [`ConnectInfo`] and each request counted in flight until its response body is done.
+//! [`ConnectInfo`] and each request counted in flight until its response body is done; while the
+//! server drains, HTTP/1 responses close their connection.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -12,6 +14,7 @@ use axum::extract::ConnectInfo;
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
+use http::{HeaderValue, StatusCode, Version, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
@@ -26,6 +29,8 @@ pub(super) struct ConnectionService<S, A> {
     pub(super) app: S,
     pub(super) remote_addr: A,
     pub(super) activity: Arc<Activity>,
+    /// Set when the server starts draining: see [`ResponseFuture`].
+    pub(super) draining: Arc<AtomicBool>,
 }
 
 impl<S, A> hyper::service::Service<http::Request<Incoming>> for ConnectionService<S, A>
@@ -40,6 +45,7 @@ where
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.request();
+        let http1 = request.version() < Version::HTTP_2;
         let mut request = request.map(Body::new);
         request
             .extensions_mut()
@@ -47,16 +53,26 @@ where
         ResponseFuture {
             response: self.app.clone().oneshot(request),
             in_flight: Some(in_flight),
+            http1,
+            draining: Arc::clone(&self.draining),
         }
     }
 }
 
 pin_project! {
-    /// The application's response, its body wrapped in a [`TrackedBody`].
+    /// The application's response, its body wrapped in a [`TrackedBody`]. While the server
+    /// drains, an HTTP/1 response carries `Connection: close` (hyper then closes the connection
+    /// after it): a balancer retires its keep-alive connections to this server one response at
+    /// a time, before the listener closes, instead of sending a request on a connection the
+    /// server is closing (a non-idempotent one would fail). WebSocket upgrades (101) keep their
+    /// `Connection: upgrade`; HTTP/2 has no such header (its connections get `GOAWAY` when the
+    /// listener closes).
     pub(super) struct ResponseFuture<S: Service<Request>> {
         #[pin]
         response: Oneshot<S, Request>,
         in_flight: Option<InFlight>,
+        http1: bool,
+        draining: Arc<AtomicBool>,
     }
 }
 
@@ -68,7 +84,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = std::task::ready!(this.response.poll(cx))?;
+        let mut response = std::task::ready!(this.response.poll(cx))?;
+        if *this.http1
+            && this.draining.load(Ordering::Relaxed)
+            && response.status() != StatusCode::SWITCHING_PROTOCOLS
+        {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let in_flight = this.in_flight.take().expect("polled after completion");
         Poll::Ready(Ok(response.map(|body| TrackedBody {
             body,
