@@ -563,6 +563,37 @@ async fn a_rolling_deploy_with_pusher_js_leaves_no_ghost() {
 
 /// The full_stack example as a broadcasting server on `url` under the key prefix `prefix`, with
 /// the test app's credentials and one more variable.
+/// `serve` returns only once the broadcaster's own shutdown is done: when the process has
+/// exited after SIGTERM, its presence member and its node entry are already gone from Redis
+/// (before, the process could exit while the removal was still on its way). Also a real process
+/// accepting `RUSTFORGE_SHUTDOWN_DRAIN=0s`, its documented default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_has_removed_its_presence_from_redis_when_it_exits() {
+    let redis = RedisServer::start();
+    let a = full_stack_on(&redis.url(), "exit", ("RUSTFORGE_SHUTDOWN_DRAIN", "0s"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], a.port));
+    let mut client = Client::connect(addr).await;
+    let f = client.subscribe_signed("presence-room", Some(USER_A)).await;
+    assert_eq!(data(&f)["presence"]["count"], 1, "{f}");
+    let port = redis.port();
+    let zcard = move || support::redis::raw_command(port, "ZCARD {exit:bc}:nodes").unwrap();
+    let members_key = format!(
+        "{{exit:bc:{}:presence-room}}:members",
+        support::pusher::APP_ID
+    );
+    let members =
+        move || support::redis::raw_command(port, &format!("EXISTS {members_key}")).unwrap();
+    assert_eq!((zcard(), members()), (":1".to_owned(), ":1".to_owned()));
+    tokio::task::spawn_blocking(move || a.terminate())
+        .await
+        .unwrap();
+    assert_eq!(
+        (zcard(), members()),
+        (":0".to_owned(), ":0".to_owned()),
+        "the stopped server's node and member are left in Redis"
+    );
+}
+
 fn full_stack_on(url: &str, prefix: &str, extra: (&str, &str)) -> support::process::Running {
     support::process::Running::start(
         "full_stack",

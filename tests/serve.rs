@@ -366,6 +366,74 @@ async fn graceful_shutdown_finishes_started_requests_under_load() {
     app.wait_for_clean_exit();
 }
 
+/// During the drain the server still accepts and serves, but every HTTP/1 response closes its
+/// connection (`Connection: close`), so a balancer retires its keep-alive connections before the
+/// listener closes; WebSocket upgrades are refused (503) for the balancer to send elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_the_drain_responses_close_their_keep_alive_connections() {
+    let app = Running::start(
+        "full_stack",
+        &[
+            ("RUSTFORGE_SHUTDOWN_DRAIN", "30s"),
+            ("PUSHER_APP_ID", "1"),
+            ("PUSHER_APP_KEY", "drain-key"),
+            ("PUSHER_APP_SECRET", "drain-secret"),
+        ],
+    );
+    // Before the drain a response keeps its connection open.
+    let mut kept = connect(&app).await;
+    stream_get(&mut kept, "keep-alive").await;
+    let mut idle = connect(&app).await;
+    stream_get(&mut idle, "keep-alive").await;
+
+    app.sigterm();
+    app.wait_for_line(|l| l.contains("draining before shutdown"));
+    // A connection that was idle when the drain began is served once more, then closed.
+    let response = stream_get(&mut idle, "close").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    closed(&mut idle).await;
+    // New connections are still accepted and served, each response closing its connection.
+    for _ in 0..3 {
+        let mut fresh = connect(&app).await;
+        stream_get(&mut fresh, "close").await;
+        closed(&mut fresh).await;
+    }
+    // A POST with a body, the request a balancer must never send on a closing connection.
+    kept.write_all(
+        b"POST /api/echo HTTP/1.1\r\nhost: serve.test\r\ncontent-length: 5\r\n\r\nhello",
+    )
+    .await
+    .unwrap();
+    let response = read_response(&mut kept).await.expect("the POST's response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("connection: close"), "{response}");
+    assert!(response.ends_with("hello"), "{response}");
+    closed(&mut kept).await;
+    // WebSocket upgrades: refused during the drain, with Retry-After.
+    let upgrade = reqwest::Client::new()
+        .get(app.url("/app/drain-key?protocol=7"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upgrade.status(), 503);
+    assert_eq!(upgrade.headers()["retry-after"], "1");
+}
+
+/// Sends `GET /` on `stream` and checks the answer is a 200 whose `connection` header says
+/// `expected` (`keep-alive`: none, or not `close`).
+async fn stream_get(stream: &mut TcpStream, expected: &str) -> String {
+    stream.write_all(GET).await.unwrap();
+    let response = read_response(stream).await.expect("a response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let closes = response.to_ascii_lowercase().contains("connection: close");
+    assert_eq!(closes, expected == "close", "{response}");
+    response
+}
+
 #[tokio::test]
 async fn at_the_shutdown_deadline_the_remaining_connections_are_closed() {
     let app = Running::start("full_stack", &[("RUSTFORGE_SHUTDOWN_TIMEOUT", "2s")]);
