@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
-# installs what is missing (redis-server and redis-tools, openssl, Chromium, promtool, nginx, Node.js
-# and npm, the npm test clients, PostgreSQL, cargo-hack), starts PostgreSQL, then runs fmt, the MSRV
+# installs what is missing (redis-server and redis-tools, openssl, Chromium, promtool, nginx, wrk,
+# Node.js and npm, the npm test clients, PostgreSQL, cargo-hack), starts PostgreSQL, then runs fmt, the MSRV
 # check, clippy (all features, the default features, none), a check of every feature and every pair
 # of features, the deployment kit's offline validators (installed in a virtualenv), every test and
 # doctest with all features and again with the default features, and the docs build.
@@ -32,6 +32,7 @@ have openssl || packages+=(openssl)
 have promtool || packages+=(prometheus)
 have ss || packages+=(iproute2)
 [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
+have wrk || packages+=(wrk)
 have node || packages+=(nodejs npm)
 if [ -z "${DATABASE_URL:-}" ] && ! have pg_ctlcluster && ! have pg_isready; then packages+=(postgresql); fi
 if [ ${#packages[@]} -gt 0 ]; then install_debian_packages "${packages[@]}"; fi

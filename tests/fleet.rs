@@ -346,12 +346,37 @@ fn keep_cookie(res: &reqwest::Response, cookie: &mut String) {
     }
 }
 
-/// Load through nginx until `stop`: plain GETs on several connections, and one user's session
-/// counter that must go up by one at each request, whichever server answers.
+/// Load through nginx until `stop`: plain GETs on several connections, POSTs with 1 KiB bodies
+/// (echoed back) on two more, and one user's session counter that must go up by one at each
+/// request, whichever server answers.
 fn load(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
     tokio::spawn(async move {
         let served = Arc::new(AtomicU64::new(0));
         let mut workers = tokio::task::JoinSet::new();
+        for worker in 0..2u8 {
+            let (url, stop, served) = (url.clone(), stop.clone(), served.clone());
+            workers.spawn(async move {
+                let client = reqwest::Client::new();
+                let mut failures = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let body = format!("{worker}:{n:>1018}").into_bytes();
+                    let sent = client.post(format!("{url}/api/echo")).body(body.clone());
+                    match sent.send().await {
+                        Ok(res) if res.status() == 200 => match res.bytes().await {
+                            Ok(echo) if echo == body => {
+                                served.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => failures.push(format!("POST /api/echo: echoed {other:?}")),
+                        },
+                        Ok(res) => failures.push(format!("POST /api/echo: {}", res.status())),
+                        Err(err) => failures.push(format!("POST /api/echo: {err}")),
+                    }
+                }
+                failures
+            });
+        }
         for _ in 0..4 {
             let (url, stop, served) = (url.clone(), stop.clone(), served.clone());
             workers.spawn(async move {
@@ -409,6 +434,53 @@ fn load(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec
     })
 }
 
+/// wrk (a load generator of its own, many keep-alive connections) through nginx until `stop`,
+/// in 2 s runs: half `GET /api/items`, half `POST /api/echo` with a 1 KiB body. Returns the
+/// requests sent and every failure wrk reported (non-2xx answers, socket errors).
+fn wrk_load(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, Vec<String>)> {
+    const HINT: &str = "needs wrk (Debian: apt-get install wrk; scripts/test.sh installs it)";
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        script.path(),
+        r#"local body = string.rep("x", 1024)
+local n = 0
+request = function()
+  n = n + 1
+  if n % 2 == 0 then
+    return wrk.format("POST", "/api/echo", {["Content-Type"] = "application/octet-stream"}, body)
+  end
+  return wrk.format("GET", "/api/items")
+end
+"#,
+    )
+    .unwrap();
+    std::thread::spawn(move || {
+        let (mut requests, mut failures) = (0, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            let out = std::process::Command::new("wrk")
+                .args(["-t1", "-c16", "-d2s", "-s"])
+                .arg(script.path())
+                .arg(&url)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run wrk ({e}): {HINT}"));
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "wrk failed: {text}");
+            let sent = text
+                .lines()
+                .find_map(|l| l.trim().split_once(" requests in "))
+                .map(|(n, _)| n.trim().parse::<u64>().unwrap())
+                .unwrap_or_else(|| panic!("no request count in wrk's output: {text}"));
+            requests += sent;
+            failures.extend(
+                text.lines()
+                    .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+                    .map(|l| l.trim().to_owned()),
+            );
+        }
+        (requests, failures)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_load_fails_no_request_and_leaves_no_ghost() {
     let mut fleet = Fleet::start(&[]);
@@ -440,6 +512,151 @@ async fn a_rolling_restart_under_load_fails_no_request_and_leaves_no_ghost() {
         );
     }
     fleet.assert_no_refused_commands();
+}
+
+/// A rolling restart with only HTTP load (wrk, GET and POST with bodies) and no WebSocket
+/// client: nothing else makes nginx skip a stopping server during its drain, so nginx keeps
+/// sending it requests until its listener closes — the moment a POST on a keep-alive connection
+/// the server closes would fail. `Connection: close` during the drain retires them first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_post_load_fails_no_request() {
+    let mut fleet = Fleet::start(&[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let wrk = wrk_load(fleet.nginx.url("/"), stop.clone());
+    fleet.wait_until_balanced_to(0).await;
+    fleet.wait_until_balanced_to(1).await;
+    for i in 0..2 {
+        tokio::task::block_in_place(|| fleet.restart(i));
+        fleet.wait_until_balanced_to(i).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failures) = tokio::task::block_in_place(|| wrk.join().unwrap());
+    assert_eq!(failures, Vec::<String>::new(), "wrk sent {sent} requests");
+    println!("wrk: {sent} requests (GET and POST), none failed");
+}
+
+/// What one client saw of a route through nginx: statuses counted, and any answer outside
+/// `allowed`.
+#[derive(Debug, Default)]
+struct Seen {
+    statuses: std::collections::BTreeMap<u16, u64>,
+    unexpected: Vec<String>,
+}
+
+/// GETs `path` through nginx until `stop`, with a session cookie kept; a 503 must carry
+/// `Retry-After`.
+fn watch(
+    url: String,
+    path: &'static str,
+    allowed: &'static [u16],
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Seen> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let (mut seen, mut cookie) = (Seen::default(), String::new());
+        while !stop.load(Ordering::Relaxed) {
+            let res = client
+                .get(format!("{url}{path}"))
+                .header("cookie", &cookie)
+                .send()
+                .await;
+            let res = match res {
+                Ok(res) => res,
+                Err(err) => {
+                    seen.unexpected.push(format!("{path}: {err}"));
+                    continue;
+                }
+            };
+            let status = res.status().as_u16();
+            *seen.statuses.entry(status).or_default() += 1;
+            if !allowed.contains(&status) {
+                seen.unexpected.push(format!("{path}: {status}"));
+            } else if status == 503 && res.headers().get("retry-after").is_none() {
+                seen.unexpected
+                    .push(format!("{path}: 503 without Retry-After"));
+            }
+            keep_cookie(&res, &mut cookie);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen
+    })
+}
+
+/// Redis killed behind the kit's nginx: routes that do not use Redis answer 200 all along (the
+/// nginx config counts no 503 of a session route against a server), the cached route serves
+/// (a miss loads), the session route answers only its documented 503 with `Retry-After`, both
+/// servers' breakers open; after the restart every route answers 200 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_behind_nginx_fails_only_what_needs_redis() {
+    let mut fleet = Fleet::start(&[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = fleet.nginx.url("");
+    let watchers = [
+        watch(url.clone(), "/", &[200], stop.clone()),
+        watch(url.clone(), "/api/items", &[200], stop.clone()),
+        watch(url.clone(), "/api/stats", &[200], stop.clone()),
+        watch(url.clone(), "/api/visits", &[200, 503], stop.clone()),
+    ];
+    let breakers = async |fleet: &Fleet| {
+        let mut open = Vec::new();
+        for i in 0..2 {
+            open.push(fleet.metric(i, "rustforge_redis_breaker_open", &[]).await);
+        }
+        open
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(breakers(&fleet).await, [0.0, 0.0]);
+
+    let Redis::Server(redis) = &mut fleet.redis else {
+        unreachable!()
+    };
+    redis.stop();
+    // The load trips both servers' breakers.
+    let mut waited = 0;
+    while breakers(&fleet).await != [1.0, 1.0] {
+        waited += 1;
+        assert!(
+            waited < 500,
+            "the breakers did not open: {:?}",
+            breakers(&fleet).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let Redis::Server(redis) = &mut fleet.redis else {
+        unreachable!()
+    };
+    redis.restart();
+    // The restarted Redis is empty: the kit's user again.
+    kit_redis_user(&fleet.redis);
+    let mut waited = 0;
+    while breakers(&fleet).await != [0.0, 0.0] {
+        waited += 1;
+        assert!(
+            waited < 500,
+            "the breakers did not close: {:?}",
+            breakers(&fleet).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Sessions work again (on the empty Redis, a new session).
+    let client = reqwest::Client::new();
+    for _ in 0..4 {
+        let res = client.get(fleet.nginx.url("/api/visits")).send().await;
+        assert_eq!(res.unwrap().status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut report = Vec::new();
+    for watcher in watchers {
+        report.push(watcher.await.unwrap());
+    }
+    for seen in &report {
+        assert_eq!(seen.unexpected, Vec::<String>::new(), "{report:?}");
+    }
+    // The session route did meet the outage.
+    assert!(report[3].statuses.get(&503).is_some(), "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

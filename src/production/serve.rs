@@ -16,9 +16,7 @@ use crate::server::Server;
 /// SIGINT/SIGTERM (after the [drain](crate::Config::shutdown_drain)), shuts down gracefully, waits
 /// for the modules' own shutdown (the broadcaster's, see [`Shutdown::on_shutdown`](crate::Shutdown::on_shutdown))
 /// within the shutdown timeout, then [flushes](ProductionLayer::flush) the telemetry that is
-/// still buffered and closes the database pool. During the drain HTTP/1 responses carry
-/// `Connection: close` ([`Server::drain_on`]), so a balancer's keep-alive connections are
-/// retired before the listener closes.
+/// still buffered and closes the database pool.
 ///
 /// Use it instead of `axum::serve`, which has no header-read or idle timeout, no connection cap
 /// and no shutdown deadline; [`server`](crate::server) lists what it enforces and why. Each
@@ -47,9 +45,7 @@ where
     S::Future: Send,
 {
     // The config was checked when the layer was built.
-    let server = Server::new(prod.config().server.clone())
-        .expect("a checked server config")
-        .drain_on(prod.shutdown());
+    let server = Server::new(prod.config().server.clone()).expect("a checked server config");
     server.serve(listener, app, prod.shutdown_signal()).await;
     // The modules' own shutdown (the broadcaster removes its presence from Redis), which
     // started with the signal, within the server's deadline.

@@ -75,6 +75,12 @@ impl Activity {
         self.start + Duration::from_millis(millis)
     }
 
+    /// Counts the connection idle from now (the shutdown's grace starts now for every idle
+    /// connection, not from its last request).
+    pub(super) fn restart_idle(&self) {
+        self.idle_since.store(self.now(), Relaxed);
+    }
+
     /// A request's head was parsed: the connection is busy until [`InFlight`] drops.
     pub(super) fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
+use super::DRAIN_IDLE_GRACE;
 use super::activity::{Activity, Deadline, Expiry, TrackedIo};
 use super::service::ConnectionService;
 
@@ -24,7 +25,8 @@ use super::service::ConnectionService;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
     Serving,
-    /// Finish in-flight requests, close idle connections now.
+    /// Finish in-flight requests (their responses close HTTP/1 connections); HTTP/2 gets
+    /// `GOAWAY`, an idle HTTP/1 connection closes after [`DRAIN_IDLE_GRACE`] more.
     Draining,
     /// The shutdown deadline passed: close.
     Closing,
@@ -71,14 +73,21 @@ pub(super) async fn serve<Io, S, A>(
                     Ok(Phase::Serving) => {}
                     Ok(Phase::Draining) if !draining => {
                         draining = true;
-                        conn.as_mut().graceful_shutdown();
+                        if activity.is_http2() {
+                            conn.as_mut().graceful_shutdown();
+                        } else {
+                            // Responses now close the connection (see `ConnectionService`); an
+                            // idle one gets the grace from now on, not from its last request.
+                            activity.restart_idle();
+                            watchdog.as_mut().idle(DRAIN_IDLE_GRACE);
+                        }
                     }
                     Ok(Phase::Draining) => {}
                     // At the deadline, or the server is gone: close.
                     Ok(Phase::Closing) | Err(_) => return,
                 }
             }
-            expiry = watchdog.as_mut(), if !draining => {
+            expiry = watchdog.as_mut(), if !draining || !activity.is_http2() => {
                 tracing::debug!(?expiry, "closing the connection");
                 if activity.is_http2() {
                     // GOAWAY: the peer learns the connection is done, nothing is in flight.
@@ -109,6 +118,11 @@ impl Watchdog {
             timeouts,
             sleep: tokio::time::sleep(timeouts.idle),
         }
+    }
+
+    /// Replaces the idle timeout (shorter during the shutdown).
+    fn idle(self: Pin<&mut Self>, idle: Duration) {
+        self.project().timeouts.idle = idle;
     }
 }
 

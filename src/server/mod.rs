@@ -47,13 +47,15 @@
 //!
 //! # Shutdown
 //!
-//! With [`drain_on`](Server::drain_on) (as [`serve`](crate::serve) sets it), HTTP/1 responses
-//! carry `Connection: close` from the start of the drain, so load balancers retire their
-//! keep-alive connections before the listener closes.
-//! When the signal future resolves the server stops accepting, lets every in-flight request
-//! finish (its connection then closes, `Connection: close` on HTTP/1, `GOAWAY` on HTTP/2),
-//! closes idle keep-alive connections at once, and closes whatever is still open at
-//! [`shutdown_timeout`](ServerConfig::shutdown_timeout). WebSocket connections are the
+//! When the signal future resolves the server stops accepting and lets every in-flight request
+//! finish; whatever is still open at [`shutdown_timeout`](ServerConfig::shutdown_timeout) is
+//! closed. HTTP/2 connections get `GOAWAY` at once. An HTTP/1 keep-alive connection is not
+//! closed at once: a load balancer may be sending a request on it in that very instant, and a
+//! `POST` that meets a closing connection fails (balancers retry only requests they have not
+//! sent). It stays open for [`DRAIN_IDLE_GRACE`] more: a request that comes on it is served with
+//! `Connection: close`, which retires it cleanly; one that stays idle that long is closed (a
+//! balancer under load has used its idle connections by then, and one with little traffic is
+//! unlikely to pick that instant). WebSocket connections are the
 //! broadcaster's: it closes them with code 4200 on shutdown, so clients reconnect elsewhere.
 
 mod activity;
@@ -88,7 +90,10 @@ use connection::{Phase, Timeouts};
 use service::ConnectionService;
 
 use crate::error::ConfigError;
-use crate::shutdown::Shutdown;
+
+/// How long an idle HTTP/1 keep-alive connection stays open once the server stopped accepting;
+/// see [Shutdown](self#shutdown).
+pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// How often, at most, the server logs that it is at its connection cap.
 const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -98,29 +103,13 @@ const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct Server {
     config: ServerConfig,
-    drain: Option<Shutdown>,
 }
 
 impl Server {
     /// A server with these limits, once they are [checked](ServerConfig::validate).
     pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self {
-            config,
-            drain: None,
-        })
-    }
-
-    /// Retires keep-alive connections from the moment `shutdown` is triggered (the start of the
-    /// drain, before the signal given to [`serve`](Self::serve) resolves): every HTTP/1 response
-    /// from then on carries `Connection: close`, so a load balancer closes its connections to
-    /// this server one response at a time while the server still accepts new ones. Without it,
-    /// a balancer may send a request on an idle connection in the instant the server closes it
-    /// after the drain, and a `POST` sent that way fails (balancers do not retry it).
-    /// [`serve`](crate::serve) sets it.
-    pub fn drain_on(mut self, shutdown: &Shutdown) -> Self {
-        self.drain = Some(shutdown.clone());
-        self
+        Ok(Self { config })
     }
 
     /// The settings.
@@ -152,13 +141,6 @@ impl Server {
         let mut cap = CapWarning::default();
         let (phase, _) = watch::channel(Phase::Serving);
         let draining = Arc::new(AtomicBool::new(false));
-        if let Some(shutdown) = &self.drain {
-            let (draining, triggered) = (Arc::clone(&draining), shutdown.triggered());
-            tokio::spawn(async move {
-                triggered.await;
-                draining.store(true, Ordering::Relaxed);
-            });
-        }
         let mut signal = pin!(signal);
         loop {
             let (permit, (io, remote_addr)) = tokio::select! {
@@ -186,17 +168,18 @@ impl Server {
             ));
         }
         drop(listener);
-        self.shut_down(phase).await;
+        self.shut_down(phase, &draining).await;
     }
 
     /// Drains the connections: graceful first, closed at the deadline.
-    async fn shut_down(&self, phase: watch::Sender<Phase>) {
+    async fn shut_down(&self, phase: watch::Sender<Phase>, draining: &AtomicBool) {
         let open = phase.receiver_count();
         tracing::info!(
             open_connections = open,
             timeout_ms = self.config.shutdown_timeout.as_millis() as u64,
             "server stopped accepting; finishing in-flight requests"
         );
+        draining.store(true, Ordering::Relaxed);
         phase.send_replace(Phase::Draining);
         let drained = tokio::time::timeout(self.config.shutdown_timeout, phase.closed()).await;
         if drained.is_err() {

@@ -1,6 +1,6 @@
 //! The hyper service of one connection: the application, with the peer address as
-//! [`ConnectInfo`] and each request counted in flight until its response body is done; while the
-//! server drains, HTTP/1 responses close their connection.
+//! [`ConnectInfo`] and each request counted in flight until its response body is done; once the
+//! server stops accepting, HTTP/1 responses close their connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,7 +29,7 @@ pub(super) struct ConnectionService<S, A> {
     pub(super) app: S,
     pub(super) remote_addr: A,
     pub(super) activity: Arc<Activity>,
-    /// Set when the server starts draining: see [`ResponseFuture`].
+    /// Set when the server stops accepting: see [`ResponseFuture`].
     pub(super) draining: Arc<AtomicBool>,
 }
 
@@ -60,13 +60,12 @@ where
 }
 
 pin_project! {
-    /// The application's response, its body wrapped in a [`TrackedBody`]. While the server
-    /// drains, an HTTP/1 response carries `Connection: close` (hyper then closes the connection
-    /// after it): a balancer retires its keep-alive connections to this server one response at
-    /// a time, before the listener closes, instead of sending a request on a connection the
-    /// server is closing (a non-idempotent one would fail). WebSocket upgrades (101) keep their
-    /// `Connection: upgrade`; HTTP/2 has no such header (its connections get `GOAWAY` when the
-    /// listener closes).
+    /// The application's response, its body wrapped in a [`TrackedBody`]. Once the server has
+    /// stopped accepting, an HTTP/1 response carries `Connection: close` (hyper then closes the
+    /// connection after it): a balancer learns from the response itself that this connection
+    /// is done, instead of sending its next request on a connection the server is closing (a
+    /// non-idempotent one would fail). WebSocket upgrades (101) keep their
+    /// `Connection: upgrade`; HTTP/2 has no such header (its connections get `GOAWAY`).
     pub(super) struct ResponseFuture<S: Service<Request>> {
         #[pin]
         response: Oneshot<S, Request>,
