@@ -503,6 +503,8 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_REDIS_CA_CERT",
             "RUSTFORGE_REDIS_CLIENT_CERT",
             "RUSTFORGE_REDIS_CLIENT_KEY",
+            "RUSTFORGE_REDIS_SENTINEL_USERNAME",
+            "RUSTFORGE_REDIS_SENTINEL_PASSWORD",
         ],
     ),
 ];

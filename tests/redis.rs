@@ -220,6 +220,80 @@ async fn a_frozen_server_opens_the_breaker_by_timeouts_and_errors_do_not() {
     bounded(redis.ping()).await.unwrap();
 }
 
+/// `redis+sentinel://`: the handle asks the sentinels for the primary; when it is SIGKILLed under
+/// load the sentinels promote the replica and the handle follows — what was written before is
+/// there (the replica had it) and writes go to the new primary. The old primary started again
+/// comes back as a replica; nothing is written to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_is_followed_by_the_handle() {
+    let mut group = support::sentinel::SentinelGroup::start();
+    let redis = RedisHandle::connect(&RedisConfig::new(group.url())).unwrap();
+    let old = group.primary_port();
+    let key = redis.key("sentinel", "n");
+    let incr = redis::cmd("INCR").arg(&key).clone();
+    for expected in 1..=10 {
+        assert_eq!(bounded(redis.query::<i64>(&incr)).await.unwrap(), expected);
+    }
+    // Replicated before the primary dies (asynchronous replication would otherwise lose them).
+    assert_eq!(raw_command(old, "WAIT 1 2000").unwrap(), ":1");
+
+    // Load: INCR every 5 ms; each success is a count the new primary must hold.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (redis, incr, stop) = (redis.clone(), incr.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed, mut last) = (0u64, 0u64, 10i64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match bounded(redis.query::<i64>(&incr)).await {
+                    Ok(n) => {
+                        ok += 1;
+                        last = n;
+                    }
+                    Err(_) => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (ok, failed, last)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    group.node(old).stop();
+    let new = tokio::task::block_in_place(|| group.wait_for_failover_from(old));
+    assert_ne!(new, old);
+    // The handle writes to the new primary within moments of the switch.
+    let written = bounded(async {
+        loop {
+            if let Ok(n) = redis.query::<i64>(&incr).await {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        written > 10,
+        "the count before the failover is kept: {written}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, last) = load.await.unwrap();
+    assert!(
+        ok > 0 && failed > 0,
+        "the load met the failover: {ok} ok, {failed} failed"
+    );
+    let on_new = raw_command(new, &format!("GET {key}")).unwrap();
+    let on_new: i64 = on_new.parse().unwrap();
+    assert!(on_new >= last.max(written), "{on_new} < {last}/{written}");
+
+    // The old primary returns as a replica of the new one; the handle keeps writing to the new.
+    group.node(old).restart();
+    let reply = raw_command(old, &format!("REPLICAOF 127.0.0.1 {new}")).unwrap();
+    assert_eq!(reply, "+OK");
+    for _ in 0..20 {
+        bounded(redis.query::<i64>(&incr)).await.unwrap();
+    }
+    assert_eq!(group.primary_port(), new);
+}
+
 #[tokio::test]
 async fn a_stalled_server_hits_the_command_timeout() {
     let server = RedisServer::start();

@@ -20,6 +20,7 @@ pub mod pusher;
 pub mod redis;
 #[cfg(feature = "storage")]
 pub mod s3;
+pub mod sentinel;
 pub mod tls;
 
 /// A free TCP port on 127.0.0.1 (bound, read, released; callers retry on the rare race).

@@ -1,8 +1,10 @@
 //! The shared Redis handle: one pool (or cluster client) that every module uses.
 //!
-//! `REDIS_URL` (or [`RedisConfig::url`]) is either a single node — `redis://host:port/db`,
-//! `rediss://…` for TLS — or a cluster: `redis+cluster://host:port,host:port,…`
-//! (`rediss+cluster://…` for TLS). Over TLS the server's certificate is checked against the
+//! `REDIS_URL` (or [`RedisConfig::url`]) is a single node — `redis://host:port/db`,
+//! `rediss://…` for TLS —, a cluster: `redis+cluster://host:port,host:port,…`
+//! (`rediss+cluster://…` for TLS), or a primary found through Redis Sentinel:
+//! `redis+sentinel://[user:password@]host:port,host:port,…/service_name[/db]`
+//! (`rediss+sentinel://…` for TLS; see [Sentinel](#sentinel)). Over TLS the server's certificate is checked against the
 //! system's roots, or against [`RedisConfig::ca_cert`] (`RUSTFORGE_REDIS_CA_CERT`, for a private
 //! CA); [`client_cert`](RedisConfig::client_cert) and [`client_key`](RedisConfig::client_key)
 //! answer servers that require client certificates. redis-rs's `rediss://host:port/#insecure`
@@ -38,6 +40,17 @@
 //! # let _ = value; Ok(()) }
 //! ```
 //!
+//! # Sentinel
+//!
+//! With a `redis+sentinel://` URL every new connection asks the sentinels for the current
+//! primary of the service (and checks that it answers `ROLE` as a master), so after a failover
+//! the pool and the broadcaster's subscriber reconnect to the promoted replica. A connection to
+//! the old primary fails — refused, reset, or `READONLY` once it is back as a replica — and is
+//! replaced; calls in flight at the switch fail like any connection failure (and count for the
+//! breaker). The URL's user and password are the primary's; sentinels with credentials of their
+//! own take [`sentinel_username`](RedisConfig::sentinel_username) and
+//! [`sentinel_password`](RedisConfig::sentinel_password).
+//!
 //! [bb8]: https://docs.rs/bb8
 
 use std::fmt;
@@ -56,6 +69,10 @@ use redis::{
 };
 use serde::{Deserialize, Serialize};
 
+mod sentinel;
+
+use sentinel::Sentinel;
+
 use crate::breaker::{Breaker, Permit};
 use crate::env::{Setting, parse};
 use crate::error::ConfigError;
@@ -65,7 +82,8 @@ use crate::util::{Cause, cause};
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://…`, `rediss://…` or `redis+cluster://host:port,host:port,…`.
+    /// `redis://…`, `rediss://…`, `redis+cluster://host:port,host:port,…` or
+    /// `redis+sentinel://[user:password@]host:port,host:port,…/service_name[/db]`.
     pub url: String,
     /// Prefix of every key the crate writes (default `rustforge`).
     pub prefix: String,
@@ -87,6 +105,11 @@ pub struct RedisConfig {
     /// closes it.
     #[serde(with = "humantime_serde")]
     pub breaker_probe_interval: Duration,
+    /// The user the sentinels of a `redis+sentinel://` URL want, when they want one (the URL's
+    /// user is the primary's).
+    pub sentinel_username: Option<String>,
+    /// The sentinels' password, when they have one (the URL's password is the primary's).
+    pub sentinel_password: Option<String>,
     /// PEM file with the CA certificate(s) that signed the server's certificate, for
     /// `rediss://` (default: the system's trusted roots).
     pub ca_cert: Option<PathBuf>,
@@ -107,6 +130,8 @@ impl Default for RedisConfig {
             command_timeout: Duration::from_millis(500),
             breaker_failures: 3,
             breaker_probe_interval: Duration::from_millis(500),
+            sentinel_username: None,
+            sentinel_password: None,
             ca_cert: None,
             client_cert: None,
             client_key: None,
@@ -124,6 +149,11 @@ impl fmt::Debug for RedisConfig {
             .field("command_timeout", &self.command_timeout)
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_probe_interval", &self.breaker_probe_interval)
+            .field("sentinel_username", &self.sentinel_username)
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "***"),
+            )
             .field("ca_cert", &self.ca_cert)
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
@@ -227,7 +257,7 @@ impl RedisConfig {
             "REDIS_URL",
             "redis.url",
             "unset (no Redis)",
-            "`redis://…`, `rediss://…` (TLS) or `redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS)",
+            "`redis://…`, `rediss://…` (TLS), `redis+cluster://host:port,host:port` or `redis+sentinel://[user:password@]host:port,host:port/service_name[/db]` (`rediss+…` for TLS)",
             |c, _, v| {
                 c.url = v.trim().to_owned();
                 Ok(())
@@ -294,6 +324,26 @@ impl RedisConfig {
             },
         ),
         Setting::new(
+            "RUSTFORGE_REDIS_SENTINEL_USERNAME",
+            "redis.sentinel_username",
+            "unset",
+            "user for the sentinels of a `redis+sentinel://` URL, when they require one (the URL's user is the primary's)",
+            |c, _, v| {
+                c.sentinel_username = Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_REDIS_SENTINEL_PASSWORD",
+            "redis.sentinel_password",
+            "unset",
+            "password for the sentinels of a `redis+sentinel://` URL, when they require one",
+            |c, _, v| {
+                c.sentinel_password = Some(v.to_owned()).filter(|v| !v.is_empty());
+                Ok(())
+            },
+        ),
+        Setting::new(
             "RUSTFORGE_REDIS_CA_CERT",
             "redis.ca_cert",
             "unset (the system's roots)",
@@ -328,7 +378,9 @@ impl RedisConfig {
     /// Whether the URL asks for TLS.
     fn is_tls(&self) -> bool {
         let url = self.url.trim();
-        url.starts_with("rediss://") || url.starts_with("rediss+cluster://")
+        url.starts_with("rediss://")
+            || url.starts_with("rediss+cluster://")
+            || url.starts_with("rediss+sentinel://")
     }
 
     /// The certificate files, read and checked to hold PEM of the right kind; `None` when none
@@ -403,6 +455,18 @@ impl RedisConfig {
         if self.is_tls() {
             install_crypto_provider();
         }
+        let sentinel = sentinel::SCHEMES
+            .iter()
+            .find_map(|scheme| url.strip_prefix(scheme).map(|rest| (scheme, rest)));
+        if let Some((scheme, rest)) = sentinel {
+            let tls = scheme.starts_with("rediss");
+            return Ok(Target::Sentinel(Sentinel::parse(
+                self,
+                tls,
+                rest,
+                certificates,
+            )?));
+        }
         if let Some((scheme, rest)) = cluster {
             let tls = scheme.starts_with("rediss");
             // redis-rs's "no certificate check" marker, as on a single-node URL.
@@ -456,7 +520,9 @@ impl RedisConfig {
                 || url.starts_with("unix://"))
             {
                 return Err(bad(
-                    "expected redis://, rediss:// or redis+cluster:// (host:port,host:port)".into(),
+                    "expected redis://, rediss://, redis+cluster:// (host:port,host:port) or \
+                     redis+sentinel:// (host:port,host:port/service_name)"
+                        .into(),
                 ));
             }
             let info = url
@@ -700,6 +766,7 @@ impl RedisHandle {
         let cluster = matches!(target, Target::Cluster(..));
         let pubsub = match &target {
             Target::Single(client) => PubSubTarget::Single(client.clone()),
+            Target::Sentinel(sentinel) => PubSubTarget::Sentinel(sentinel.clone()),
             Target::Cluster(_, nodes) => PubSubTarget::Cluster(nodes.clone()),
         };
         let last_connect_error = Arc::new(std::sync::Mutex::new(None));
@@ -745,12 +812,19 @@ impl RedisHandle {
     /// A dedicated pub/sub connection (outside the pool: it only subscribes), on a single node.
     #[cfg(feature = "broadcast")]
     pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
-        let PubSubTarget::Single(client) = &self.inner.pubsub else {
-            return Err(RedisError::Unavailable(cause(
-                "this is a Redis Cluster: use sharded pub/sub",
-            )));
+        let connect = async {
+            match &self.inner.pubsub {
+                PubSubTarget::Single(client) => client.get_async_pubsub().await,
+                // The primary of now: a resubscription after a failover goes to the new one.
+                PubSubTarget::Sentinel(sentinel) => {
+                    sentinel.primary().await?.get_async_pubsub().await
+                }
+                PubSubTarget::Cluster(_) => Err(redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "this is a Redis Cluster: use sharded pub/sub",
+                ))),
+            }
         };
-        let connect = client.get_async_pubsub();
         match tokio::time::timeout(self.inner.connect_timeout, connect).await {
             Ok(result) => result.map_err(|e| RedisError::from_redis(e, self.inner.command_timeout)),
             Err(_) => Err(RedisError::Timeout(self.inner.connect_timeout)),
@@ -1040,10 +1114,13 @@ impl RedisHandle {
     /// pool replaces it instead of handing it out again.
     fn finish<T>(&self, conn: &Connection, result: redis::RedisResult<T>) -> Result<T, Failure> {
         result.map_err(|err| {
+            // READONLY: this node was a primary and is a replica now (a failover): the pool must
+            // connect again, through the sentinels, to the new primary.
             let connection = err.is_io_error()
                 || err.is_connection_dropped()
                 || err.is_unrecoverable_error()
-                || err.is_timeout();
+                || err.is_timeout()
+                || err.code() == Some("READONLY");
             if connection {
                 conn.broken.store(true, Ordering::Relaxed);
             }
@@ -1074,6 +1151,8 @@ impl Failure {
 
 enum Target {
     Single(Client),
+    /// The primary the sentinels name, asked again for each new connection.
+    Sentinel(Sentinel),
     /// The client, and its nodes (for a separate pub/sub client).
     Cluster(Box<ClusterClient>, ClusterNodes),
 }
@@ -1088,6 +1167,7 @@ struct Manager {
 #[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
 enum PubSubTarget {
     Single(Client),
+    Sentinel(Sentinel),
     Cluster(ClusterNodes),
 }
 
@@ -1162,6 +1242,13 @@ impl Manager {
         let kind = match &self.target {
             Target::Single(client) => ConnectionKind::Single(
                 client
+                    .get_multiplexed_async_connection_with_config(&self.connection)
+                    .await?,
+            ),
+            Target::Sentinel(sentinel) => ConnectionKind::Single(
+                sentinel
+                    .primary()
+                    .await?
                     .get_multiplexed_async_connection_with_config(&self.connection)
                     .await?,
             ),
