@@ -217,6 +217,48 @@ async fn after_a_redis_restart_servers_resubscribe_and_count_what_was_lost() {
     assert!(missed >= 1, "A counted {missed} missed events");
 }
 
+/// On `redis+sentinel://`: the primary SIGKILLed, the sentinels promote the replica, and both
+/// servers' subscribers reconnect to the new primary — events published on B reach A's client
+/// again; the presence member written before the failover is still there (the replica had it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sentinel_failover_servers_resubscribe_on_the_new_primary() {
+    let mut group = support::sentinel::SentinelGroup::start();
+    let url = group.url();
+    let (a, _prod_a) = serve_on_redis(config(), &url, "failover").await;
+    let (b, prod_b) = serve_on_redis(config(), &url, "failover").await;
+    let mut on_a = Client::connect(a.addr).await;
+    on_a.subscribe("feed", None, None).await;
+    let mut member = Client::connect(b.addr).await;
+    member.subscribe_signed("presence-room", Some(USER_A)).await;
+    let b_api = prod_b.broadcaster().unwrap();
+    b_api
+        .publish(["feed"], "e", &json!("before"))
+        .await
+        .unwrap();
+    assert_eq!(on_a.frame().await["data"], r#""before""#);
+    let old = group.primary_port();
+    assert_eq!(
+        support::redis::raw_command(old, "WAIT 1 2000").unwrap(),
+        ":1"
+    );
+
+    group.node(old).stop();
+    tokio::task::block_in_place(|| group.wait_for_failover_from(old));
+    // Publish until A, resubscribed on the new primary, receives (bounded).
+    let mut received = None;
+    for attempt in 0..150 {
+        let _ = b_api.publish(["feed"], "e", &json!(attempt)).await;
+        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(200), on_a.frame()).await {
+            received = Some(frame);
+            break;
+        }
+    }
+    let frame = received.expect("A receives B's events after the failover");
+    assert_eq!(frame["event"], "e");
+    let members = b_api.presence("presence-room").await.unwrap().ids;
+    assert_eq!(members, ["ann"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_shutdown_removes_its_members_at_once() {
     let redis = RedisServer::start();
