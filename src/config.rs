@@ -438,6 +438,9 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_BROADCAST_SUBSCRIBE_RATE",
             "RUSTFORGE_BROADCAST_WEBHOOK_URL",
             "RUSTFORGE_BROADCAST_NODE_TIMEOUT",
+            "RUSTFORGE_BROADCAST_HOLD_EVENTS",
+            "RUSTFORGE_BROADCAST_HOLD_BYTES",
+            "RUSTFORGE_BROADCAST_HOLD_AGE",
         ],
     ),
     (

@@ -151,110 +151,129 @@ async fn a_server_killed_without_shutdown_loses_its_members_within_the_timeout()
     drop(ann);
 }
 
+/// The sum of the `rustforge_broadcast_redis_events_total` samples of `outcome` on `prod`.
+fn bus_events(prod: &rustforge_prod::ProductionLayer, outcome: &str) -> u64 {
+    let prefix = format!("rustforge_broadcast_redis_events_total{{outcome=\"{outcome}\"}}");
+    prod.metrics()
+        .render()
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Redis killed and started again empty while B publishes: nothing B published is lost. The
+/// events B could not publish are held and published in order once Redis is back — and A, the
+/// receiver, reconnects *after* B did (its connections go through a proxy that goes silent, so
+/// A finds out only by its PING timeout): the events B published before A had subscribed again
+/// reach A from the recovery log. A's client gets every event exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_redis_restart_servers_resubscribe_and_count_what_was_lost() {
+async fn events_published_during_a_redis_restart_reach_a_server_that_reconnects_later() {
     let mut redis = RedisServer::start();
-    let ((a, prod_a), (_b, prod_b)) = two_servers(&redis, config(), "restart").await;
+    let proxy = support::proxy::StallingProxy::start(redis.port()).await;
+    let via_proxy = format!("redis://127.0.0.1:{}", proxy.port());
+    let (a, prod_a) = serve_on_redis(config(), &via_proxy, "restart").await;
+    let (_b, prod_b) = serve_on_redis(config(), &redis.url(), "restart").await;
     let mut on_a = Client::connect(a.addr).await;
     on_a.subscribe("feed", None, None).await;
     let b_api = prod_b.broadcaster().unwrap();
-    b_api
-        .publish(["feed"], "e", &json!("before"))
-        .await
-        .unwrap();
-    assert_eq!(on_a.frame().await["data"], r#""before""#);
+    b_api.publish(["feed"], "e", &json!(0)).await.unwrap();
+    assert_eq!(on_a.frame().await["data"], "0");
 
     redis.stop();
-    b_api
-        .publish(["feed"], "e", &json!("during"))
-        .await
-        .unwrap();
-    // The publish fails against the stopped Redis and is counted as lost (waited for, bounded).
-    let lost = |prod: &rustforge_prod::ProductionLayer| {
-        prod.metrics()
-            .render()
-            .lines()
-            .find(|l| l.starts_with("rustforge_broadcast_redis_events_total{outcome=\"lost\"}"))
-            .map(|l| l.rsplit(' ').next().unwrap_or("0").to_owned())
-            .unwrap_or_default()
-    };
-    let mut counted = false;
-    for _ in 0..100 {
-        if !matches!(lost(&prod_b).as_str(), "" | "0") {
-            counted = true;
-            break;
-        }
+    proxy.stall();
+    for n in 1..=20 {
+        b_api.publish(["feed"], "e", &json!(n)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        counted,
-        "the event published while Redis was down is counted as lost"
-    );
     redis.restart();
-    // Publish until A, resubscribed, receives (bounded): nothing is waited for by the clock.
-    let mut received = None;
-    for attempt in 0..100 {
-        b_api.publish(["feed"], "e", &json!(attempt)).await.unwrap();
-        match tokio::time::timeout(Duration::from_millis(200), on_a.frame()).await {
-            Ok(frame) => {
-                received = Some(frame);
-                break;
-            }
-            Err(_) => continue,
-        }
+    for n in 21..=40 {
+        b_api.publish(["feed"], "e", &json!(n)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let frame = received.expect("A receives B's events again after the restart");
-    assert_eq!(frame["event"], "e");
-    // A tells by B's sequence numbers that it missed at least the event published during the
-    // outage, and whatever B sent before A had subscribed again.
-    let missed = prod_a
-        .metrics()
-        .render()
-        .lines()
-        .find(|l| l.starts_with("rustforge_broadcast_redis_events_total{outcome=\"missed\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .unwrap_or(0);
-    assert!(missed >= 1, "A counted {missed} missed events");
+    let mut received = Vec::new();
+    while received.len() < 40 {
+        let frame = tokio::time::timeout(Duration::from_secs(30), on_a.frame())
+            .await
+            .unwrap_or_else(|_| panic!("A's client got only {received:?}"));
+        assert_eq!(frame["event"], "e", "{frame}");
+        received.push(frame["data"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    assert_eq!(received, (1..=40).collect::<Vec<u64>>());
+    // Nothing more (no duplicate) within a second.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), on_a.frame())
+            .await
+            .is_err(),
+        "a duplicate"
+    );
+    assert_eq!(bus_events(&prod_b, "lost"), 0);
+    assert_eq!(bus_events(&prod_a, "missed"), 0);
+    let reconnects =
+        prod_a.metrics().render().lines().any(|l| {
+            l.starts_with("rustforge_broadcast_redis_reconnects_total") && !l.ends_with(" 0")
+        });
+    assert!(reconnects, "A's subscriber reconnected");
 }
 
-/// On `redis+sentinel://`: the primary SIGKILLed, the sentinels promote the replica, and both
-/// servers' subscribers reconnect to the new primary — events published on B reach A's client
-/// again; the presence member written before the failover is still there (the replica had it).
+/// On `redis+sentinel://`: the primary SIGKILLed under a stream of events, the sentinels
+/// promote the replica, both servers reconnect to the new primary — and every event B published
+/// meanwhile reaches A's client once, in order (held while there was no primary, caught up from
+/// the recovery log). The presence member written before the failover is still there (the
+/// replica had it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_sentinel_failover_servers_resubscribe_on_the_new_primary() {
+async fn a_sentinel_failover_loses_no_event_and_keeps_presence() {
     let mut group = support::sentinel::SentinelGroup::start();
     let url = group.url();
-    let (a, _prod_a) = serve_on_redis(config(), &url, "failover").await;
+    let (a, prod_a) = serve_on_redis(config(), &url, "failover").await;
     let (b, prod_b) = serve_on_redis(config(), &url, "failover").await;
     let mut on_a = Client::connect(a.addr).await;
     on_a.subscribe("feed", None, None).await;
     let mut member = Client::connect(b.addr).await;
     member.subscribe_signed("presence-room", Some(USER_A)).await;
     let b_api = prod_b.broadcaster().unwrap();
-    b_api
-        .publish(["feed"], "e", &json!("before"))
-        .await
-        .unwrap();
-    assert_eq!(on_a.frame().await["data"], r#""before""#);
+    b_api.publish(["feed"], "e", &json!(0)).await.unwrap();
+    assert_eq!(on_a.frame().await["data"], "0");
     let old = group.primary_port();
     assert_eq!(
         support::redis::raw_command(old, "WAIT 1 2000").unwrap(),
         ":1"
     );
 
+    // Events every 50 ms from before the kill until after the switch.
+    let publishing = {
+        let b_api = b_api.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                b_api.publish(["feed"], "e", &json!(n)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            n
+        });
+        (task, done)
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
     group.node(old).stop();
     tokio::task::block_in_place(|| group.wait_for_failover_from(old));
-    // Publish until A, resubscribed on the new primary, receives (bounded).
-    let mut received = None;
-    for attempt in 0..150 {
-        let _ = b_api.publish(["feed"], "e", &json!(attempt)).await;
-        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(200), on_a.frame()).await {
-            received = Some(frame);
-            break;
-        }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publishing
+        .1
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let published = publishing.0.await.unwrap();
+    let mut received = Vec::new();
+    while received.len() < published as usize {
+        let frame = tokio::time::timeout(Duration::from_secs(30), on_a.frame())
+            .await
+            .unwrap_or_else(|_| panic!("A's client got {} of {published}", received.len()));
+        received.push(frame["data"].as_str().unwrap().parse::<u64>().unwrap());
     }
-    let frame = received.expect("A receives B's events after the failover");
-    assert_eq!(frame["event"], "e");
+    assert_eq!(received, (1..=published).collect::<Vec<u64>>());
+    assert_eq!(bus_events(&prod_b, "lost"), 0);
+    assert_eq!(bus_events(&prod_a, "missed"), 0);
     let members = b_api.presence("presence-room").await.unwrap().ids;
     assert_eq!(members, ["ann"]);
 }

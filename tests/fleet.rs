@@ -656,7 +656,7 @@ async fn a_redis_outage_behind_nginx_fails_only_what_needs_redis() {
         assert_eq!(seen.unexpected, Vec::<String>::new(), "{report:?}");
     }
     // The session route did meet the outage.
-    assert!(report[3].statuses.get(&503).is_some(), "{report:?}");
+    assert!(report[3].statuses.contains_key(&503), "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

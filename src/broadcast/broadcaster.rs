@@ -166,8 +166,14 @@ impl Broadcaster {
             ));
         }
         #[cfg(feature = "redis")]
-        let cluster =
-            redis.map(|redis| super::cluster::RedisBackend::start(redis, config.node_timeout));
+        let cluster = redis.map(|redis| {
+            let hold = super::outbox::HoldLimits {
+                events: config.hold_events,
+                bytes: config.hold_bytes,
+                age: config.hold_age,
+            };
+            super::cluster::RedisBackend::start(redis, config.node_timeout, hold)
+        });
         #[cfg(feature = "redis")]
         let bus: Arc<dyn Bus> = match &cluster {
             Some(cluster) => cluster.clone(),

@@ -90,6 +90,7 @@ pub(crate) struct BusStats {
     pub pending: u64,
     pub reaped_nodes: u64,
     pub reaped_self: u64,
+    pub held: u64,
 }
 
 /// One server: the hub is the whole truth, and the transitions are announced to its own

@@ -10,8 +10,12 @@
 //! - **No ghosts.** Every server heartbeats into a sorted set on the Redis clock; a server
 //!   silent for `node_timeout` is reaped by the others, which remove its members and send
 //!   `member_removed`. A clean shutdown reaps itself at once.
-//! - **Faults.** The pub/sub connection reconnects and resubscribes by itself; publishes that
-//!   cannot reach Redis are counted in `rustforge.broadcast.redis.lost`, never dropped silently.
+//! - **Faults.** The pub/sub connection reconnects and resubscribes by itself; events that
+//!   cannot reach Redis are held and published in order once it is back, and a server that
+//!   subscribes again catches up from a short recovery log ([`outbox`](super::outbox)); past
+//!   the hold bounds they are counted in `rustforge.broadcast.redis.events{outcome="lost"}`,
+//!   never dropped silently. Each event carries its origin's sequence number on its channel,
+//!   so a receiver drops a duplicate and counts a gap (`outcome="missed"`).
 //!   A connection that went silent without closing (TCP keepalive on every connection, a PING
 //!   every 3 s with a 3 s deadline on the subscriber) is replaced within 6 s.
 
@@ -28,17 +32,14 @@ use tokio::sync::mpsc;
 use super::BroadcastError;
 use super::bus::{Bus, announce_added, announce_removed};
 use super::hub::{AppHub, ChannelInfo, Presence, Subscribed, Transitions};
+use super::outbox::{HoldLimits, Outgoing, PUBLISH_QUEUE, RecoveryWindow};
 use super::webhooks::event as webhook;
 use crate::redis::{RedisError, RedisHandle, Script};
 use crate::util::BoxFuture;
 
-/// Frames waiting to be published while Redis is slow; more are counted as lost.
-const PUBLISH_QUEUE: usize = 10_000;
 /// Channels whose sequence numbers are tracked, sent or received, before the table starts over
 /// (a receiver takes a number that goes back for a restart, never for a loss).
 const MAX_SEQUENCES: usize = 100_000;
-/// How long a cache channel keeps its last event.
-const CACHE_TTL_SECS: &str = "1800";
 /// The subscriber connection PINGs this often, and gives up on it when a PONG takes longer than
 /// [`PING_TIMEOUT`]: a connection dropped without a FIN (a NAT or load balancer idle timeout, a
 /// failover) is found within `PING_INTERVAL + PING_TIMEOUT` (6 s) and replaced.
@@ -57,6 +58,8 @@ pub(crate) struct ClusterStats {
     pub reaped_nodes: AtomicU64,
     /// Times this server found it had been reaped by the others and announced itself again.
     pub reaped_self: AtomicU64,
+    /// Events the publisher holds while Redis cannot take them.
+    pub held: AtomicU64,
 }
 
 struct Scripts {
@@ -66,12 +69,6 @@ struct Scripts {
     reap: Script,
     heartbeat: Script,
     resync: Script,
-}
-
-struct Outgoing {
-    topic: String,
-    payload: String,
-    cache: Option<(String, String)>,
 }
 
 /// Writes to Redis that failed and are retried with the next heartbeat, so an outage never
@@ -105,12 +102,16 @@ pub(crate) struct RedisBackend {
     watch: mpsc::UnboundedSender<Watch>,
     watched: Mutex<HashSet<String>>,
     pending: Mutex<Vec<Pending>>,
-    /// The next sequence number of each topic this server publishes to. Each event carries one,
-    /// so that a receiver can count what it missed (a pub/sub reconnection, Redis restarting).
-    /// Numbered and queued under this lock: the numbers reach Redis in order.
-    sent: Mutex<std::collections::HashMap<String, u64>>,
-    /// The last sequence number received, per topic and origin server.
+    /// The next sequence number of each topic this server publishes to, and the table's epoch
+    /// (part of the origin, so that numbers starting over after the table was cleared are not
+    /// taken for duplicates). Each event carries its number, so that a receiver drops what it
+    /// already had (a replay) and counts what it missed. Numbered and queued under this lock:
+    /// the numbers reach Redis in order.
+    sent: Mutex<(u64, std::collections::HashMap<String, u64>)>,
+    /// The last sequence number received, per topic and origin (server and epoch).
     seen: Mutex<std::collections::HashMap<String, std::collections::HashMap<String, u64>>>,
+    /// Open while Redis had trouble lately: events are also written to the recovery log.
+    pub(super) recovery: RecoveryWindow,
     /// A resync failed: the heartbeat tries again.
     resync_needed: std::sync::atomic::AtomicBool,
     /// This server removed itself from Redis (shutdown): it writes nothing more there — no
@@ -123,7 +124,7 @@ pub(crate) struct RedisBackend {
 impl RedisBackend {
     /// Starts the publisher, the pub/sub connection and the heartbeat; `hubs` are attached
     /// right after with [`attach`](Self::attach).
-    pub(crate) fn start(redis: RedisHandle, node_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn start(redis: RedisHandle, node_timeout: Duration, hold: HoldLimits) -> Arc<Self> {
         let node = format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64);
         let (publish, outgoing) = mpsc::channel(PUBLISH_QUEUE);
         let (watch, watches) = mpsc::unbounded_channel();
@@ -143,14 +144,19 @@ impl RedisBackend {
             watch,
             watched: Mutex::new(HashSet::new()),
             pending: Mutex::new(Vec::new()),
-            sent: Mutex::new(std::collections::HashMap::new()),
+            sent: Mutex::new((0, std::collections::HashMap::new())),
             seen: Mutex::new(std::collections::HashMap::new()),
+            recovery: RecoveryWindow::new(),
             resync_needed: std::sync::atomic::AtomicBool::new(false),
             stopped: std::sync::atomic::AtomicBool::new(false),
             stats: ClusterStats::default(),
             node_timeout,
         });
-        tokio::spawn(publisher(Arc::downgrade(&backend), outgoing));
+        tokio::spawn(super::outbox::publisher(
+            Arc::downgrade(&backend),
+            outgoing,
+            hold,
+        ));
         if backend.redis.is_cluster() {
             tokio::spawn(sharded_subscriber(Arc::downgrade(&backend), watches));
         } else {
@@ -165,6 +171,10 @@ impl RedisBackend {
         for hub in hubs {
             drop(self.watch_topic(self.control_topic(&hub.app.id)));
         }
+    }
+
+    pub(super) fn redis(&self) -> &RedisHandle {
+        &self.redis
     }
 
     fn hub(&self, app: &str) -> Option<Arc<AppHub>> {
@@ -232,7 +242,8 @@ impl RedisBackend {
     }
 
     /// Sends a frame to the other servers' subscribers of `channel` (never waits; a full queue
-    /// counts the frame as lost). A cache channel's last event is kept in Redis.
+    /// counts the frame as lost; while Redis is away the publisher holds it). A cache channel's
+    /// last event is kept in Redis.
     fn publish_frame(
         &self,
         app: &str,
@@ -244,21 +255,23 @@ impl RedisBackend {
         let topic = self.topic(app, channel);
         let cache = cache.then(|| (self.cache_key(app, channel), text.to_owned()));
         let mut sent = lock(&self.sent);
-        let seq = match sent.get_mut(&topic) {
+        let (epoch, numbers) = &mut *sent;
+        let seq = match numbers.get_mut(&topic) {
             Some(seq) => {
                 *seq += 1;
                 *seq
             }
             None => {
-                if sent.len() >= MAX_SEQUENCES {
-                    sent.clear();
+                if numbers.len() >= MAX_SEQUENCES {
+                    numbers.clear();
+                    *epoch += 1;
                 }
-                sent.insert(topic.clone(), 1);
+                numbers.insert(topic.clone(), 1);
                 1
             }
         };
         let payload = format!(
-            "{}:{seq}\n{}\n{text}",
+            "{}.{epoch}:{seq}\n{}\n{text}",
             self.node,
             except.unwrap_or_default()
         );
@@ -266,6 +279,8 @@ impl RedisBackend {
             topic,
             payload,
             cache,
+            log: true,
+            queued: std::time::Instant::now(),
         };
         if self.publish.try_send(outgoing).is_err() {
             self.stats.lost.fetch_add(1, Ordering::Relaxed);
@@ -541,6 +556,8 @@ impl RedisBackend {
             topic: self.control_topic(app),
             payload: format!("{}\nterminate\n{user}", self.node),
             cache: None,
+            log: false,
+            queued: std::time::Instant::now(),
         };
         if self.publish.try_send(outgoing).is_err() {
             self.stats.lost.fetch_add(1, Ordering::Relaxed);
@@ -717,7 +734,7 @@ impl RedisBackend {
         self.redis.query::<i64>(&zrem).await.map(drop)
     }
 
-    fn deliver(&self, topic: &str, payload: &str) {
+    pub(super) fn deliver(&self, topic: &str, payload: &str) {
         let Some(rest) = topic.strip_prefix(&self.topic_prefix()) else {
             return;
         };
@@ -730,13 +747,17 @@ impl RedisBackend {
             Some((node, seq)) => (node, seq.parse::<u64>().ok()),
             None => (origin, None),
         };
-        if origin == self.node {
+        // `node.epoch` (or a bare node id, from a server of an earlier version).
+        if origin.split('.').next() == Some(self.node.as_str()) {
+            return;
+        }
+        if let Some(seq) = seq
+            && !self.first_time(origin, topic, seq)
+        {
+            // Already delivered: a replay from the recovery log, or a batch sent again.
             return;
         }
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        if let Some(seq) = seq {
-            self.count_missed(origin, topic, seq);
-        }
         if let Some(app) = rest.strip_suffix(":ctl") {
             if second == "terminate"
                 && let Some(hub) = self.hub(app)
@@ -776,21 +797,25 @@ fn removed_member(frame: &str) -> Option<String> {
 }
 
 impl RedisBackend {
-    /// Counts the events of `origin` on `topic` that did not arrive before `seq`.
-    fn count_missed(&self, origin: &str, topic: &str, seq: u64) {
+    /// Whether event `seq` of `origin` on `topic` is new (not delivered yet); counts the events
+    /// that did not arrive before it.
+    fn first_time(&self, origin: &str, topic: &str, seq: u64) -> bool {
         let mut seen = lock(&self.seen);
         // Looked up by reference: a key is allocated only for a new topic or origin.
         if let Some(last) = seen
             .get_mut(topic)
             .and_then(|by_origin| by_origin.get_mut(origin))
         {
+            if seq <= *last {
+                return false;
+            }
             if seq > *last + 1 {
                 self.stats
                     .missed
                     .fetch_add(seq - *last - 1, Ordering::Relaxed);
             }
             *last = seq;
-            return;
+            return true;
         }
         if seen.len() >= MAX_SEQUENCES {
             seen.clear();
@@ -798,6 +823,26 @@ impl RedisBackend {
         seen.entry(topic.to_owned())
             .or_default()
             .insert(origin.to_owned(), seq);
+        true
+    }
+
+    /// After this server's subscriber (re)connected and subscribed: the events of the watched
+    /// `topics` that the others published meanwhile, from the recovery log, in order; what was
+    /// already delivered is dropped by its sequence number. Live messages wait meanwhile (the
+    /// caller reads them after), so each channel's order holds.
+    /// An error means the log could not be read: the caller connects again, and catches up then.
+    async fn catch_up(&self, topics: &[String]) -> Result<(), RedisError> {
+        let logs = super::outbox::read_logs(&self.redis, topics)
+            .await
+            .inspect_err(|err| {
+                tracing::warn!(error = %err, "broadcast: could not read the recovery log after reconnecting; reconnecting");
+            })?;
+        for (topic, log) in topics.iter().zip(logs) {
+            for payload in log {
+                self.deliver(topic, &payload);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -815,111 +860,6 @@ fn presence_from_pairs(pairs: &[String]) -> Presence {
     let mut ids: Vec<String> = hash.keys().cloned().collect();
     ids.sort();
     Presence { ids, hash }
-}
-
-/// Publishes queued frames, pipelined: whatever queued up while the previous batch was in
-/// flight goes out as the next batch, in one round trip, so one server can send about
-/// `MAX_BATCH / RTT` events a second instead of `1 / RTT`. Each channel's events keep their
-/// order. Failures are counted as lost and logged once per outage.
-async fn publisher(backend: Weak<RedisBackend>, mut outgoing: mpsc::Receiver<Outgoing>) {
-    let mut failing = false;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while outgoing.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let Some(backend) = backend.upgrade() else {
-            return;
-        };
-        let n = batch.len() as u64;
-        let result = if backend.redis.is_cluster() {
-            publish_sharded(&backend.redis, &batch).await
-        } else {
-            publish_pipelined(&backend.redis, &batch).await
-        };
-        batch.clear();
-        match result {
-            Ok(()) => {
-                backend.stats.published.fetch_add(n, Ordering::Relaxed);
-                if failing {
-                    tracing::info!("broadcast: publishing to Redis again");
-                    failing = false;
-                }
-            }
-            Err(err) => {
-                backend.stats.lost.fetch_add(n, Ordering::Relaxed);
-                if !failing {
-                    tracing::warn!(error = %err, "broadcast: cannot publish to Redis; events to other servers are lost until it is back");
-                    failing = true;
-                }
-            }
-        }
-    }
-}
-
-/// Events published in one round trip at most.
-const MAX_BATCH: usize = 512;
-
-/// A single node: the whole batch as one pipeline, in queue order. A cache channel's event is
-/// stored before it is published: whoever has received it and subscribes again finds it in the
-/// cache.
-async fn publish_pipelined(redis: &RedisHandle, batch: &[Outgoing]) -> Result<(), RedisError> {
-    let mut pipeline = redis::pipe();
-    for message in batch {
-        if let Some((key, text)) = &message.cache {
-            pipeline
-                .cmd("SET")
-                .arg(key)
-                .arg(text)
-                .arg("EX")
-                .arg(CACHE_TTL_SECS)
-                .ignore();
-        }
-        pipeline
-            .cmd("PUBLISH")
-            .arg(&message.topic)
-            .arg(&message.payload)
-            .ignore();
-    }
-    redis.query_pipeline::<()>(&pipeline).await
-}
-
-/// A cluster: a pipeline must stay on one node, so the batch goes out as one pipeline per
-/// channel (sharded pub/sub: the topic's slot picks the node), all at once; the cache writes go
-/// first, the last one per channel only.
-async fn publish_sharded(redis: &RedisHandle, batch: &[Outgoing]) -> Result<(), RedisError> {
-    let mut caches: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-    let mut topics: Vec<(&str, redis::Pipeline)> = Vec::new();
-    for message in batch {
-        if let Some((key, text)) = &message.cache {
-            caches.insert(key, text);
-        }
-        let at = match topics.iter().position(|(t, _)| *t == message.topic) {
-            Some(at) => at,
-            None => {
-                topics.push((&message.topic, redis::pipe()));
-                topics.len() - 1
-            }
-        };
-        topics[at]
-            .1
-            .cmd("SPUBLISH")
-            .arg(&message.topic)
-            .arg(&message.payload)
-            .ignore();
-    }
-    let sets = caches.into_iter().map(|(key, text)| async move {
-        let mut set = redis::cmd("SET");
-        set.arg(key).arg(text).arg("EX").arg(CACHE_TTL_SECS);
-        redis.query::<()>(&set).await
-    });
-    for result in futures_util::future::join_all(sets).await {
-        result?;
-    }
-    let publishes = topics
-        .iter()
-        .map(|(_, pipeline)| redis.query_pipeline::<()>(pipeline));
-    for result in futures_util::future::join_all(publishes).await {
-        result?;
-    }
-    Ok(())
 }
 
 /// The dedicated pub/sub connection: subscribes to the watched topics, reconnects and
@@ -954,6 +894,13 @@ async fn subscriber(backend: Weak<RedisBackend>, mut watches: mpsc::UnboundedRec
         if connected_once {
             strong.stats.reconnects.fetch_add(1, Ordering::Relaxed);
             tracing::info!(topics = topics.len(), "broadcast: resubscribed to Redis");
+            // What the others published while this subscriber was away, before anything live.
+            strong.recovery.open();
+            if strong.catch_up(&topics).await.is_err() {
+                drop(strong);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
             // Redis may have restarted empty: write this server's presence back.
             let resync = strong.clone();
             tokio::spawn(async move { resync.resync_or_retry().await });
@@ -997,6 +944,9 @@ async fn subscriber(backend: Weak<RedisBackend>, mut watches: mpsc::UnboundedRec
             }
         }
         tracing::warn!("broadcast: Redis pub/sub connection lost; reconnecting");
+        if let Some(strong) = backend.upgrade() {
+            strong.recovery.open();
+        }
     }
 }
 
@@ -1008,6 +958,7 @@ async fn sharded_subscriber(
     mut watches: mpsc::UnboundedReceiver<Watch>,
 ) {
     let mut backoff = Duration::from_millis(50);
+    let mut connected_once = false;
     loop {
         let Some(strong) = backend.upgrade() else {
             return;
@@ -1027,15 +978,25 @@ async fn sharded_subscriber(
             let watched = strong.watched.lock().unwrap_or_else(|e| e.into_inner());
             watched.iter().cloned().collect()
         };
-        drop(strong);
         // One topic per command: sharded subscriptions must not span slots.
         let mut ok = true;
-        for topic in topics {
-            ok &= conn.ssubscribe(&topic).await.is_ok();
+        for topic in &topics {
+            ok &= conn.ssubscribe(topic).await.is_ok();
         }
         if !ok {
             continue;
         }
+        if connected_once {
+            // As on a single node: what the others published meanwhile, before anything live.
+            strong.recovery.open();
+            if strong.catch_up(&topics).await.is_err() {
+                drop(strong);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        }
+        connected_once = true;
+        drop(strong);
         let mut ping = pinger();
         ping.tick().await;
         loop {
@@ -1052,6 +1013,7 @@ async fn sharded_subscriber(
                         if let Some(strong) = backend.upgrade() {
                             strong.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                             strong.resync_needed.store(true, Ordering::Relaxed);
+                            strong.recovery.open();
                         }
                         break;
                     }
@@ -1084,8 +1046,13 @@ async fn sharded_subscriber(
                             }
                         }
                         redis::PushKind::Disconnection => {
+                            // A node dropped the connection. The client would resubscribe on
+                            // its own, at a moment this loop cannot see; a new connection is
+                            // subscribed here, then catches up, in that order.
                             strong.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                             strong.resync_needed.store(true, Ordering::Relaxed);
+                            strong.recovery.open();
+                            break;
                         }
                         _ => {}
                     }
@@ -1258,6 +1225,7 @@ impl Bus for RedisBackend {
             pending: self.pending() as u64,
             reaped_nodes: s.reaped_nodes.load(Ordering::Relaxed),
             reaped_self: s.reaped_self.load(Ordering::Relaxed),
+            held: s.held.load(Ordering::Relaxed),
         })
     }
 }

@@ -119,6 +119,17 @@ pub struct BroadcastConfig {
     /// plus one Redis round trip: 29.2 s by default, inside the 30 s the docs promise.
     #[serde(with = "humantime_serde")]
     pub node_timeout: Duration,
+    /// With Redis: events for the other servers held while Redis cannot take them (an outage, a
+    /// failover), at most this many (`RUSTFORGE_BROADCAST_HOLD_EVENTS`, default 10,000); they
+    /// are published in order once it is back. Past any of the three bounds the oldest are
+    /// dropped and counted as lost.
+    pub hold_events: usize,
+    /// … and at most this many bytes of them (`RUSTFORGE_BROADCAST_HOLD_BYTES`, default 16 MiB).
+    pub hold_bytes: usize,
+    /// … and none older than this (`RUSTFORGE_BROADCAST_HOLD_AGE`, default 30 s): an event
+    /// that late is news no more.
+    #[serde(with = "humantime_serde")]
+    pub hold_age: Duration,
     /// Seconds of silence after which clients ping (`activity_timeout` of the handshake).
     #[serde(with = "humantime_serde")]
     pub activity_timeout: Duration,
@@ -177,6 +188,9 @@ impl Default for BroadcastConfig {
             apps: Vec::new(),
             store: None,
             node_timeout: Duration::from_secs(25),
+            hold_events: 10_000,
+            hold_bytes: 16 * 1024 * 1024,
+            hold_age: Duration::from_secs(30),
             activity_timeout: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             max_message_size: 10 * 1024,
@@ -277,7 +291,16 @@ impl BroadcastConfig {
                 "must be at least 1s",
             ));
         }
+        if self.hold_age.is_zero() {
+            return Err(ConfigError::new(
+                "broadcast.hold_age",
+                "0s",
+                "must be greater than zero",
+            ));
+        }
         let positive = [
+            ("broadcast.hold_events", self.hold_events),
+            ("broadcast.hold_bytes", self.hold_bytes),
             ("broadcast.max_message_size", self.max_message_size),
             ("broadcast.max_event_size", self.max_event_size),
             ("broadcast.send_queue", self.send_queue),
@@ -434,6 +457,36 @@ impl BroadcastConfig {
             "with Redis: a server silent this long is dead; its members are removed within 7/6 of it (29.2 s by default)",
             |c, var, v| {
                 c.node_timeout = parse::duration(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_HOLD_EVENTS",
+            "broadcast.hold_events",
+            "`10000`",
+            "with Redis: events for the other servers held while Redis is unreachable, published in order when it is back (past it the oldest are lost)",
+            |c, var, v| {
+                c.hold_events = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_HOLD_BYTES",
+            "broadcast.hold_bytes",
+            "`16MiB`",
+            "with Redis: bytes of held events at most",
+            |c, var, v| {
+                c.hold_bytes = usize::try_from(parse::size(var, v)?).unwrap_or(usize::MAX);
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_HOLD_AGE",
+            "broadcast.hold_age",
+            "`30s`",
+            "with Redis: a held event older than this is dropped (counted as lost)",
+            |c, var, v| {
+                c.hold_age = parse::duration(var, v.trim())?;
                 Ok(())
             },
         ),

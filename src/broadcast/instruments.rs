@@ -103,7 +103,7 @@ pub(crate) fn observe(meter: &Meter, broadcaster: &Broadcaster) {
         meter
             .u64_observable_counter("rustforge.broadcast.redis.events")
             .with_description(
-                "Events exchanged with the other servers through Redis: published, received, lost (could not be published), missed (another server's events that never arrived, told by a gap in their sequence numbers).",
+                "Events exchanged with the other servers through Redis: published, received, lost (dropped past the hold bounds, or the publish queue was full), missed (another server's events that never arrived, told by a gap in their sequence numbers).",
             )
             .with_callback(move |o| {
                 let Some(s) = b.hub().bus().stats() else {
@@ -130,6 +130,12 @@ pub(crate) fn observe(meter: &Meter, broadcaster: &Broadcaster) {
             "Presence and subscription writes that failed and wait to be retried.",
             true,
             |s| s.pending,
+        );
+        bus_stat(
+            "rustforge.broadcast.redis.held",
+            "Events for the other servers held while Redis cannot take them; published in order once it is back.",
+            true,
+            |s| s.held,
         );
         bus_stat(
             "rustforge.broadcast.redis.reaped_servers",

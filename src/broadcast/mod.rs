@@ -49,6 +49,8 @@ mod connection;
 mod hub;
 #[cfg(feature = "metrics")]
 mod instruments;
+#[cfg(feature = "redis")]
+mod outbox;
 pub mod protocol;
 mod routes;
 pub mod signature;

@@ -56,7 +56,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -715,6 +715,7 @@ replies!(
     Option<i64>,
     Vec<i64>,
     Vec<String>,
+    Vec<Vec<String>>,
     Option<Vec<u8>>,
     Vec<Option<Vec<u8>>>
 );
@@ -737,6 +738,10 @@ struct Inner {
     connect_timeout: Duration,
     /// Why the pool's last attempt to connect failed (the pool itself only reports a timeout).
     last_connect_error: LastError,
+    /// Bumped when a connection was dropped by the server (a restart, a failover) or the breaker
+    /// opened: the pooled connections opened before are most likely dead too, and are replaced
+    /// when next taken instead of failing one call each.
+    generation: Arc<AtomicU64>,
     /// The URL asks for TLS.
     tls: bool,
     /// Opened by consecutive connection failures and timeouts; closed by a background probe.
@@ -770,9 +775,11 @@ impl RedisHandle {
             Target::Cluster(_, nodes) => PubSubTarget::Cluster(nodes.clone()),
         };
         let last_connect_error = Arc::new(std::sync::Mutex::new(None));
+        let generation = Arc::new(AtomicU64::new(0));
         let manager = Manager {
             target,
             last_error: Arc::clone(&last_connect_error),
+            generation: Arc::clone(&generation),
             // No response timeout in the connection: `eval`/`query` bound each command
             // themselves, so a caller with a shorter deadline (the rate limiter) needs one timer
             // per command, not two.
@@ -801,6 +808,7 @@ impl RedisHandle {
                 pubsub,
                 connect_timeout: config.connect_timeout,
                 last_connect_error,
+                generation,
                 tls: config.is_tls(),
                 // The cooldown is unused: requests never probe, the background task does.
                 breaker: Breaker::new(config.breaker_failures, Duration::ZERO),
@@ -999,6 +1007,7 @@ impl RedisHandle {
             }
             Err(Failure::Connection(_)) => {
                 if self.inner.breaker.failure(Permit::Call) {
+                    self.inner.generation.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         "Redis is failing: circuit breaker open, every Redis call fails at once \
                          until a background PING is answered"
@@ -1084,12 +1093,17 @@ impl RedisHandle {
             })?;
             // A clone failed after the slot was released: the pool still holds the dead
             // connection. Dropping it here makes the pool discard it (`has_broken`).
+            let stale = pooled.generation < self.inner.generation.load(Ordering::Relaxed);
+            if stale {
+                pooled.broken.store(true, Ordering::Relaxed);
+            }
             if pooled.broken.load(Ordering::Relaxed) {
                 continue;
             }
             return Ok(Connection {
                 kind: pooled.kind.clone(),
                 broken: pooled.broken.clone(),
+                generation: pooled.generation,
             });
         }
     }
@@ -1123,6 +1137,10 @@ impl RedisHandle {
                 || err.code() == Some("READONLY");
             if connection {
                 conn.broken.store(true, Ordering::Relaxed);
+            }
+            if connection && !err.is_timeout() {
+                // The server dropped it (or is a replica now): so it did the others.
+                self.inner.generation.fetch_add(1, Ordering::Relaxed);
             }
             let err = RedisError::from_redis(err, self.inner.command_timeout);
             if connection {
@@ -1158,6 +1176,7 @@ enum Target {
 }
 
 struct Manager {
+    generation: Arc<AtomicU64>,
     target: Target,
     connection: AsyncConnectionConfig,
     last_error: LastError,
@@ -1176,6 +1195,8 @@ enum PubSubTarget {
 pub(crate) struct Connection {
     kind: ConnectionKind,
     broken: Arc<AtomicBool>,
+    /// The handle's generation when it was opened.
+    generation: u64,
 }
 
 #[derive(Clone)]
@@ -1259,6 +1280,7 @@ impl Manager {
         Ok(Connection {
             kind,
             broken: Arc::new(AtomicBool::new(false)),
+            generation: self.generation.load(Ordering::Relaxed),
         })
     }
 }

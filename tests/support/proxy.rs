@@ -64,7 +64,8 @@ impl Drop for StallingProxy {
 }
 
 /// Copies `from` to `to` until either end closes, or until the proxy stalls the connections of
-/// generation `born`: then it holds both halves open and does nothing, for ever.
+/// generation `born`: then it holds both halves open and does nothing, for ever — a close from
+/// one side (the server killed) is not passed on either.
 async fn forward(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -74,6 +75,10 @@ async fn forward(
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) if current.load(Ordering::SeqCst) != born => {
+                let _halves = (from, to);
+                return std::future::pending().await;
+            }
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
