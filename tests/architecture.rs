@@ -19,6 +19,7 @@ const PRIMITIVES: &[&str] = &[
     "problem",
     "redis",
     "backend",
+    "breaker",
 ];
 /// Feature modules: leaves.
 const MODULES: &[&str] = &[

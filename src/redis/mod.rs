@@ -469,15 +469,7 @@ impl RedisConfig {
         }
         if let Some((scheme, rest)) = cluster {
             let tls = scheme.starts_with("rediss");
-            // redis-rs's "no certificate check" marker, as on a single-node URL.
-            let (rest, insecure) = match rest.strip_suffix("#insecure") {
-                Some(rest) => (rest, true),
-                None => (rest, false),
-            };
-            let (userinfo, hosts) = match rest.rsplit_once('@') {
-                Some((userinfo, hosts)) => (Some(userinfo), hosts),
-                None => (None, rest),
-            };
+            let (userinfo, hosts, insecure) = split_multi_host(rest);
             let nodes: Vec<String> = hosts
                 .trim_end_matches('/')
                 .split(',')
@@ -536,6 +528,20 @@ impl RedisConfig {
             .map_err(|e| bad(e.to_string()))?;
             Ok(Target::Single(client))
         }
+    }
+}
+
+/// The parts of a multi-host URL after its scheme (cluster, sentinel): the user info, the rest,
+/// and whether it ends in redis-rs's "no certificate check" marker `#insecure` (as a
+/// single-node URL may).
+fn split_multi_host(rest: &str) -> (Option<&str>, &str, bool) {
+    let (rest, insecure) = match rest.strip_suffix("#insecure") {
+        Some(rest) => (rest, true),
+        None => (rest, false),
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => (Some(userinfo), rest, insecure),
+        None => (None, rest, insecure),
     }
 }
 

@@ -48,15 +48,7 @@ impl Sentinel {
                 ),
             )
         };
-        // redis-rs's "no certificate check" marker, as on a single-node URL.
-        let (rest, insecure) = match rest.strip_suffix("#insecure") {
-            Some(rest) => (rest, true),
-            None => (rest, false),
-        };
-        let (userinfo, rest) = match rest.rsplit_once('@') {
-            Some((userinfo, rest)) => (Some(userinfo), rest),
-            None => (None, rest),
-        };
+        let (userinfo, rest, insecure) = super::split_multi_host(rest);
         let (hosts, path) = rest
             .split_once('/')
             .ok_or_else(|| bad("the service name is missing"))?;

@@ -261,15 +261,21 @@ fn start_cluster_node(dir: &Path, listen: &Listen) -> Option<(u16, Child)> {
         // The cluster bus and replication over TLS as well, as a TLS-only deployment runs.
         extra.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
     }
-    let mut child = match spawn_redis(port, listen, dir, &extra) {
+    let child = match spawn_redis(port, listen, dir, &extra) {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
         Err(e) => panic!("cannot spawn redis-server: {e}"),
     };
+    started(child, || listen.pings(port)).map(|child| (port, child))
+}
+
+/// `child` once `up` says it serves (within 5 s); `None`, with the child killed, when it exited
+/// first (a port taken between choosing and binding it) or did not come up in time.
+pub fn started(mut child: Child, up: impl Fn() -> bool) -> Option<Child> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if listen.pings(port) {
-            return Some((port, child));
+        if up() {
+            return Some(child);
         }
         if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
             let _ = child.kill();

@@ -138,7 +138,7 @@ fn start_sentinel(dir: &TempDir, n: usize, primary: u16) -> Option<(u16, Child)>
         ),
     )
     .unwrap();
-    let mut child = Command::new("redis-server")
+    let child = Command::new("redis-server")
         .arg(&conf)
         .arg("--sentinel")
         .stdout(Stdio::null())
@@ -147,18 +147,10 @@ fn start_sentinel(dir: &TempDir, n: usize, primary: u16) -> Option<(u16, Child)>
         .unwrap_or_else(|e| {
             panic!("cannot run redis-server --sentinel ({e}): install redis-server (scripts/test.sh does)")
         });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if raw_command(port, "PING").is_ok_and(|r| r == "+PONG") {
-            return Some((port, child));
-        }
-        if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    super::redis::started(child, || {
+        raw_command(port, "PING").is_ok_and(|r| r == "+PONG")
+    })
+    .map(|child| (port, child))
 }
 
 /// A sentinel command's reply through `redis-cli` (its replies are arrays and maps, which
