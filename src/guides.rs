@@ -27,6 +27,8 @@ pub mod performance_tuning {}
 pub mod rate_limiting {}
 #[doc = include_str!("../docs/redis.md")]
 pub mod redis {}
+#[doc = include_str!("../docs/reliability.md")]
+pub mod reliability {}
 #[doc = include_str!("../docs/security.md")]
 pub mod security {}
 #[doc = include_str!("../docs/sessions.md")]
