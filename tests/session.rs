@@ -347,6 +347,14 @@ async fn redis_unavailable_answers_503_in_bounded_time_and_loses_nothing() {
     // Stopped: the same answer, then a fresh start once it is back (it kept no data).
     redis.stop();
     assert_eq!(jar.send(http.get(app.url("/counter"))).await.0, 503);
+    // A handler that changed a new session and answered 200 (it never met the store): the
+    // layer's save after it fails, and the answer is the same 503 with `Retry-After`, neither
+    // the handler's 200 (the change was not kept) nor a bare 500.
+    let res = http.post(app.url("/big?bytes=10")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body = res.text().await.unwrap();
+    assert!(body.contains("\"status\":503"), "a problem body: {body}");
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
     while jar.send(http.get(app.url("/counter"))).await.0 != 200 {

@@ -1,14 +1,20 @@
 //! [`SessionLayer`]: tower-sessions' layer with the crate's cookie and expiry settings.
 
+use std::cell::Cell;
+use std::task::{Context, Poll};
+
+use futures_util::TryFutureExt;
+use futures_util::future::{BoxFuture, MapOk};
+use http::{Request, Response, StatusCode};
 use sha2::{Digest, Sha512};
-use tower::Layer;
+use tower::{Layer, Service};
 use tower::util::Either;
 use tower_sessions::cookie::Key;
 use tower_sessions::service::PrivateCookie;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use super::config::{SameSite, SessionConfig};
-use super::store::AnyStore;
+use super::store::{AnyStore, UNAVAILABLE_ON_SAVE};
 
 type Plain = SessionManagerLayer<AnyStore>;
 type Private = SessionManagerLayer<AnyStore, PrivateCookie>;
@@ -70,12 +76,85 @@ fn key(secret: &str) -> Key {
 }
 
 impl<S> Layer<S> for SessionLayer {
-    type Service = Either<<Plain as Layer<S>>::Service, <Private as Layer<S>>::Service>;
+    type Service = SessionService<
+        Either<<Plain as Layer<Marked<S>>>::Service, <Private as Layer<Marked<S>>>::Service>,
+    >;
 
     fn layer(&self, inner: S) -> Self::Service {
-        match &self.inner {
+        let inner = Marked(inner);
+        SessionService(match &self.inner {
             Either::Left(plain) => Either::Left(plain.layer(inner)),
             Either::Right(private) => Either::Right(private.layer(inner)),
+        })
+    }
+}
+
+/// Marks the response the handler produced: a 500 without the mark is tower-sessions' own,
+/// for a changed session it could not save after the handler answered.
+#[derive(Clone, Copy)]
+struct FromHandler;
+
+/// The handler, its responses marked [`FromHandler`].
+#[derive(Clone, Debug)]
+pub struct Marked<S>(S);
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Marked<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = MapOk<S::Future, fn(Response<ResBody>) -> Response<ResBody>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        fn mark<B>(mut res: Response<B>) -> Response<B> {
+            res.extensions_mut().insert(FromHandler);
+            res
         }
+        self.0.call(req).map_ok(mark::<ResBody>)
+    }
+}
+
+/// tower-sessions' service, with a changed session it could not save because the store is
+/// unavailable answered like one it could not load: 503 with `Retry-After`
+/// ([`unavailable`](super::unavailable)), not a bare 500. The handler's own answers, and the
+/// 500 for a session too large to save, pass unchanged.
+#[derive(Clone, Debug)]
+pub struct SessionService<S>(S);
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = axum::response::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let response = self.0.call(req);
+        Box::pin(UNAVAILABLE_ON_SAVE.scope(Cell::new(false), async move {
+            let res = response.await?;
+            let unavailable = UNAVAILABLE_ON_SAVE.with(Cell::get);
+            if unavailable
+                && res.status() == StatusCode::INTERNAL_SERVER_ERROR
+                && res.extensions().get::<FromHandler>().is_none()
+            {
+                return Ok(super::unavailable_response(
+                    "the changed session could not be saved",
+                ));
+            }
+            Ok(res.map(axum::body::Body::new))
+        }))
     }
 }

@@ -32,8 +32,9 @@
 //! working, so an id planted before the login (session fixation) is worthless after it.
 //!
 //! **When Redis is down** a handler that touches its session gets an error from the
-//! [`Session`] call, within the Redis command timeout, and a session that was changed answers
-//! 500 instead of being half-saved. Nothing degrades to an empty session: an empty session
+//! [`Session`] call, within the Redis command timeout, and a changed session the layer cannot
+//! save after the handler answered is a 503 with `Retry-After` (the handler's answer is not
+//! sent: the client must not believe the change was kept). Nothing degrades to an empty session: an empty session
 //! would log the user out and, saved once Redis is back, overwrite their real one.
 //! [`unavailable`] turns the error into a 503 with `Retry-After`.
 //!
@@ -48,7 +49,7 @@ mod redis;
 mod store;
 
 pub use config::{SameSite, SessionConfig, StoreKind};
-pub use layer::SessionLayer;
+pub use layer::{Marked, SessionLayer, SessionService};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
@@ -95,7 +96,12 @@ pub(crate) fn build(
 /// A 503 problem response with `Retry-After: 1` for a session the store could not load or
 /// save: `session.get(..).await.map_err(session::unavailable)?`.
 pub fn unavailable(err: SessionError) -> Response {
-    tracing::warn!(error = %err, "session store unavailable");
+    unavailable_response(&err.to_string())
+}
+
+/// The 503 of [`unavailable`], logged with `error`.
+fn unavailable_response(error: &str) -> Response {
+    tracing::warn!(error, "session store unavailable");
     let detail = "the session store is unavailable; retry shortly";
     let status = StatusCode::SERVICE_UNAVAILABLE;
     let mut response = crate::problem::response(status, None, Some(detail), Value::Null);
