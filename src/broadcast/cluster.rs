@@ -907,15 +907,27 @@ async fn subscriber(backend: Weak<RedisBackend>, mut watches: mpsc::UnboundedRec
         }
         connected_once = true;
         backoff = Duration::from_millis(50);
+        // The pool's connections failed since this one opened: Redis may have failed over
+        // while this connection survived (a frozen primary resumed as a replica hears nothing
+        // published on the new primary before it resynced). Reconnect, then catch up.
+        let generation = strong.redis.generation();
+        let redis = strong.redis.clone();
         drop(strong);
         let mut ping = pinger();
         ping.tick().await;
+        let mut stale = tokio::time::interval(STALE_CHECK);
         loop {
             tokio::select! {
                 _ = ping.tick() => {
                     let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
                     if !matches!(pong, Ok(Ok(_))) {
                         tracing::warn!("broadcast: no PONG from Redis on the pub/sub connection");
+                        break;
+                    }
+                }
+                _ = stale.tick() => {
+                    if redis.generation() != generation {
+                        tracing::warn!("broadcast: Redis connections failed; renewing the pub/sub connection");
                         break;
                     }
                 }
@@ -1064,6 +1076,9 @@ async fn sharded_subscriber(
 }
 
 /// The subscriber connections' PING timer (a late tick is not made up for).
+/// How often the subscriber looks whether the shared handle's connections failed meanwhile.
+const STALE_CHECK: Duration = Duration::from_millis(250);
+
 fn pinger() -> tokio::time::Interval {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -900,6 +900,14 @@ impl RedisHandle {
         self.inner.breaker.is_open()
     }
 
+    /// How many times the handle found its connections stale (a server dropped one, or the
+    /// breaker opened). A long-lived connection opened at another count may be on a Redis that
+    /// failed over: the broadcaster's subscriber reconnects when it changes.
+    #[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Relaxed)
+    }
+
     /// Whether this handle talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.inner.cluster
