@@ -216,6 +216,57 @@ async fn events_published_during_a_redis_restart_reach_a_server_that_reconnects_
     assert!(reconnects, "A's subscriber reconnected");
 }
 
+/// On a Redis Cluster: every node frozen (SIGSTOP) for 3 s while B publishes; B holds the events
+/// it cannot publish (sharded `SPUBLISH` times out) and publishes them in order once the nodes
+/// answer. A's client gets every event exactly once, in order; none is counted lost or missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_frozen_cluster_events_are_held_and_arrive_once_in_order() {
+    use rustix::process::Signal;
+    let cluster = support::redis::RedisCluster::start();
+    let (a, prod_a) = serve_on_redis(config(), &cluster.url(), "frozen").await;
+    let (_b, prod_b) = serve_on_redis(config(), &cluster.url(), "frozen").await;
+    let mut on_a = Client::connect(a.addr).await;
+    on_a.subscribe("feed", None, None).await;
+    let b_api = prod_b.broadcaster().unwrap();
+    b_api.publish(["feed"], "e", &json!(0)).await.unwrap();
+    assert_eq!(on_a.frame().await["data"], "0");
+
+    cluster.signal(Signal::STOP);
+    for n in 1..=20 {
+        b_api.publish(["feed"], "e", &json!(n)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = prod_b.metrics().render();
+    cluster.signal(Signal::CONT);
+    for n in 21..=40 {
+        b_api.publish(["feed"], "e", &json!(n)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut received = Vec::new();
+    while received.len() < 40 {
+        let frame = tokio::time::timeout(Duration::from_secs(30), on_a.frame())
+            .await
+            .unwrap_or_else(|_| panic!("A's client got only {received:?}"));
+        assert_eq!(frame["event"], "e", "{frame}");
+        received.push(frame["data"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    assert_eq!(received, (1..=40).collect::<Vec<u64>>());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), on_a.frame())
+            .await
+            .is_err(),
+        "a duplicate"
+    );
+    // The freeze was met: B held events while the cluster did not answer.
+    let held = held
+        .lines()
+        .find(|l| l.starts_with("rustforge_broadcast_redis_held"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(held.is_some_and(|n| n > 0.0), "B held nothing: {held:?}");
+    assert_eq!(bus_events(&prod_b, "lost"), 0);
+    assert_eq!(bus_events(&prod_a, "missed"), 0);
+}
+
 /// On `redis+sentinel://`: the primary SIGKILLed under a stream of events, the sentinels
 /// promote the replica, both servers reconnect to the new primary — and every event B published
 /// meanwhile reaches A's client once, in order (held while there was no primary, caught up from

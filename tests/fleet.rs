@@ -1,7 +1,5 @@
-//! The deployment kit run for real, the way `docs/deployment.md` says: the kit's nginx config
-//! (`examples/deploy/nginx/rustforge.conf`) in front of two `full_stack` servers on one Redis,
-//! each started with the kit's environment (`examples/deploy/app.env`; loopback addresses for
-//! Redis and the trusted proxy). It shows what a fleet promises its users: pusher-js clients
+//! The deployment kit run for real (tests/support/fleet.rs: the kit's nginx in front of two
+//! `full_stack` servers on one Redis, with the kit's environment). It shows what a fleet promises its users: pusher-js clients
 //! behind the balancer get events from either server and one presence, rate limits count real
 //! clients exactly across servers, and a rolling restart under load fails no request and leaves
 //! no ghost. The servers reach Redis as the kit's ACL user (`examples/deploy/redis/users.acl`),
@@ -9,310 +7,75 @@
 
 mod support;
 
-use std::io::{BufRead, Write};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::nginx::Nginx;
-use support::process::Running;
+use support::fleet::{Fleet, JsClients, Redis, keep_cookie, kit_redis_user};
 use support::redis::{RedisCluster, RedisServer};
-
-const JS_HINT: &str = "needs Node.js ≥ 20 and `npm ci` in tests/js (scripts/test.sh does both)";
-/// The broadcasting app's secret; the id and key come from the kit's app.env.
-const PUSHER_SECRET: &str = "fleet-test-secret";
 
 /// Fleets run side by side, except the one under full wrk load, which runs alone: on two cores
 /// it would starve the others (a rate-limit check past its 10 ms deadline falls back to local
 /// limits, which is not what those tests check).
 static LOAD: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// This fleet's share of the machine: shared, or the whole of it.
+/// This fleet's share of the machine: shared, or the whole of it (held for the test's length;
+/// each test has its own runtime, so waiting for it blocks no other test's tasks).
 enum Turn {
-    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
-    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
 }
 
-/// Two app servers behind nginx, sharing one Redis.
-struct Fleet {
-    servers: Vec<Option<Running>>,
-    ports: Vec<u16>,
-    env: Vec<(String, String)>,
-    nginx: Nginx,
-    redis: Redis,
-    _turn: Turn,
+/// The kit's fleet on one Redis, sharing the machine with the other tests' fleets.
+fn fleet(extra: &[(&str, &str)]) -> (Turn, Fleet) {
+    fleet_on(Redis::Server(RedisServer::start()), extra)
 }
 
-/// The fleet's Redis: one server or a 3-node cluster.
-enum Redis {
-    Server(RedisServer),
-    Cluster(RedisCluster),
+fn fleet_on(redis: Redis, extra: &[(&str, &str)]) -> (Turn, Fleet) {
+    let turn = Turn::Shared(LOAD.read().unwrap_or_else(|e| e.into_inner()));
+    (turn, Fleet::start(redis, extra))
 }
 
-impl Redis {
-    /// The client port of every node.
-    fn ports(&self) -> Vec<u16> {
-        match self {
-            Redis::Server(server) => vec![server.port()],
-            Redis::Cluster(cluster) => cluster.ports().to_vec(),
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Redis::Server(server) => server.url(),
-            Redis::Cluster(cluster) => cluster.url(),
-        }
-    }
+/// The same, with the machine to itself (see [`LOAD`]).
+fn fleet_alone(extra: &[(&str, &str)]) -> (Turn, Fleet) {
+    let turn = Turn::Alone(LOAD.write().unwrap_or_else(|e| e.into_inner()));
+    (
+        turn,
+        Fleet::start(Redis::Server(RedisServer::start()), extra),
+    )
 }
 
-impl Fleet {
-    /// The kit's environment plus `extra`, on one Redis.
-    fn start(extra: &[(&str, &str)]) -> Self {
-        Self::start_on(Redis::Server(RedisServer::start()), extra)
-    }
+/// The route the load and the operator's checks use.
+const ITEMS: &str = "/api/items";
 
-    /// The same, with the machine to itself (see [`LOAD`]).
-    fn start_alone(extra: &[(&str, &str)]) -> Self {
-        let turn = Turn::Alone(LOAD.write().unwrap_or_else(|e| e.into_inner()));
-        Self::start_with(Redis::Server(RedisServer::start()), extra, turn)
-    }
-
-    fn start_on(redis: Redis, extra: &[(&str, &str)]) -> Self {
-        let turn = Turn::Shared(LOAD.read().unwrap_or_else(|e| e.into_inner()));
-        Self::start_with(redis, extra, turn)
-    }
-
-    fn start_with(redis: Redis, extra: &[(&str, &str)], turn: Turn) -> Self {
-        let mut env = kit_env(&kit_redis_user(&redis));
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let ports: Vec<u16> = (0..2).map(|_| support::free_port()).collect();
-        let servers = ports
-            .iter()
-            .map(|&port| Some(start_server(port, &env)))
-            .collect();
-        assert_eq!(support::nginx::test_config(&ports), Ok(()), "nginx -t");
-        let nginx = Nginx::start(&ports);
-        Self {
-            servers,
-            ports,
-            env,
-            nginx,
-            redis,
-            _turn: turn,
-        }
-    }
-
-    /// Redis refused no command of the kit's ACL user (`ACL LOG` is empty on every node): the
-    /// user's permissions are all the servers needed.
-    fn assert_no_refused_commands(&self) {
-        for port in self.redis.ports() {
-            let log = support::redis::raw_command(port, "ACL LOG");
-            assert_eq!(
-                log.unwrap(),
-                "*0",
-                "refused commands: `ACL LOG` on the Redis node on port {port}"
-            );
-        }
-    }
-
-    fn var(&self, name: &str) -> &str {
-        &self.env.iter().find(|(k, _)| k == name).unwrap().1
-    }
-
-    /// SIGTERM server `i`, wait for its clean exit, start it again on its port.
-    fn restart(&mut self, i: usize) {
-        self.servers[i].take().unwrap().terminate();
-        self.servers[i] = Some(start_server(self.ports[i], &self.env));
-    }
-
-    /// pusher-js clients through nginx (tests/js/fleet.js).
-    fn pusher_clients(&self, users: usize) -> JsClients {
-        let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-        assert!(js.join("node_modules/pusher-js").is_dir(), "{JS_HINT}");
-        let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
-        let mut child = std::process::Command::new("node")
-            .arg("fleet.js")
-            .current_dir(&js)
-            .env("PROXY_PORT", self.nginx.port().to_string())
-            .env("SERVER_PORTS", ports.join(","))
-            .env("USERS", users.to_string())
-            .env("PUSHER_APP_ID", self.var("PUSHER_APP_ID"))
-            .env("PUSHER_APP_KEY", self.var("PUSHER_APP_KEY"))
-            .env("PUSHER_APP_SECRET", PUSHER_SECRET)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run node ({e}): {JS_HINT}"));
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
-        let clients = JsClients {
-            child,
-            stdin,
-            lines,
-            users,
-        };
-        assert_eq!(clients.next_line(), "READY");
-        clients
-    }
-
-    /// The sum of the samples of `name` with every one of `labels` on server `i`'s /metrics.
-    async fn metric(&self, i: usize, name: &str, labels: &[&str]) -> f64 {
-        let url = format!("http://127.0.0.1:{}/metrics", self.ports[i]);
-        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
-    }
-
-    /// Requests server `i` answered on the load's route.
-    async fn served(&self, i: usize) -> f64 {
-        let count = "http_server_request_duration_seconds_count";
-        self.metric(i, count, &["http_route=\"/api/items\""]).await
-    }
-
-    /// Waits (up to 10 s) until both servers' shared Redis breaker is `state` (1 open, 0
-    /// closed), as their /metrics say.
-    async fn wait_for_breakers(&self, state: f64, what: &str) {
-        let mut seen = Vec::new();
-        for _ in 0..500 {
-            seen.clear();
-            for i in 0..2 {
-                seen.push(self.metric(i, "rustforge_redis_breaker_open", &[]).await);
-            }
-            if seen.iter().all(|&s| s == state) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the breakers are not {what}: {seen:?}");
-    }
-
-    /// Waits until server `i` answers requests that came through nginx again (nginx skips a
-    /// failed server for its `fail_timeout`): what an operator waits for before the next restart.
-    async fn wait_until_balanced_to(&self, i: usize) {
-        for _ in 0..300 {
-            if self.served(i).await > 0.0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("server {i} got no request through nginx within 15 s of its restart");
-    }
+/// tests/js/fleet.js's clients, `users` of them.
+fn fleet_clients(fleet: &Fleet, users: usize) -> JsClients {
+    fleet.pusher_clients("fleet.js", users)
 }
 
-/// Creates the kit's Redis user (users.acl, with a test password) on every node of `redis`;
-/// the URL that logs in as it.
-fn kit_redis_user(redis: &Redis) -> String {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/redis/users.acl");
-    let acl = std::fs::read_to_string(path).unwrap();
-    assert!(acl.lines().any(|l| l == "user default off"), "{acl}");
-    let rules = acl
-        .lines()
-        .find_map(|l| l.strip_prefix("user rustforge "))
-        .expect("users.acl defines the user rustforge");
-    let password = "fleet-test-password";
-    let rules = rules.replace(">change-me", &format!(">{password}"));
-    for port in redis.ports() {
-        let reply =
-            support::redis::raw_command(port, &format!("ACL SETUSER rustforge reset {rules}"));
-        assert_eq!(reply.unwrap(), "+OK", "node on port {port}");
+/// Every client connected and subscribed, every event of this check delivered, and the same
+/// members on both servers and in every client: exactly the users connected.
+fn check(clients: &mut JsClients) -> Value {
+    let summary = clients.command("CHECK");
+    let everyone: Vec<String> = (0..clients.users).map(|i| format!("u{i}")).collect();
+    assert_eq!(summary["connected"], json!(clients.users), "{summary}");
+    assert_eq!(summary["api"], json!([everyone, everyone]), "{summary}");
+    for (user, seen) in summary["seen"].as_object().unwrap() {
+        assert_eq!(seen, &json!(everyone), "{user} sees: {summary}");
     }
-    redis
-        .url()
-        .replacen("://", &format!("://rustforge:{password}@"), 1)
-}
-
-/// The kit's app.env as variables, with loopback addresses: Redis at `redis_url`, nginx on
-/// 127.0.0.1 as the trusted proxy. `PORT` is each server's own.
-fn kit_env(redis_url: &str) -> Vec<(String, String)> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/app.env");
-    let mut env: Vec<(String, String)> = std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (k, v) = l.split_once('=').expect("KEY=value");
-            (k.to_string(), v.to_string())
-        })
-        .filter(|(k, _)| k != "PORT")
-        .collect();
-    for (name, value) in [
-        ("REDIS_URL", redis_url),
-        ("RUSTFORGE_TRUSTED_PROXIES", "127.0.0.1/32"),
-    ] {
-        let var = env.iter_mut().find(|(k, _)| k == name);
-        var.unwrap_or_else(|| panic!("app.env sets {name}")).1 = value.to_string();
+    for (user, missed) in summary["missed"].as_object().unwrap() {
+        assert_eq!(missed, &json!([]), "{user} missed events: {summary}");
     }
-    env.push(("PUSHER_APP_SECRET".into(), PUSHER_SECRET.into()));
-    env
-}
-
-fn start_server(port: u16, env: &[(String, String)]) -> Running {
-    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Running::start_on("full_stack", port, &vars)
-}
-
-/// tests/js/fleet.js: one JSON summary per CHECK.
-struct JsClients {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    lines: mpsc::Receiver<String>,
-    users: usize,
-}
-
-impl JsClients {
-    fn next_line(&self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(90))
-            .expect("a line from fleet.js")
-    }
-
-    /// Every client connected and subscribed, every event of this check delivered, and the
-    /// same members on both servers and in every client: exactly the users connected.
-    fn check(&mut self) -> Value {
-        writeln!(self.stdin, "CHECK").unwrap();
-        let line = tokio::task::block_in_place(|| self.next_line());
-        let summary: Value = serde_json::from_str(&line).unwrap();
-        let everyone: Vec<String> = (0..self.users).map(|i| format!("u{i}")).collect();
-        assert_eq!(summary["connected"], json!(self.users), "{summary}");
-        assert_eq!(summary["api"], json!([everyone, everyone]), "{summary}");
-        for (user, seen) in summary["seen"].as_object().unwrap() {
-            assert_eq!(seen, &json!(everyone), "{user} sees: {summary}");
-        }
-        for (user, missed) in summary["missed"].as_object().unwrap() {
-            assert_eq!(missed, &json!([]), "{user} missed events: {summary}");
-        }
-        summary
-    }
-}
-
-impl Drop for JsClients {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    summary
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pusher_js_clients_behind_nginx_get_events_from_either_server_and_one_presence() {
-    let fleet = Fleet::start(&[]);
-    let mut clients = fleet.pusher_clients(6);
-    clients.check();
+    let (_turn, fleet) = fleet(&[]);
+    let mut clients = fleet_clients(&fleet, 6);
+    check(&mut clients);
     // nginx spread the WebSockets over both servers.
     for i in 0..2 {
         let open = fleet
@@ -351,8 +114,8 @@ async fn burst(client: &reqwest::Client, url: &str, n: u32, spoof: bool) -> (u32
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_behind_nginx_count_each_real_client_exactly_across_servers() {
     // 10 per hour: the test never lasts long enough for a token to come back.
-    let fleet = Fleet::start(&[("RUSTFORGE_RATE_LIMIT", "10/hour")]);
-    let url = fleet.nginx.url("/api/items");
+    let (_turn, fleet) = fleet(&[("RUSTFORGE_RATE_LIMIT", "10/hour")]);
+    let url = fleet.nginx.url(ITEMS);
     // Two clients; nginx alternates each one's requests between the servers.
     assert_eq!(
         burst(&client_from("127.0.0.2"), &url, 15, false).await,
@@ -378,13 +141,6 @@ async fn rate_limits_behind_nginx_count_each_real_client_exactly_across_servers(
     }
     assert_eq!(total, (20.0, 10.0));
     fleet.assert_no_refused_commands();
-}
-
-/// The session cookie `res` sets, if any, as the next request's `cookie` header.
-fn keep_cookie(res: &reqwest::Response, cookie: &mut String) {
-    if let Some(set) = res.headers().get("set-cookie") {
-        *cookie = set.to_str().unwrap().split(';').next().unwrap().to_string();
-    }
 }
 
 /// Load through nginx until `stop`: plain GETs on several connections, POSTs with 1 KiB bodies
@@ -524,23 +280,23 @@ end
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_load_fails_no_request_and_leaves_no_ghost() {
-    let mut fleet = Fleet::start(&[]);
-    let mut clients = fleet.pusher_clients(10);
+    let (_turn, mut fleet) = fleet(&[]);
+    let mut clients = fleet_clients(&fleet, 10);
     let stop = Arc::new(AtomicBool::new(false));
     let load = load(fleet.nginx.url(""), stop.clone());
     for i in 0..2 {
-        let before = fleet.served(1 - i).await;
+        let before = fleet.served_on(1 - i, ITEMS).await;
         tokio::task::block_in_place(|| fleet.restart(i));
         // The other server carried the load meanwhile.
-        let after = fleet.served(1 - i).await;
+        let after = fleet.served_on(1 - i, ITEMS).await;
         assert!(
             after > before,
             "server {} served nothing during the restart",
             1 - i
         );
-        fleet.wait_until_balanced_to(i).await;
+        fleet.wait_until_balanced_to(i, ITEMS).await;
     }
-    let summary = clients.check();
+    let summary = check(&mut clients);
     stop.store(true, Ordering::Relaxed);
     let (served, failures) = load.await.unwrap();
     assert!(served > 100, "only {served} requests served");
@@ -561,14 +317,14 @@ async fn a_rolling_restart_under_load_fails_no_request_and_leaves_no_ghost() {
 /// the server closes would fail. `Connection: close` during the drain retires them first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_post_load_fails_no_request() {
-    let mut fleet = Fleet::start_alone(&[]);
+    let (_turn, mut fleet) = fleet_alone(&[]);
     let stop = Arc::new(AtomicBool::new(false));
     let wrk = wrk_load(fleet.nginx.url("/"), stop.clone());
-    fleet.wait_until_balanced_to(0).await;
-    fleet.wait_until_balanced_to(1).await;
+    fleet.wait_until_balanced_to(0, ITEMS).await;
+    fleet.wait_until_balanced_to(1, ITEMS).await;
     for i in 0..2 {
         tokio::task::block_in_place(|| fleet.restart(i));
-        fleet.wait_until_balanced_to(i).await;
+        fleet.wait_until_balanced_to(i, ITEMS).await;
     }
     stop.store(true, Ordering::Relaxed);
     let (sent, failures) = tokio::task::block_in_place(|| wrk.join().unwrap());
@@ -629,7 +385,7 @@ fn watch(
 /// servers' breakers open; after the restart every route answers 200 again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_behind_nginx_fails_only_what_needs_redis() {
-    let mut fleet = Fleet::start(&[]);
+    let (_turn, mut fleet) = fleet(&[]);
     let stop = Arc::new(AtomicBool::new(false));
     let url = fleet.nginx.url("");
     let watchers = [
@@ -679,12 +435,12 @@ async fn a_redis_outage_behind_nginx_fails_only_what_needs_redis() {
 async fn on_a_redis_cluster_the_kit_user_is_all_every_module_needs() {
     let redis = Redis::Cluster(RedisCluster::start());
     // 50 per hour: room for the pusher-js clients' own requests from 127.0.0.1.
-    let fleet = Fleet::start_on(redis, &[("RUSTFORGE_RATE_LIMIT", "50/hour")]);
+    let (_turn, fleet) = fleet_on(redis, &[("RUSTFORGE_RATE_LIMIT", "50/hour")]);
     // Broadcasting (sharded pub/sub, presence) across the two servers.
-    let mut clients = fleet.pusher_clients(4);
-    clients.check();
+    let mut clients = fleet_clients(&fleet, 4);
+    check(&mut clients);
     // Rate limits, exact across the servers.
-    let url = fleet.nginx.url("/api/items");
+    let url = fleet.nginx.url(ITEMS);
     assert_eq!(
         burst(&client_from("127.0.0.2"), &url, 55, false).await,
         (50, 5)

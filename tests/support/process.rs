@@ -71,6 +71,11 @@ impl Running {
         }
     }
 
+    /// The output lines not read yet.
+    pub fn output(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }

@@ -210,9 +210,20 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (with no data: it keeps nothing on disk).
+    /// Sends `signal` to the server: SIGSTOP freezes it as a hung host would (connections
+    /// stay open, nothing answers), SIGCONT resumes it.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        use rustix::process::{Pid, kill_process};
+        let child = self.child.as_ref().expect("the server is running");
+        let pid = Pid::from_raw(child.id() as i32).expect("a child's pid");
+        kill_process(pid, signal).expect("signal sent");
+    }
+
+    /// Starts the server again on the same port, with no data: it saves nothing itself, and
+    /// the snapshot a replica received from its primary is removed (it would be loaded).
     pub fn restart(&mut self) {
         self.stop();
+        let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
         super::wait_until("the old server's port to be free", || {
             std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok()
         });
@@ -296,6 +307,15 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// Sends `signal` to every node (SIGSTOP freezes the whole cluster, SIGCONT resumes it).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        use rustix::process::{Pid, kill_process};
+        for child in &self.children {
+            let pid = Pid::from_raw(child.id() as i32).expect("a child's pid");
+            kill_process(pid, signal).expect("signal sent");
+        }
+    }
+
     /// Starts the three nodes, joins them with `redis-cli --cluster create` and waits for
     /// `cluster_state:ok` on every node.
     pub fn start() -> Self {

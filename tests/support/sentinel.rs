@@ -103,6 +103,41 @@ impl SentinelGroup {
         }
     }
 
+    /// Waits until the node that is not the primary replicates it with its link up (after a
+    /// restart, the sentinels reconfigure a returning node as a replica).
+    pub fn wait_for_replica(&self) {
+        let primary = self.primary_port();
+        let replica = self
+            .nodes
+            .iter()
+            .map(RedisServer::port)
+            .find(|&p| p != primary);
+        let replica = replica.expect("two nodes");
+        super::wait_until("the replica to follow the primary", || {
+            raw_command(replica, "INFO replication").is_ok_and(|info| {
+                info.contains(&format!("master_port:{primary}"))
+                    && info.contains("master_link_status:up")
+            })
+        });
+    }
+
+    /// Makes the node on `port` (restarted, or resumed after a freeze) a replica of the current
+    /// primary, as the sentinels would when they next look at it, and waits until it follows.
+    pub fn rejoin(&self, port: u16) {
+        let primary = self.primary_port();
+        let reply = raw_command(port, &format!("REPLICAOF 127.0.0.1 {primary}"));
+        assert_eq!(reply.unwrap(), "+OK");
+        self.wait_for_replica();
+    }
+
+    /// Whether every sentinel sees the primary up (no subjective or objective down flag).
+    pub fn primary_up(&self) -> bool {
+        self.sentinel_ports.iter().all(|&port| {
+            let info = sentinel_command(port, &format!("SENTINEL MASTER {SERVICE}"));
+            field(&info, "flags").is_some_and(|flags| !flags.contains("down"))
+        })
+    }
+
     /// The node (primary or replica) listening on `port`.
     pub fn node(&mut self, port: u16) -> &mut RedisServer {
         self.nodes
