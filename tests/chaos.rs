@@ -7,7 +7,7 @@
 //!
 //! 1. the Redis primary SIGKILLed (the sentinels fail over to the replica);
 //! 2. the primary SIGSTOPped for 5 s (frozen: the sentinels fail over again), then SIGCONTed;
-//! 3. Redis restarted empty (both nodes killed, down 3 s, started with no data);
+//! 3. Redis restarted empty (both nodes killed, down 9 s, started with no data);
 //! 4. an app server SIGKILLed, then started again;
 //! 5. a rolling deploy (each server SIGTERMed, drained, started again, in turn).
 //!
@@ -576,10 +576,11 @@ async fn the_fleet_survives_a_bad_day_as_docs_reliability_says() {
     chaos.probe_after().await;
     chaos.end().await;
 
-    // 3. Redis restarted empty: both nodes killed, 3 s down, started with no data.
+    // 3. Redis restarted empty: both nodes killed, down 9 s (docs/reliability.md promises no
+    //    lost event for outages up to 10 s), started with no data.
     chaos.begin(Phase::new(
         "empty-restart",
-        "Redis killed, down 3 s, restarted empty",
+        "Redis killed, down 9 s, restarted empty",
         true,
     ));
     let primary = chaos.group().primary_port();
@@ -588,7 +589,7 @@ async fn the_fleet_survives_a_bad_day_as_docs_reliability_says() {
         chaos.group().node(port).stop();
     }
     chaos.probe_during().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
     chaos.group().node(primary).restart();
     create_kit_user(primary);
     // Clients find the primary through the sentinels, which name it again once they see it up.

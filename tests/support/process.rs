@@ -45,15 +45,13 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Both streams are read to the end (a pipe nobody reads blocks a chatty child once
+        // its buffer is full), their lines in one channel.
         let (tx, lines) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stderr = child.stderr.take().unwrap();
+        forward(stdout, tx.clone());
+        forward(stderr, tx);
         let running = Self { child, lines, port };
         running.wait_for_line(|l| l.contains("listening on http://"));
         running
@@ -136,4 +134,13 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends each line `stream` yields to `tx`; after the receiver is gone, reads on and drops them.
+fn forward(stream: impl std::io::Read + Send + 'static, tx: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
 }
