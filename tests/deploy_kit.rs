@@ -135,3 +135,28 @@ fn the_compose_file_and_the_aws_template_set_only_known_variables() {
     );
     assert_known("aws/ecs-fargate.yaml", aws);
 }
+
+/// The Compose fleet runs Redis with the kit's ACL file (the default user off) and the app
+/// servers log in as its user, with the password the file sets: what docs/redis.md says.
+#[test]
+fn the_compose_fleet_uses_the_kit_redis_user() {
+    let compose = kit_file("compose/compose.yaml");
+    let acl = kit_file("redis/users.acl");
+    assert!(acl.lines().any(|l| l == "user default off"), "{acl}");
+    let password = acl
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('>'))
+        .expect("users.acl sets a password");
+    assert!(
+        compose.contains("\"--aclfile\", \"/etc/redis/users.acl\"")
+            && compose.contains("../redis/users.acl:/etc/redis/users.acl:ro"),
+        "the redis service loads the kit's ACL file"
+    );
+    let url = format!("REDIS_URL: redis://rustforge:{password}@redis:6379");
+    assert!(
+        compose.contains(&url),
+        "the app servers log in as the kit's user: {url}"
+    );
+    let health = format!("\"--user\", \"rustforge\", \"--pass\", \"{password}\", \"ping\"");
+    assert!(compose.contains(&health), "the health check logs in too");
+}
