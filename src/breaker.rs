@@ -25,6 +25,7 @@ pub(crate) enum Permit {
     /// Half-open: this call is the probe.
     Probe,
     /// Open: do not call the backend.
+    #[cfg_attr(not(feature = "ratelimit"), allow(dead_code))]
     Skip,
 }
 
@@ -48,6 +49,9 @@ impl Breaker {
         self.open_until.load(Ordering::Relaxed) != 0
     }
 
+    /// The rate limiter's cooldown-driven use: the shared Redis handle probes in the
+    /// background instead.
+    #[cfg_attr(not(feature = "ratelimit"), allow(dead_code))]
     pub(crate) fn permit(&self) -> Permit {
         let until = self.open_until.load(Ordering::Relaxed);
         if until == 0 {

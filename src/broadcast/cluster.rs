@@ -1075,10 +1075,10 @@ async fn sharded_subscriber(
     }
 }
 
-/// The subscriber connections' PING timer (a late tick is not made up for).
 /// How often the subscriber looks whether the shared handle's connections failed meanwhile.
 const STALE_CHECK: Duration = Duration::from_millis(250);
 
+/// The subscriber connections' PING timer (a late tick is not made up for).
 fn pinger() -> tokio::time::Interval {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

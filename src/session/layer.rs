@@ -94,7 +94,8 @@ impl<S> Layer<S> for SessionLayer {
 #[derive(Clone, Copy)]
 struct FromHandler;
 
-/// The handler, its responses marked [`FromHandler`].
+/// The service inside [`SessionService`]'s tower-sessions layer: the handler, its responses
+/// marked so that a 500 tower-sessions makes itself can be told from the handler's own.
 #[derive(Clone, Debug)]
 pub struct Marked<S>(S);
 

@@ -32,11 +32,11 @@
 //! working, so an id planted before the login (session fixation) is worthless after it.
 //!
 //! **When Redis is down** a handler that touches its session gets an error from the
-//! [`Session`] call, within the Redis command timeout, and a changed session the layer cannot
-//! save after the handler answered is a 503 with `Retry-After` (the handler's answer is not
-//! sent: the client must not believe the change was kept). Nothing degrades to an empty session: an empty session
-//! would log the user out and, saved once Redis is back, overwrite their real one.
-//! [`unavailable`] turns the error into a 503 with `Retry-After`.
+//! [`Session`] call, within the Redis command timeout; [`unavailable`] turns the error into a
+//! 503 with `Retry-After`. A changed session the layer cannot save after the handler answered
+//! gets the same 503 (the handler's answer is not sent: the client must not believe the change
+//! was kept). Nothing degrades to an empty session: an empty session would log the user out
+//! and, saved once Redis is back, overwrite their real one.
 //!
 //! Guide: `docs/sessions.md`.
 
