@@ -1,5 +1,9 @@
 //! The whole default stack with no Redis and no S3: `cargo run --example quickstart`.
 //!
+//! It reads the environment like README's snippet (`from_env`): with nothing set, every
+//! backend is embedded; `REDIS_URL=redis://127.0.0.1:6379` (feature `redis`) moves rate limits,
+//! cache and sessions to Redis, and a bad value stops it with a message naming the variable.
+//!
 //! Then try `curl -i localhost:3000/` and `curl -i --compressed localhost:3000/api/items`.
 
 use axum::serve::Listener as _;
@@ -14,7 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         filter: None,
     };
     let _logs = init_logging(&log)?;
-    let prod = ProductionLayer::builder().build().await?;
+    let prod = ProductionLayer::builder().from_env()?.build().await?;
 
     let app = Router::new()
         .route("/", get(|| async { "Hello from rustforge-prod!\n" }))

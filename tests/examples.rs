@@ -32,6 +32,36 @@ async fn quickstart_serves_the_default_stack_and_stops_on_sigterm() {
     app.terminate();
 }
 
+/// The quickstart reads the environment like README's snippet above its command: a bad value
+/// stops it with a message naming the variable (it used to ignore every variable).
+#[test]
+fn quickstart_reads_the_environment() {
+    let mut child = Command::new(example("quickstart"))
+        .env_clear()
+        .env("PORT", support::free_port().to_string())
+        .env("RUSTFORGE_RATE_LIMIT", "often")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A quickstart that ignores the variable starts serving instead of exiting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the quickstart started with a bad RUSTFORGE_RATE_LIMIT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("RUSTFORGE_RATE_LIMIT"), "{stderr}");
+}
+
 #[tokio::test]
 async fn full_stack_is_configured_by_the_environment() {
     let app = Running::start(

@@ -3,14 +3,24 @@
 //! ([`RedisStore`], feature `redis`), so that any server can serve any user.
 //!
 //! ```
+//! use axum::response::Response;
 //! use axum::{Router, routing::get};
 //! use rustforge_prod::ProductionLayer;
-//! use rustforge_prod::session::Session;
+//! use rustforge_prod::session::{self, Session};
 //!
-//! async fn visits(session: Session) -> String {
-//!     let visits: u64 = session.get("visits").await.ok().flatten().unwrap_or(0) + 1;
-//!     let _ = session.insert("visits", visits).await;
-//!     format!("visit {visits}")
+//! // A store error (Redis down) is a 503 with `Retry-After`, never an empty session.
+//! async fn visits(session: Session) -> Result<String, Response> {
+//!     let visits: u64 = session
+//!         .get("visits")
+//!         .await
+//!         .map_err(session::unavailable)?
+//!         .unwrap_or(0)
+//!         + 1;
+//!     session
+//!         .insert("visits", visits)
+//!         .await
+//!         .map_err(session::unavailable)?;
+//!     Ok(format!("visit {visits}"))
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
