@@ -151,6 +151,22 @@ async fn a_server_killed_without_shutdown_loses_its_members_within_the_timeout()
     drop(ann);
 }
 
+/// Reads events `e` numbered 1..=`n` from `client` (each within 30 s): exactly those, in
+/// order, and nothing more within a second (no duplicate).
+async fn receives_once_in_order(client: &mut Client, n: u64) {
+    let mut received = Vec::new();
+    while received.len() < n as usize {
+        let frame = tokio::time::timeout(Duration::from_secs(30), client.frame())
+            .await
+            .unwrap_or_else(|_| panic!("the client got only {received:?} of 1..={n}"));
+        assert_eq!(frame["event"], "e", "{frame}");
+        received.push(frame["data"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    assert_eq!(received, (1..=n).collect::<Vec<u64>>());
+    let more = tokio::time::timeout(Duration::from_secs(1), client.frame()).await;
+    assert!(more.is_err(), "a duplicate: {more:?}");
+}
+
 /// The sum of the `rustforge_broadcast_redis_events_total` samples of `outcome` on `prod`.
 fn bus_events(prod: &rustforge_prod::ProductionLayer, outcome: &str) -> u64 {
     let prefix = format!("rustforge_broadcast_redis_events_total{{outcome=\"{outcome}\"}}");
@@ -191,22 +207,7 @@ async fn events_published_during_a_redis_restart_reach_a_server_that_reconnects_
         b_api.publish(["feed"], "e", &json!(n)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut received = Vec::new();
-    while received.len() < 40 {
-        let frame = tokio::time::timeout(Duration::from_secs(30), on_a.frame())
-            .await
-            .unwrap_or_else(|_| panic!("A's client got only {received:?}"));
-        assert_eq!(frame["event"], "e", "{frame}");
-        received.push(frame["data"].as_str().unwrap().parse::<u64>().unwrap());
-    }
-    assert_eq!(received, (1..=40).collect::<Vec<u64>>());
-    // Nothing more (no duplicate) within a second.
-    assert!(
-        tokio::time::timeout(Duration::from_secs(1), on_a.frame())
-            .await
-            .is_err(),
-        "a duplicate"
-    );
+    receives_once_in_order(&mut on_a, 40).await;
     assert_eq!(bus_events(&prod_b, "lost"), 0);
     assert_eq!(bus_events(&prod_a, "missed"), 0);
     let reconnects =
@@ -216,7 +217,7 @@ async fn events_published_during_a_redis_restart_reach_a_server_that_reconnects_
     assert!(reconnects, "A's subscriber reconnected");
 }
 
-/// On a Redis Cluster: every node frozen (SIGSTOP) for 3 s while B publishes; B holds the events
+/// On a Redis Cluster: every node frozen (SIGSTOP) for 2 s while B publishes; B holds the events
 /// it cannot publish (sharded `SPUBLISH` times out) and publishes them in order once the nodes
 /// answer. A's client gets every event exactly once, in order; none is counted lost or missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,21 +243,7 @@ async fn on_a_frozen_cluster_events_are_held_and_arrive_once_in_order() {
         b_api.publish(["feed"], "e", &json!(n)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut received = Vec::new();
-    while received.len() < 40 {
-        let frame = tokio::time::timeout(Duration::from_secs(30), on_a.frame())
-            .await
-            .unwrap_or_else(|_| panic!("A's client got only {received:?}"));
-        assert_eq!(frame["event"], "e", "{frame}");
-        received.push(frame["data"].as_str().unwrap().parse::<u64>().unwrap());
-    }
-    assert_eq!(received, (1..=40).collect::<Vec<u64>>());
-    assert!(
-        tokio::time::timeout(Duration::from_secs(1), on_a.frame())
-            .await
-            .is_err(),
-        "a duplicate"
-    );
+    receives_once_in_order(&mut on_a, 40).await;
     // The freeze was met: B held events while the cluster did not answer.
     let held = held
         .lines()
@@ -315,14 +302,7 @@ async fn a_sentinel_failover_loses_no_event_and_keeps_presence() {
         .1
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let published = publishing.0.await.unwrap();
-    let mut received = Vec::new();
-    while received.len() < published as usize {
-        let frame = tokio::time::timeout(Duration::from_secs(30), on_a.frame())
-            .await
-            .unwrap_or_else(|_| panic!("A's client got {} of {published}", received.len()));
-        received.push(frame["data"].as_str().unwrap().parse::<u64>().unwrap());
-    }
-    assert_eq!(received, (1..=published).collect::<Vec<u64>>());
+    receives_once_in_order(&mut on_a, published).await;
     assert_eq!(bus_events(&prod_b, "lost"), 0);
     assert_eq!(bus_events(&prod_a, "missed"), 0);
     let members = b_api.presence("presence-room").await.unwrap().ids;
