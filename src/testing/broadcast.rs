@@ -205,12 +205,18 @@ pub async fn presence(servers: &[Server], run: &str) {
 }
 
 /// A cache channel keeps its last event for later subscribers on any server, and says
-/// `pusher:cache_miss` when it has none.
+/// `pusher:cache_miss` when it has none. "Later" is later than the event reached that server
+/// (a bus stores the event before it publishes it): a subscriber there then finds it.
 pub async fn cache_channels(servers: &[Server], run: &str) {
     let channel = format!("cache-conf-{run}");
     let mut first = client(servers, 0).await;
     first.subscribe(&channel, None).await;
     let miss = first.next_event().await;
+    assert_eq!(miss["event"], "pusher:cache_miss", "cache_channels: {miss}");
+    let last = servers.len() - 1;
+    let mut witness = client(servers, last).await;
+    witness.subscribe(&channel, None).await;
+    let miss = witness.next_event().await;
     assert_eq!(miss["event"], "pusher:cache_miss", "cache_channels: {miss}");
     publish(
         &servers[0],
@@ -218,7 +224,12 @@ pub async fn cache_channels(servers: &[Server], run: &str) {
     )
     .await;
     assert_eq!(first.next_event().await["event"], "price", "cache_channels");
-    let mut later = client(servers, 1).await;
+    assert_eq!(
+        witness.next_event().await["event"],
+        "price",
+        "cache_channels"
+    );
+    let mut later = client(servers, last).await;
     later.subscribe(&channel, None).await;
     let cached = later.next_event().await;
     assert_eq!(
