@@ -67,7 +67,9 @@ async fn server(vars: &[(&str, &str)]) -> TestServer {
         .route("/login", post(login))
         .route("/whoami", get(whoami))
         .route("/big", post(big))
+        .route("/untouched", get(|| async { "no session used" }))
         .layer(prod.session_layer())
+        .route("/plain", get(|| async { "no session layer" }))
         .merge(prod.routes())
         .layer(prod.layer());
     TestServer::start(app).await
@@ -212,28 +214,12 @@ async fn the_cookie_is_secure_by_default_and_a_tampered_one_starts_over() {
 }
 
 /// Waits until a request with `jar` sees a new session; returns how long that took.
-async fn until_new_session(
-    jar: &mut Jar,
-    http: &reqwest::Client,
-    url: &str,
-    keep_active: bool,
-) -> Duration {
+async fn until_new_session(jar: &mut Jar, http: &reqwest::Client, url: &str) -> Duration {
     let started = Instant::now();
     loop {
-        let (status, body) = if keep_active {
-            jar.send(http.get(url)).await
-        } else {
-            // A fresh jar with the same cookie: the probe itself does not renew anything.
-            let mut probe = Jar {
-                cookie: jar.cookie.clone(),
-                ..Jar::default()
-            };
-            probe
-                .send(http.get(url.replace("/counter", "/whoami")))
-                .await
-        };
+        let (status, body) = jar.send(http.get(url)).await;
         assert_eq!(status, 200);
-        if (keep_active && body == "1") || (!keep_active && body == "null") {
+        if body == "1" {
             return started.elapsed();
         }
         assert!(
@@ -244,24 +230,63 @@ async fn until_new_session(
     }
 }
 
+/// Sleeps until `at`.
+async fn until(at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+}
+
 #[tokio::test]
-async fn sessions_end_after_inactivity_and_after_their_absolute_lifetime() {
+async fn reads_keep_a_session_alive_and_an_idle_one_ends_after_its_timeout() {
     let redis = RedisServer::start();
-    let (url, prefix) = (redis.url(), format!("expiry-{}", std::process::id()));
+    let (url, prefix) = (redis.url(), format!("idle-{}", std::process::id()));
+    let ttl = Duration::from_secs(3);
     for store in ["memory", "redis"] {
-        // Inactivity: 1 s without a request.
         let mut vars = redis_vars(&url, &prefix);
         vars.extend([
             ("RUSTFORGE_SESSION_STORE", store),
-            ("RUSTFORGE_SESSION_TTL", "1s"),
+            ("RUSTFORGE_SESSION_TTL", "3s"),
         ]);
-        let app = server(&vars).await;
+        let a = server(&vars).await;
+        // The memory store is per process: the second server shares only Redis sessions.
+        let other = server(&vars).await;
+        let b = if store == "redis" { &other } else { &a };
         let http = client();
-        let mut jar = Jar::default();
-        jar.send(http.post(app.url("/login"))).await;
-        assert_eq!(jar.send(http.get(app.url("/whoami"))).await.1, "\"ada\"");
-        let waited = until_new_session(&mut jar, &http, &app.url("/counter"), false).await;
-        assert!(waited < Duration::from_secs(20), "{store}");
+        let (mut reader, mut idle_early, mut idle_late) =
+            (Jar::default(), Jar::default(), Jar::default());
+        for jar in [&mut reader, &mut idle_early, &mut idle_late] {
+            assert_eq!(jar.send(http.post(a.url("/login"))).await.1, "logged in");
+        }
+        let t0 = Instant::now();
+
+        // A client that only reads, every TTL/3, on either server: logged in for 3 × TTL.
+        for i in 1..=9u32 {
+            until(t0 + ttl / 3 * i).await;
+            let server = if i % 2 == 0 { &a } else { b };
+            assert_eq!(
+                reader.send(http.get(server.url("/whoami"))).await,
+                (200, "\"ada\"".into()),
+                "{store}: read {i} at {:?}",
+                t0.elapsed()
+            );
+            if i == 1 {
+                // An idle session, read once just before its timeout: still there.
+                assert_eq!(
+                    idle_early.send(http.get(a.url("/whoami"))).await.1,
+                    "\"ada\"",
+                    "{store}: ended before its timeout ({:?} idle)",
+                    t0.elapsed()
+                );
+            }
+            if i == 4 {
+                // Another, read 1 s after its timeout (plus the extension's 300 ms slack): gone.
+                assert_eq!(
+                    idle_late.send(http.get(a.url("/whoami"))).await.1,
+                    "null",
+                    "{store}: still there {:?} after its last request",
+                    t0.elapsed()
+                );
+            }
+        }
 
         // Absolute: 2 s after it started, however active it is.
         let mut vars = redis_vars(&url, &prefix);
@@ -273,12 +298,86 @@ async fn sessions_end_after_inactivity_and_after_their_absolute_lifetime() {
         let mut jar = Jar::default();
         let started = Instant::now();
         assert_eq!(jar.send(http.get(app.url("/counter"))).await.1, "1");
-        until_new_session(&mut jar, &http, &app.url("/counter"), true).await;
+        until_new_session(&mut jar, &http, &app.url("/counter")).await;
         assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "{store}: ended too early"
+            started.elapsed() >= Duration::from_secs(2),
+            "{store}: ended too early ({:?})",
+            started.elapsed()
         );
     }
+}
+
+/// Calls of `command` Redis has answered (`INFO commandstats`), commands run by scripts
+/// included.
+fn calls(port: u16, command: &str) -> u64 {
+    let stats = raw_command(port, "INFO commandstats").unwrap();
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// `PTTL` of the one session under `prefix`.
+fn pttl(port: u16, prefix: &str) -> i64 {
+    let script = "return redis.call('PTTL', redis.call('KEYS', ARGV[1])[1])";
+    let reply = raw_command(port, &format!("EVAL \"{script}\" 0 {prefix}:session:*")).unwrap();
+    reply.trim_start_matches(':').parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_unchanged_session_is_extended_not_rewritten_and_untouched_routes_cost_nothing() {
+    let redis = RedisServer::start();
+    let (url, prefix) = (redis.url(), format!("writes-{}", std::process::id()));
+    let mut vars = redis_vars(&url, &prefix);
+    vars.push(("RUSTFORGE_SESSION_TTL", "30m"));
+    let app = server(&vars).await;
+    let http = client();
+    let mut jar = Jar::default();
+    jar.send(http.post(app.url("/login"))).await;
+    let saved = pttl(redis.port(), &prefix);
+    assert!(
+        saved > 1_799_000 && saved <= 1_800_000,
+        "the expiry in milliseconds, not truncated to seconds: PTTL {saved}"
+    );
+
+    let (sets, pexpires) = (calls(redis.port(), "set"), calls(redis.port(), "pexpire"));
+    jar.set_cookie = None;
+    assert_eq!(jar.send(http.get(app.url("/whoami"))).await.1, "\"ada\"");
+    let renewed = jar
+        .set_cookie
+        .take()
+        .expect("the extension renews the cookie");
+    assert!(
+        renewed.contains("Max-Age=1860") && renewed.contains("HttpOnly"),
+        "the cookie lives as long as the extended session (30 min + 1 min slack): {renewed}"
+    );
+    let extended = pttl(redis.port(), &prefix);
+    assert!(extended > 1_859_000, "extended to 31 min: PTTL {extended}");
+    for _ in 0..20 {
+        assert_eq!(jar.send(http.get(app.url("/whoami"))).await.1, "\"ada\"");
+    }
+    assert_eq!(jar.set_cookie, None, "reads within the slack set no cookie");
+    assert_eq!(
+        calls(redis.port(), "set"),
+        sets,
+        "an unchanged session is never rewritten"
+    );
+    assert_eq!(
+        calls(redis.port(), "pexpire"),
+        pexpires + 1,
+        "extended once in the minute of slack"
+    );
+
+    // Requests that never touch the session make no store call, with the layer or without.
+    let commands = ["evalsha", "eval", "get", "set", "pexpire", "del"];
+    let before: Vec<u64> = commands.iter().map(|c| calls(redis.port(), c)).collect();
+    for _ in 0..20 {
+        assert_eq!(jar.send(http.get(app.url("/untouched"))).await.0, 200);
+        assert_eq!(jar.send(http.get(app.url("/plain"))).await.0, 200);
+    }
+    let after: Vec<u64> = commands.iter().map(|c| calls(redis.port(), c)).collect();
+    assert_eq!(before, after, "{commands:?}");
+    assert_eq!(jar.set_cookie, None);
 }
 
 #[tokio::test]

@@ -58,7 +58,9 @@ pub struct SessionConfig {
     /// The cookie's name; default `__Host-session` when `secure` (the browser then refuses it
     /// unless it is Secure, host-only and for `/`), `session` otherwise.
     pub cookie: Option<String>,
-    /// A session ends after this long without a request (default 2 hours).
+    /// A session ends after this long without a request that loads it, reads included
+    /// (default 2 hours; at most a tenth of it, and at most a minute, later: an unchanged
+    /// session's expiry is extended once per that slack, not on every request).
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
     /// A session ends this long after it started, however active (default 24 hours; `None`:

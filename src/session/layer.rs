@@ -1,6 +1,6 @@
 //! [`SessionLayer`]: tower-sessions' layer with the crate's cookie and expiry settings.
 
-use std::cell::Cell;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::TryFutureExt;
@@ -13,8 +13,10 @@ use tower_sessions::cookie::Key;
 use tower_sessions::service::PrivateCookie;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-use super::config::{SameSite, SessionConfig};
-use super::store::{AnyStore, UNAVAILABLE_ON_SAVE};
+use super::config::SessionConfig;
+use super::cookie::{self, CookieAttributes};
+use super::record::Limits;
+use super::store::{AnyStore, OUTCOME, Outcome};
 
 type Plain = SessionManagerLayer<AnyStore>;
 type Private = SessionManagerLayer<AnyStore, PrivateCookie>;
@@ -26,6 +28,15 @@ type Private = SessionManagerLayer<AnyStore, PrivateCookie>;
 pub struct SessionLayer {
     inner: Either<Plain, Private>,
     private: bool,
+    renewal: Arc<Renewal>,
+}
+
+/// How the session cookie is renewed when a read extended the session: tower-sessions sets the
+/// cookie only when it saves, and an unchanged session is extended, not saved.
+#[derive(Debug)]
+pub(super) struct Renewal {
+    name: String,
+    attributes: CookieAttributes,
 }
 
 impl SessionLayer {
@@ -33,29 +44,32 @@ impl SessionLayer {
     /// [`ProductionLayer::session_layer`](crate::ProductionLayer::session_layer) returns, for
     /// a store of your own).
     pub fn new(store: AnyStore, config: &SessionConfig) -> Self {
-        let same_site = match config.same_site {
-            SameSite::Lax => tower_sessions::cookie::SameSite::Lax,
-            SameSite::Strict => tower_sessions::cookie::SameSite::Strict,
-            SameSite::None => tower_sessions::cookie::SameSite::None,
-        };
-        let ttl = tower_sessions::cookie::time::Duration::seconds(
-            config.ttl.as_secs().min(i64::MAX as u64) as i64,
+        let extended = Limits::from(config).extended();
+        let attributes = CookieAttributes::new(config, extended);
+        let ttl = tower_sessions::cookie::time::Duration::milliseconds(
+            config.ttl.as_millis().min(i64::MAX as u128) as i64,
         );
         let layer = SessionManagerLayer::new(store)
             .with_name(config.cookie_name().to_owned())
             .with_http_only(true)
-            .with_secure(config.secure)
-            .with_same_site(same_site)
+            .with_secure(attributes.secure)
+            .with_same_site(attributes.same_site)
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(ttl));
+        let renewal = Arc::new(Renewal {
+            name: config.cookie_name().to_owned(),
+            attributes,
+        });
         match &config.secret {
             Some(secret) => Self {
                 inner: Either::Right(layer.with_private(key(secret))),
                 private: true,
+                renewal,
             },
             None => Self {
                 inner: Either::Left(layer),
                 private: false,
+                renewal,
             },
         }
     }
@@ -82,10 +96,13 @@ impl<S> Layer<S> for SessionLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = Marked(inner);
-        SessionService(match &self.inner {
-            Either::Left(plain) => Either::Left(plain.layer(inner)),
-            Either::Right(private) => Either::Right(private.layer(inner)),
-        })
+        SessionService {
+            inner: match &self.inner {
+                Either::Left(plain) => Either::Left(plain.layer(inner)),
+                Either::Right(private) => Either::Right(private.layer(inner)),
+            },
+            renewal: self.renewal.clone(),
+        }
     }
 }
 
@@ -123,9 +140,13 @@ where
 /// tower-sessions' service, with a changed session it could not save because the store is
 /// unavailable answered like one it could not load: 503 with `Retry-After`
 /// ([`unavailable`](super::unavailable)), not a bare 500. The handler's own answers, and the
-/// 500 for a session too large to save, pass unchanged.
+/// 500 for a session too large to save, pass unchanged. When a read extended the session's
+/// expiry, the cookie the request carried is sent back with a renewed `Max-Age`.
 #[derive(Clone, Debug)]
-pub struct SessionService<S>(S);
+pub struct SessionService<S> {
+    inner: S,
+    renewal: Arc<Renewal>,
+}
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
@@ -139,14 +160,17 @@ where
     type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let response = self.0.call(req);
-        Box::pin(UNAVAILABLE_ON_SAVE.scope(Cell::new(false), async move {
-            let res = response.await?;
-            let unavailable = UNAVAILABLE_ON_SAVE.with(Cell::get);
+        let sent = cookie::sent(req.headers(), &self.renewal.name);
+        let renewal = self.renewal.clone();
+        let response = self.inner.call(req);
+        Box::pin(OUTCOME.scope(Outcome::default(), async move {
+            let mut res = response.await?;
+            let (unavailable, extended) =
+                OUTCOME.with(|outcome| (outcome.unavailable.get(), outcome.extended.get()));
             if unavailable
                 && res.status() == StatusCode::INTERNAL_SERVER_ERROR
                 && res.extensions().get::<FromHandler>().is_none()
@@ -154,6 +178,13 @@ where
                 return Ok(super::unavailable_response(
                     "the changed session could not be saved",
                 ));
+            }
+            // tower-sessions set no cookie (it saved nothing): renew the one the client sent.
+            if let Some(value) = sent.filter(|_| extended)
+                && !cookie::sets(res.headers(), &renewal.name)
+            {
+                let set = renewal.attributes.set_cookie(&renewal.name, &value, true);
+                res.headers_mut().append(http::header::SET_COOKIE, set);
             }
             Ok(res.map(axum::body::Body::new))
         }))

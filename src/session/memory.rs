@@ -11,10 +11,13 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error, Result, SessionStore};
 
 use super::record::{Limits, time_left};
+use super::store::note_extended;
 
 /// Sessions in this process's memory, at most `max_sessions` (the least used go first when it
-/// is full), each removed when it expires. A user whose requests reach another server has no
-/// session there: behind a load balancer, use [`RedisStore`](super::RedisStore).
+/// is full), each removed when it expires. A read extends an unchanged session's expiry when
+/// less than the inactivity timeout is left (the entry's expiry only: the bytes stay as saved).
+/// A user whose requests reach another server has no session there: behind a load balancer,
+/// use [`RedisStore`](super::RedisStore).
 #[derive(Clone)]
 pub struct MemoryStore {
     sessions: Moka<Id, Stored>,
@@ -24,7 +27,21 @@ pub struct MemoryStore {
 #[derive(Clone)]
 struct Stored {
     bytes: Bytes,
+    /// How long the entry lives from when it is (re)inserted.
     ttl: Duration,
+    /// When it expires: tells whether a read is due to extend it, and whether the entry is
+    /// still the version that read saw.
+    expires: Instant,
+}
+
+impl Stored {
+    fn new(bytes: Bytes, ttl: Duration) -> Self {
+        Self {
+            bytes,
+            ttl,
+            expires: Instant::now() + ttl,
+        }
+    }
 }
 
 struct UntilExpiry;
@@ -54,12 +71,14 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store of at most `max_sessions` sessions of at most `max_size` bytes each.
-    pub fn new(max_sessions: u64, max_size: usize) -> Self {
+    /// A store of at most `max_sessions` sessions of at most `max_size` bytes each, that end
+    /// after `ttl` without a request (the layer's `session.ttl`).
+    pub fn new(max_sessions: u64, max_size: usize, ttl: Duration) -> Self {
         Self::with_limits(
             max_sessions,
             Limits {
                 max_size,
+                idle: ttl,
                 absolute: None,
             },
         )
@@ -76,10 +95,24 @@ impl MemoryStore {
     }
 
     fn stored(&self, record: &Record) -> Result<Stored> {
-        Ok(Stored {
-            bytes: Bytes::from(self.limits.encode(record)?),
-            ttl: time_left(record),
-        })
+        let bytes = Bytes::from(self.limits.encode(record)?);
+        Ok(Stored::new(bytes, time_left(record)))
+    }
+
+    /// Extends `stored`, the entry of `id` a read found, unless a save replaced it meanwhile.
+    async fn extend(&self, id: Id, stored: Stored) {
+        let seen = stored.expires;
+        let extended = Stored::new(stored.bytes, self.limits.extended());
+        self.sessions
+            .entry(id)
+            .and_compute_with(|current| async move {
+                match current {
+                    Some(entry) if entry.value().expires == seen => Op::Put(extended),
+                    _ => Op::Nop,
+                }
+            })
+            .await;
+        note_extended();
     }
 }
 
@@ -115,8 +148,15 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
-        let stored = self.sessions.get(id).await;
-        Ok(stored.and_then(|s| self.limits.decode(&s.bytes)))
+        let Some(stored) = self.sessions.get(id).await else {
+            return Ok(None);
+        };
+        let record = self.limits.decode(&stored.bytes);
+        let left = stored.expires.saturating_duration_since(Instant::now());
+        if record.is_some() && self.limits.extend_when(left) {
+            self.extend(*id, stored).await;
+        }
+        Ok(record)
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {

@@ -51,6 +51,7 @@
 //! Guide: `docs/sessions.md`.
 
 mod config;
+mod cookie;
 mod layer;
 mod memory;
 mod record;
@@ -80,10 +81,7 @@ pub(crate) fn build(
     config: &SessionConfig,
     redis: RedisRef<'_>,
 ) -> Result<SessionLayer, ConfigError> {
-    let limits = Limits {
-        max_size: usize::try_from(config.max_size).unwrap_or(usize::MAX),
-        absolute: config.absolute_ttl,
-    };
+    let limits = Limits::from(config);
     let kind = config.store.unwrap_or(match redis {
         Some(_) => StoreKind::Redis,
         None => StoreKind::Memory,

@@ -1,19 +1,37 @@
-//! How a session is stored: its record as JSON, bounded in size, with the absolute deadline.
+//! How a session is stored: its record as JSON, bounded in size, with the absolute deadline,
+//! and when a read extends its inactivity expiry.
 
-use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
+use std::time::Duration;
+
+use tower_sessions::cookie::time::OffsetDateTime;
 use tower_sessions::session::Record;
 use tower_sessions::session_store::Error;
 
-/// The data key holding when the session must end whatever its activity (unix seconds): the
-/// absolute timeout. Set by the store at the first save, kept across id rotation, removed by
-/// `Session::clear`/`flush` (which start a new lifetime).
+/// The data key holding when the session must end whatever its activity (unix seconds, with
+/// milliseconds as the fraction): the absolute timeout. Set by the store at the first save,
+/// kept across id rotation, removed by `Session::clear`/`flush` (which start a new lifetime).
 pub(crate) const DEADLINE_KEY: &str = "_rustforge.deadline";
 
-/// What the stores share: the size bound and the absolute lifetime.
+/// The longest time between two extensions of an unchanged session's expiry.
+const MAX_SLACK: Duration = Duration::from_secs(60);
+
+/// What the stores share: the size bound, the inactivity and absolute lifetimes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
     pub(crate) max_size: usize,
-    pub(crate) absolute: Option<std::time::Duration>,
+    /// The inactivity timeout (`session.ttl`).
+    pub(crate) idle: Duration,
+    pub(crate) absolute: Option<Duration>,
+}
+
+impl From<&super::SessionConfig> for Limits {
+    fn from(config: &super::SessionConfig) -> Self {
+        Self {
+            max_size: usize::try_from(config.max_size).unwrap_or(usize::MAX),
+            idle: config.ttl,
+            absolute: config.absolute_ttl,
+        }
+    }
 }
 
 impl Limits {
@@ -23,10 +41,10 @@ impl Limits {
         let bytes = match self.absolute {
             Some(lifetime) if !record.data.contains_key(DEADLINE_KEY) => {
                 let mut record = record.clone();
-                let deadline = OffsetDateTime::now_utc() + to_time(lifetime);
+                let deadline = unix_seconds(OffsetDateTime::now_utc()) + lifetime.as_secs_f64();
                 record
                     .data
-                    .insert(DEADLINE_KEY.to_owned(), deadline.unix_timestamp().into());
+                    .insert(DEADLINE_KEY.to_owned(), rounded_to_ms(deadline).into());
                 serde_json::to_vec(&record)
             }
             _ => serde_json::to_vec(record),
@@ -42,28 +60,97 @@ impl Limits {
         Ok(bytes)
     }
 
-    /// The stored record, `None` when it has expired (by inactivity or its absolute deadline)
-    /// or does not decode (another format: the user starts a new session).
+    /// The stored record, `None` when its absolute deadline has passed or it does not decode
+    /// (another format: the user starts a new session). Inactivity is the store's own clock
+    /// (the Redis key's TTL, the moka entry's expiry): the record's `expiry_date` is the one of
+    /// its last save, older than the store's when a read extended it since.
     pub(crate) fn decode(&self, bytes: &[u8]) -> Option<Record> {
         let record: Record = serde_json::from_slice(bytes).ok()?;
-        let now = OffsetDateTime::now_utc();
-        if record.expiry_date <= now {
-            return None;
-        }
-        let deadline = record.data.get(DEADLINE_KEY).and_then(|v| v.as_i64());
-        if deadline.is_some_and(|deadline| deadline <= now.unix_timestamp()) {
+        let deadline = record.data.get(DEADLINE_KEY).and_then(|v| v.as_f64());
+        if deadline.is_some_and(|deadline| deadline <= unix_seconds(OffsetDateTime::now_utc())) {
             return None;
         }
         Some(record)
     }
+
+    /// How much longer than the inactivity timeout an extension keeps a session:
+    /// a tenth of the timeout, at most a minute. A read extends an unchanged session only when
+    /// less than the timeout is left, to the timeout plus this slack — so an unchanged session
+    /// is extended at most once per slack, and never ends earlier than the timeout after its
+    /// last request (at most the slack later).
+    pub(crate) fn slack(&self) -> Duration {
+        (self.idle / 10).min(MAX_SLACK)
+    }
+
+    /// The expiry a read sets when it extends a session: the timeout plus the slack.
+    pub(crate) fn extended(&self) -> Duration {
+        self.idle + self.slack()
+    }
+
+    /// Whether a session with `left` until it expires is due for an extension.
+    pub(crate) fn extend_when(&self, left: Duration) -> bool {
+        left < self.idle
+    }
 }
 
-/// Time left until `record` expires, at least one second (Redis `EX` takes no zero).
-pub(crate) fn time_left(record: &Record) -> std::time::Duration {
+/// Time left until `record` expires, in whole milliseconds, at least one (Redis `PX` takes no
+/// zero).
+pub(crate) fn time_left(record: &Record) -> Duration {
     let left = record.expiry_date - OffsetDateTime::now_utc();
-    std::time::Duration::from_secs(left.whole_seconds().max(1) as u64)
+    Duration::from_millis(left.whole_milliseconds().clamp(1, u64::MAX.into()) as u64)
 }
 
-fn to_time(d: std::time::Duration) -> TimeDuration {
-    TimeDuration::seconds(d.as_secs().min(i64::MAX as u64) as i64)
+fn unix_seconds(at: OffsetDateTime) -> f64 {
+    at.unix_timestamp_nanos() as f64 / 1e9
+}
+
+fn rounded_to_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(idle: Duration) -> Limits {
+        Limits {
+            max_size: 1 << 20,
+            idle,
+            absolute: Some(Duration::from_millis(2500)),
+        }
+    }
+
+    #[test]
+    fn the_slack_is_a_tenth_of_the_timeout_and_at_most_a_minute() {
+        assert_eq!(
+            limits(Duration::from_secs(3)).slack(),
+            Duration::from_millis(300)
+        );
+        assert_eq!(limits(Duration::from_secs(7200)).slack(), MAX_SLACK);
+        let l = limits(Duration::from_secs(3));
+        assert!(l.extend_when(Duration::from_millis(2999)));
+        assert!(!l.extend_when(Duration::from_millis(3000)));
+        assert_eq!(l.extended(), Duration::from_millis(3300));
+    }
+
+    #[test]
+    fn the_absolute_deadline_keeps_its_milliseconds() {
+        let record = Record {
+            id: Default::default(),
+            data: Default::default(),
+            expiry_date: OffsetDateTime::now_utc()
+                + tower_sessions::cookie::time::Duration::hours(1),
+        };
+        let before = unix_seconds(OffsetDateTime::now_utc());
+        let bytes = limits(Duration::from_secs(60)).encode(&record).unwrap();
+        let stored: Record = serde_json::from_slice(&bytes).unwrap();
+        let deadline = stored.data[DEADLINE_KEY].as_f64().unwrap();
+        assert!(
+            (deadline - before - 2.5).abs() < 0.1,
+            "{deadline} vs {before}"
+        );
+        // Not truncated to whole seconds: an hour from now is more than 3,599 s away.
+        let left = time_left(&record);
+        assert!(left > Duration::from_millis(3_599_000) && left <= Duration::from_secs(3600));
+    }
 }

@@ -5,34 +5,44 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error, Result, SessionStore};
 
 use super::record::{Limits, time_left};
-use crate::redis::RedisHandle;
+use super::store::note_extended;
+use crate::redis::{RedisHandle, Script};
 
 /// Sessions in Redis, so that any server can serve any user. Keys are
-/// `<redis prefix>:session:<id>` with the session's own expiry (`EX`), so Redis removes
+/// `<redis prefix>:session:<id>` with the session's own expiry (`PX`), so Redis removes
 /// expired sessions itself. `create` is `SET NX` (a colliding id gets a new one), `save` is
-/// `SET XX` (a session deleted or expired meanwhile is not brought back). Every command is
-/// bounded by the handle's command timeout: while Redis is down a request that uses its
-/// session fails in that time, never hangs.
+/// `SET XX` (a session deleted or expired meanwhile is not brought back). `load` is one
+/// script call that reads the session and, when less than the inactivity timeout is left,
+/// extends its expiry with `PEXPIRE` — never rewriting it, so a read cannot undo another
+/// request's save. Every command is bounded by the handle's command timeout: while Redis is
+/// down a request that uses its session fails in that time, never hangs.
 #[derive(Clone, Debug)]
 pub struct RedisStore {
     redis: RedisHandle,
     limits: Limits,
+    load: Script,
 }
 
 impl RedisStore {
-    /// A store on the shared handle, for sessions of at most `max_size` bytes.
-    pub fn new(redis: RedisHandle, max_size: usize) -> Self {
+    /// A store on the shared handle, for sessions of at most `max_size` bytes that end after
+    /// `ttl` without a request (the layer's `session.ttl`).
+    pub fn new(redis: RedisHandle, max_size: usize, ttl: std::time::Duration) -> Self {
         Self::with_limits(
             redis,
             Limits {
                 max_size,
+                idle: ttl,
                 absolute: None,
             },
         )
     }
 
     pub(crate) fn with_limits(redis: RedisHandle, limits: Limits) -> Self {
-        Self { redis, limits }
+        Self {
+            redis,
+            limits,
+            load: Script::new(include_str!("extend.lua")),
+        }
     }
 
     fn key(&self, id: &Id) -> String {
@@ -45,8 +55,8 @@ impl RedisStore {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(&record.id))
             .arg(bytes)
-            .arg("EX")
-            .arg(time_left(record).as_secs())
+            .arg("PX")
+            .arg(time_left(record).as_millis() as u64)
             .arg(condition);
         let written: Option<String> = self.redis.query(&cmd).await.map_err(backend)?;
         Ok(written.is_some())
@@ -74,12 +84,22 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
-        let bytes: Option<Vec<u8>> = self
+        let idle = self.limits.idle.as_millis() as u64;
+        let extended = self.limits.extended().as_millis() as u64;
+        let mut invocation = self.load.invocation();
+        invocation.key(self.key(id)).arg(idle).arg(extended);
+        let loaded: Option<(Vec<u8>, i64)> = self
             .redis
-            .query(redis::cmd("GET").arg(self.key(id)))
+            .invoke(&invocation, std::time::Duration::MAX) // capped at the command timeout
             .await
             .map_err(backend)?;
-        Ok(bytes.and_then(|bytes| self.limits.decode(&bytes)))
+        let Some((bytes, extended)) = loaded else {
+            return Ok(None);
+        };
+        if extended == 1 {
+            note_extended();
+        }
+        Ok(self.limits.decode(&bytes))
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {

@@ -1,4 +1,5 @@
-//! [`AnyStore`]: one session-store type for the layer, whichever store is configured.
+//! [`AnyStore`]: one session-store type for the layer, whichever store is configured; and what
+//! the stores tell the layer about the request they serve.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -8,16 +9,32 @@ use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error, Result};
 
-tokio::task_local! {
-    /// Set when a save failed because the store is unavailable (not for a session too large
-    /// to encode): [`SessionService`](super::SessionService) then answers 503, not 500.
-    pub(super) static UNAVAILABLE_ON_SAVE: Cell<bool>;
+/// What happened to the request's session in the store, for
+/// [`SessionService`](super::SessionService) to act on after the handler answered.
+#[derive(Default)]
+pub(super) struct Outcome {
+    /// A save failed because the store is unavailable (not because the session is too large
+    /// to encode): the answer is a 503, not tower-sessions' 500.
+    pub(super) unavailable: Cell<bool>,
+    /// A read extended the session's expiry: the cookie's `Max-Age` is renewed with it.
+    pub(super) extended: Cell<bool>,
 }
 
-/// `result`, noting a store failure (`Error::Backend`) in [`UNAVAILABLE_ON_SAVE`].
+tokio::task_local! {
+    /// The [`Outcome`] of the request this task serves.
+    pub(super) static OUTCOME: Outcome;
+}
+
+/// Notes that a read extended the session (outside a [`SessionService`](super::SessionService),
+/// as with tower-sessions' own layer, there is nothing to note it in).
+pub(super) fn note_extended() {
+    let _ = OUTCOME.try_with(|outcome| outcome.extended.set(true));
+}
+
+/// `result`, noting a store failure (`Error::Backend`) in [`OUTCOME`].
 fn note<T>(result: Result<T>) -> Result<T> {
     if let Err(Error::Backend(_)) = &result {
-        let _ = UNAVAILABLE_ON_SAVE.try_with(|failed| failed.set(true));
+        let _ = OUTCOME.try_with(|outcome| outcome.unavailable.set(true));
     }
     result
 }
