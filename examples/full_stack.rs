@@ -132,7 +132,9 @@ async fn refresh_stats(State(cache): State<Cache>) -> StatusCode {
 }
 
 /// `/api/visits`: a per-visitor counter in the session (in process, or on Redis with
-/// `REDIS_URL`, so any server sees it).
+/// `REDIS_URL`, so any server sees it), behind the CSRF layer: `GET /api/visits` hands out the
+/// `XSRF-TOKEN` cookie, `POST /api/visits/reset` resets the counter only with the token back
+/// (`X-XSRF-TOKEN` header, as axios sends it, or a `_token` form field).
 fn sessions(prod: &ProductionLayer) -> Router {
     async fn visits(session: Session) -> Result<String, axum::response::Response> {
         let visits: u64 = session
@@ -146,8 +148,17 @@ fn sessions(prod: &ProductionLayer) -> Router {
             .map_err(session::unavailable)?;
         Ok(format!("{}\n", visits + 1))
     }
+    async fn reset(session: Session) -> Result<String, axum::response::Response> {
+        session
+            .remove::<u64>("visits")
+            .await
+            .map_err(session::unavailable)?;
+        Ok("0\n".to_owned())
+    }
     Router::new()
         .route("/api/visits", get(visits))
+        .route("/api/visits/reset", post(reset))
+        .layer(prod.csrf_layer())
         .layer(prod.session_layer())
 }
 

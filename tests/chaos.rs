@@ -25,7 +25,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::process::Signal;
 use serde_json::Value;
-use support::fleet::{Fleet, JsClients, Redis, create_kit_user, keep_cookie};
+use support::fleet::{Fleet, JsClients, Redis, create_kit_user};
+use support::http::keep_cookies;
 use support::sentinel::SentinelGroup;
 
 /// The rate-limited client's limit (`RUSTFORGE_RATE_LIMIT`, counted by its `x-api-key`).
@@ -112,7 +113,7 @@ impl Load {
                     visits: None,
                 };
                 if let Ok(res) = request.send().await {
-                    keep_cookie(&res, &mut cookie);
+                    keep_cookies(&res, &mut cookie);
                     sample.retry_after = res.headers().contains_key("retry-after");
                     let status = res.status().as_u16();
                     if let Ok(text) = res.text().await {

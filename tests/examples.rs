@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::example;
-use support::http::{client, get, get_text};
+use support::http::{client, get, get_text, keep_cookies};
 use support::process::Running;
 
 #[tokio::test]
@@ -200,13 +200,8 @@ async fn full_stack_caches_a_tagged_route_without_any_server() {
     // The session counter, with the cookie kept by hand (it is Secure: a browser would only
     // send it over HTTPS or to localhost).
     let first = http.get(app.url("/api/visits")).send().await.unwrap();
-    let cookie = first.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let mut cookie = String::new();
+    keep_cookies(&first, &mut cookie);
     assert_eq!(first.text().await.unwrap(), "1\n");
     let second = http
         .get(app.url("/api/visits"))
@@ -214,7 +209,39 @@ async fn full_stack_caches_a_tagged_route_without_any_server() {
         .send()
         .await
         .unwrap();
+    keep_cookies(&second, &mut cookie);
     assert_eq!(second.text().await.unwrap(), "2\n");
+    // The reset changes state: refused without the session's CSRF token, done with it.
+    let reset = |token: Option<String>| {
+        let request = http
+            .post(app.url("/api/visits/reset"))
+            .header("cookie", &cookie);
+        match token {
+            Some(token) => request.header("x-xsrf-token", token),
+            None => request,
+        }
+        .send()
+    };
+    let refused = reset(None).await.unwrap();
+    assert_eq!(refused.status(), 419);
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let token = cookie
+        .split("; ")
+        .find_map(|c| c.strip_prefix("XSRF-TOKEN="))
+        .unwrap_or_else(|| panic!("GET /api/visits hands out XSRF-TOKEN: {cookie}"))
+        .to_owned();
+    let done = reset(Some(token)).await.unwrap();
+    assert_eq!(done.status(), 200);
+    let third = http
+        .get(app.url("/api/visits"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.text().await.unwrap(), "1\n", "reset");
     let res = http.get(app.url("/api/db/time")).send().await.unwrap();
     assert_eq!(res.status(), 404, "no DATABASE_URL: no database route");
     app.terminate();

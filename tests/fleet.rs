@@ -13,7 +13,8 @@ use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::fleet::{Fleet, JsClients, Redis, keep_cookie, kit_redis_user};
+use support::fleet::{Fleet, JsClients, Redis, kit_redis_user};
+use support::http::keep_cookies;
 use support::redis::{RedisCluster, RedisServer};
 
 /// Fleets run side by side, except the one under full wrk load, which runs alone: on two cores
@@ -212,7 +213,7 @@ fn load(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec
                         continue;
                     }
                 };
-                keep_cookie(&res, &mut cookie);
+                keep_cookies(&res, &mut cookie);
                 let visits: u64 = res.text().await.unwrap().trim().parse().unwrap();
                 if visits != last + 1 {
                     failures.push(format!("/api/visits: {visits} after {last}"));
@@ -372,7 +373,7 @@ fn watch(
                 seen.unexpected
                     .push(format!("{path}: 503 without Retry-After"));
             }
-            keep_cookie(&res, &mut cookie);
+            keep_cookies(&res, &mut cookie);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         seen
@@ -456,7 +457,7 @@ async fn on_a_redis_cluster_the_kit_user_is_all_every_module_needs() {
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        keep_cookie(&res, &mut cookie);
+        keep_cookies(&res, &mut cookie);
         assert_eq!(res.text().await.unwrap().trim(), expected.to_string());
     }
     // The cache: a tagged entry, the tag flushed, the entry loaded again.

@@ -494,3 +494,174 @@ async fn session_settings_come_from_the_environment() {
         "{set}"
     );
 }
+
+/// An app with session routes behind the CSRF layer, `/hooks` exempt.
+async fn csrf_server(vars: &[(&str, &str)]) -> TestServer {
+    let prod = from_vars(vars).await;
+    async fn logout(session: Session) -> Result<&'static str, Response> {
+        session.flush().await.map_err(session::unavailable)?;
+        Ok("bye")
+    }
+    let app = Router::new()
+        .route("/counter", get(counter).post(counter))
+        .route("/logout", post(logout))
+        .route("/hooks/payment", post(|| async { "hook" }))
+        .route("/about", get(|| async { "about" }))
+        .layer(prod.csrf_layer().exempt("/hooks"))
+        .layer(prod.session_layer())
+        .merge(prod.routes())
+        .layer(prod.layer());
+    TestServer::start(app).await
+}
+
+/// A cookie jar keeping every cookie, and the `XSRF-TOKEN` a script would read from it.
+#[derive(Default)]
+struct Browser {
+    cookies: String,
+}
+
+impl Browser {
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> (u16, String) {
+        let response = request
+            .header("cookie", &self.cookies)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        support::http::keep_cookies(&response, &mut self.cookies);
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    fn xsrf(&self) -> String {
+        self.cookies
+            .split("; ")
+            .find_map(|c| c.strip_prefix("XSRF-TOKEN="))
+            .unwrap_or_else(|| panic!("no XSRF-TOKEN cookie in {}", self.cookies))
+            .to_owned()
+    }
+}
+
+#[tokio::test]
+async fn the_csrf_layer_requires_the_sessions_token_on_state_changing_requests() {
+    let redis = RedisServer::start();
+    let (url, prefix) = (redis.url(), format!("csrf-{}", std::process::id()));
+    let vars = redis_vars(&url, &prefix);
+    let (a, b) = (csrf_server(&vars).await, csrf_server(&vars).await);
+    let http = client();
+    let mut user = Browser::default();
+
+    // A safe request passes and hands out the token; the cookie is readable by scripts.
+    let res = http.get(a.url("/counter")).send().await.unwrap();
+    let set: Vec<_> = res.headers().get_all("set-cookie").iter().collect();
+    let xsrf = set
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with("XSRF-TOKEN="))
+        .unwrap_or_else(|| panic!("{set:?}"));
+    assert!(
+        !xsrf.contains("HttpOnly") && xsrf.contains("Secure") && xsrf.contains("SameSite=Lax"),
+        "{xsrf}"
+    );
+    assert_eq!(
+        user.send(http.get(a.url("/counter"))).await,
+        (200, "1".into())
+    );
+    let token = user.xsrf();
+
+    // Without the token, or with a wrong one: 419, and the handler did not run.
+    let (status, body) = user.send(http.post(a.url("/counter"))).await;
+    assert_eq!(status, 419, "{body}");
+    assert!(body.contains("csrf-token-mismatch"), "{body}");
+    let wrong = format!("{}0", &token[..token.len() - 1]);
+    let refused = user
+        .send(http.post(a.url("/counter")).header("x-csrf-token", &wrong))
+        .await;
+    assert_eq!(refused.0, 419);
+
+    // With it, in each of the three places, on either server (the token is in the session).
+    for (server, request) in [
+        (
+            &a,
+            http.post(a.url("/counter")).header("x-xsrf-token", &token),
+        ),
+        (
+            &b,
+            http.post(b.url("/counter")).header("x-csrf-token", &token),
+        ),
+        (
+            &b,
+            http.post(b.url("/counter"))
+                .form(&[("name", "ada"), ("_token", token.as_str())]),
+        ),
+    ] {
+        let (status, body) = user.send(request).await;
+        assert_eq!(status, 200, "{} {body}", server.url(""));
+    }
+    assert_eq!(user.send(http.get(a.url("/counter"))).await.1, "5");
+
+    // Another session's token is worthless here, and this one's there.
+    let mut other = Browser::default();
+    other.send(http.get(b.url("/counter"))).await;
+    assert_ne!(other.xsrf(), token);
+    let (status, _) = other
+        .send(http.post(b.url("/counter")).header("x-xsrf-token", &token))
+        .await;
+    assert_eq!(status, 419, "a token from another session");
+    let (status, _) = user
+        .send(
+            http.post(a.url("/counter"))
+                .header("x-xsrf-token", other.xsrf()),
+        )
+        .await;
+    assert_eq!(status, 419);
+
+    // Exempt routes need no token; no session at all is a 419 too (nothing to compare to).
+    assert_eq!(
+        Browser::default()
+            .send(http.post(a.url("/hooks/payment")))
+            .await,
+        (200, "hook".into())
+    );
+    let (status, body) = Browser::default()
+        .send(http.post(a.url("/counter")).header("x-xsrf-token", &token))
+        .await;
+    assert_eq!(status, 419, "{body}");
+
+    // A logout flushes the session: the next page has a new token, the old one is refused.
+    let (status, _) = user
+        .send(http.post(a.url("/logout")).header("x-xsrf-token", &token))
+        .await;
+    assert_eq!(status, 200);
+    assert_ne!(user.xsrf(), token, "a new token after the logout");
+    let stale = user
+        .send(http.post(a.url("/counter")).header("x-xsrf-token", &token))
+        .await;
+    assert_eq!(stale.0, 419);
+    let fresh = user.xsrf();
+    let ok = user
+        .send(http.post(a.url("/counter")).header("x-xsrf-token", &fresh))
+        .await;
+    assert_eq!(ok, (200, "1".into()));
+
+    // While Redis is down: safe requests that need no session pass, the others cannot be
+    // verified (503 with Retry-After, not 419: the client should retry, not reload).
+    raw_command(redis.port(), "CLIENT PAUSE 2000 ALL").unwrap();
+    let res = http
+        .post(a.url("/counter"))
+        .header("cookie", &user.cookies)
+        .header("x-xsrf-token", &fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let res = http
+        .get(a.url("/about"))
+        .header("cookie", &user.cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a page that uses no session");
+    assert!(res.headers().get("set-cookie").is_none());
+}

@@ -163,6 +163,15 @@ impl ProductionLayer {
         self.inner.session.clone()
     }
 
+    /// The CSRF layer for the session routes ([`CsrfLayer`](crate::session::CsrfLayer)): the
+    /// `XSRF-TOKEN` cookie on every response, the token required back on every other method
+    /// than `GET`, `HEAD`, `OPTIONS` and `TRACE`. Apply it inside
+    /// [`session_layer`](Self::session_layer).
+    #[cfg(feature = "session")]
+    pub fn csrf_layer(&self) -> crate::session::CsrfLayer {
+        self.inner.session.csrf_layer()
+    }
+
     /// The PostgreSQL pool, when `DATABASE_URL` (or
     /// [`database`](ProductionLayerBuilder::database)) is set.
     #[cfg(feature = "sqlx-postgres")]

@@ -78,6 +78,12 @@ impl SessionLayer {
     pub fn is_private(&self) -> bool {
         self.private
     }
+
+    /// The [`CsrfLayer`](super::CsrfLayer) for these sessions (its cookie's attributes follow
+    /// the session cookie's).
+    pub fn csrf_layer(&self) -> super::CsrfLayer {
+        super::CsrfLayer::with_attributes(self.renewal.attributes.clone())
+    }
 }
 
 /// The cookie key: 64 bytes derived from the secret with SHA-512, so every server with the

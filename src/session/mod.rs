@@ -52,6 +52,7 @@
 
 mod config;
 mod cookie;
+pub mod csrf;
 mod layer;
 mod memory;
 mod record;
@@ -60,6 +61,7 @@ mod redis;
 mod store;
 
 pub use config::{SameSite, SessionConfig, StoreKind};
+pub use csrf::CsrfLayer;
 pub use layer::{Marked, SessionLayer, SessionService};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]

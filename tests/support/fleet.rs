@@ -259,13 +259,6 @@ fn start_server(port: u16, env: &[(String, String)]) -> Running {
     Running::start_on("full_stack", port, &vars)
 }
 
-/// The session cookie `res` sets, if any, as the next request's `cookie` header.
-pub fn keep_cookie(res: &reqwest::Response, cookie: &mut String) {
-    if let Some(set) = res.headers().get("set-cookie") {
-        *cookie = set.to_str().unwrap().split(';').next().unwrap().to_string();
-    }
-}
-
 /// A tests/js script's clients: one JSON line per command.
 pub struct JsClients {
     child: std::process::Child,

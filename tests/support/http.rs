@@ -98,3 +98,27 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
     .ok();
     String::from_utf8_lossy(&response).into_owned()
 }
+
+/// Keeps what a browser would of `res`'s `Set-Cookie` headers in `cookies` (a `Cookie` request
+/// header: `a=1; b=2`): each cookie set replaces the one of its name, a removal (`Max-Age=0`)
+/// drops it.
+pub fn keep_cookies(res: &reqwest::Response, cookies: &mut String) {
+    let mut jar: Vec<(String, String)> = cookies
+        .split("; ")
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    for set in res.headers().get_all("set-cookie") {
+        let set = set.to_str().unwrap();
+        let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
+        jar.retain(|(kept, _)| kept != name);
+        if !set.contains("Max-Age=0") {
+            jar.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    *cookies = jar
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+}
