@@ -3,27 +3,12 @@
 
 mod support;
 
-use std::process::Command;
-
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use rustforge_prod::middleware::{CorsConfig, HttpConfig, HttpStack};
+use support::chromium::{outcome, run_page};
 use support::http::TestServer;
-
-const INSTALL_HINT: &str = "headless Chromium is required by this test: install it with \
-     `apt-get install chromium` (Debian) or run scripts/test.sh, which installs it";
-
-fn chromium() -> &'static str {
-    [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
-}
 
 async fn api(cors: CorsConfig) -> TestServer {
     let mut config = HttpConfig::default();
@@ -60,29 +45,8 @@ async function run(name, url, init) {{
     )
 }
 
-/// The text of the page's `<pre id="out">` result element (not the page's script, which names
-/// every case and `END` too).
-fn results(dom: &str) -> &str {
-    let start = dom
-        .find(r#"<pre id="out">"#)
-        .unwrap_or_else(|| panic!("no result element in the page:\n{dom}"))
-        + r#"<pre id="out">"#.len();
-    let end = dom[start..]
-        .find("</pre>")
-        .unwrap_or_else(|| panic!("the result element is not closed:\n{dom}"));
-    &dom[start..start + end]
-}
-
-fn outcome<'a>(dom: &'a str, name: &str) -> &'a str {
-    let start = dom
-        .find(&format!("{name}="))
-        .unwrap_or_else(|| panic!("case {name} missing from the page:\n{dom}"));
-    dom[start + name.len() + 1..].lines().next().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_browser_allows_and_blocks_as_configured() {
-    let browser = chromium();
     // The page's origin is known only once its server listens, so bind it first.
     let page_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let page_origin = format!("http://{}", page_listener.local_addr().unwrap());
@@ -135,38 +99,11 @@ async fn a_real_browser_allows_and_blocks_as_configured() {
         Router::new().route("/", get(move || async move { Html(html) })),
     );
 
-    let url = page_server.url("/");
-    let profile = tempfile::tempdir().unwrap();
-    let output = tokio::task::spawn_blocking({
-        let profile = profile.path().to_owned();
-        move || {
-            Command::new(browser)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--virtual-time-budget=10000",
-                    "--dump-dom",
-                ])
-                .arg(format!("--user-data-dir={}", profile.display()))
-                .arg(url)
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run {browser} ({e}); {INSTALL_HINT}"))
-        }
-    })
-    .await
-    .unwrap();
-    let page = String::from_utf8_lossy(&output.stdout);
-    let dom = results(&page);
+    let dom = run_page(page_server.url("/")).await;
+    let dom = dom.as_str();
     assert!(
         dom.lines().last() == Some("END") && dom.lines().count() == cases.len() + 1,
-        "the page did not run every case: {dom}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "the page did not run every case: {dom}"
     );
 
     assert!(outcome(dom, "simple").starts_with("OK 200 "), "{dom}");

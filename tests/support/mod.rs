@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod chromium;
 pub mod fleet;
 pub mod http;
 pub mod logs;
