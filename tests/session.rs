@@ -11,7 +11,7 @@ use axum::extract::Query;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rustforge_prod::session::{self, Session};
+use rustforge_prod::session::{self, Session, flash};
 use support::http::{TestServer, client};
 use support::prod::{config_error, from_vars};
 use support::redis::{RedisServer, raw_command};
@@ -31,13 +31,50 @@ async fn counter(session: Session) -> Result<String, Response> {
     Ok((n + 1).to_string())
 }
 
-async fn login(session: Session) -> Result<&'static str, Response> {
+#[derive(serde::Deserialize)]
+struct Login {
+    user: Option<String>,
+}
+
+async fn login(session: Session, Query(login): Query<Login>) -> Result<&'static str, Response> {
+    let user = login.user.unwrap_or_else(|| "ada".into());
     session.cycle_id().await.map_err(session::unavailable)?;
     session
-        .insert("user", "ada")
+        .insert("user", &user)
+        .await
+        .map_err(session::unavailable)?;
+    session::set_user_id(&session, &user)
         .await
         .map_err(session::unavailable)?;
     Ok("logged in")
+}
+
+async fn flash_put(session: Session) -> Result<&'static str, Response> {
+    flash::put(&session, "status", "saved")
+        .await
+        .map_err(session::unavailable)?;
+    Ok("put")
+}
+
+#[derive(serde::Deserialize)]
+struct Show {
+    keep: Option<bool>,
+}
+
+async fn flash_show(
+    session: Session,
+    Query(show): Query<Show>,
+) -> Result<Json<Option<String>>, Response> {
+    if show.keep == Some(true) {
+        flash::reflash(&session)
+            .await
+            .map_err(session::unavailable)?;
+    }
+    Ok(Json(
+        flash::get(&session, "status")
+            .await
+            .map_err(session::unavailable)?,
+    ))
 }
 
 async fn whoami(session: Session) -> Result<Json<Option<String>>, Response> {
@@ -62,8 +99,15 @@ async fn big(session: Session, Query(big): Query<Big>) -> Result<&'static str, R
 /// An app server configured from `vars`, with its own connection pool.
 async fn server(vars: &[(&str, &str)]) -> TestServer {
     let prod = from_vars(vars).await;
+    let sessions = prod.sessions();
+    let logout_others = move |session: Session| async move {
+        let ended = sessions.end_other_sessions(&session).await;
+        ended.map(|n| n.to_string()).map_err(session::unavailable)
+    };
     let app = Router::new()
         .route("/counter", get(counter))
+        .route("/flash", post(flash_put).get(flash_show))
+        .route("/logout-others", post(logout_others))
         .route("/login", post(login))
         .route("/whoami", get(whoami))
         .route("/big", post(big))
@@ -664,4 +708,138 @@ async fn the_csrf_layer_requires_the_sessions_token_on_state_changing_requests()
         .unwrap();
     assert_eq!(res.status(), 200, "a page that uses no session");
     assert!(res.headers().get("set-cookie").is_none());
+}
+
+/// The stores to test, each with the two servers to use: on Redis two servers sharing it, in
+/// memory one server twice (a memory store is per process).
+async fn pairs(
+    redis: &RedisServer,
+    name: &str,
+) -> Vec<(&'static str, TestServer, Option<TestServer>)> {
+    let (url, prefix) = (redis.url(), format!("{name}-{}", std::process::id()));
+    let mut pairs = vec![];
+    for store in ["memory", "redis"] {
+        let mut vars = redis_vars(&url, &prefix);
+        vars.push(("RUSTFORGE_SESSION_STORE", store));
+        let a = server(&vars).await;
+        let b = if store == "redis" {
+            Some(server(&vars).await)
+        } else {
+            None
+        };
+        pairs.push((store, a, b));
+    }
+    pairs
+}
+
+#[tokio::test]
+async fn flash_data_is_there_for_exactly_the_next_request_on_either_server() {
+    let redis = RedisServer::start();
+    let http = client();
+    for (store, a, b) in pairs(&redis, "flash").await {
+        let b = b.as_ref().unwrap_or(&a);
+        let mut jar = Jar::default();
+        assert_eq!(
+            jar.send(http.post(a.url("/flash"))).await,
+            (200, "put".into())
+        );
+        // Requests that do not use the session do not count.
+        assert_eq!(jar.send(http.get(b.url("/untouched"))).await.0, 200);
+        let saved = (200, "\"saved\"".to_owned());
+        assert_eq!(
+            jar.send(http.get(b.url("/flash"))).await,
+            saved,
+            "{store}: the next"
+        );
+        assert_eq!(
+            jar.send(http.get(a.url("/flash"))).await,
+            (200, "null".into()),
+            "{store}: gone after it"
+        );
+        // Kept one request more.
+        jar.send(http.post(a.url("/flash"))).await;
+        assert_eq!(jar.send(http.get(b.url("/flash?keep=true"))).await, saved);
+        assert_eq!(
+            jar.send(http.get(a.url("/flash"))).await,
+            saved,
+            "{store}: kept"
+        );
+        assert_eq!(
+            jar.send(http.get(b.url("/flash"))).await.1,
+            "null",
+            "{store}"
+        );
+        // Flash data does not disturb the rest of the session.
+        assert_eq!(jar.send(http.get(a.url("/counter"))).await.1, "1");
+        assert_eq!(jar.send(http.get(b.url("/counter"))).await.1, "2");
+    }
+}
+
+#[tokio::test]
+async fn a_user_logs_out_their_other_devices_on_every_server() {
+    let redis = RedisServer::start();
+    let http = client();
+    for (store, a, b) in pairs(&redis, "devices").await {
+        let b = b.as_ref().unwrap_or(&a);
+        let (mut laptop, mut phone, mut tablet, mut bob) = (
+            Jar::default(),
+            Jar::default(),
+            Jar::default(),
+            Jar::default(),
+        );
+        laptop.send(http.post(a.url("/login"))).await;
+        phone.send(http.post(b.url("/login"))).await;
+        tablet.send(http.post(a.url("/login"))).await;
+        bob.send(http.post(b.url("/login?user=bob"))).await;
+        // A rotated id: the laptop logs in again; its old id is in the index, but gone.
+        laptop.send(http.post(b.url("/login"))).await;
+        for jar in [&mut laptop, &mut phone, &mut tablet] {
+            assert_eq!(jar.send(http.get(a.url("/whoami"))).await.1, "\"ada\"");
+        }
+
+        // The phone changes the password: the two other sessions of ada end, on both servers.
+        assert_eq!(
+            phone.send(http.post(b.url("/logout-others"))).await,
+            (200, "2".into()),
+            "{store}"
+        );
+        for (name, jar) in [("laptop", &mut laptop), ("tablet", &mut tablet)] {
+            for server in [&a, b] {
+                let mut probe = Jar {
+                    cookie: jar.cookie.clone(),
+                    ..Jar::default()
+                };
+                assert_eq!(
+                    probe.send(http.get(server.url("/whoami"))).await.1,
+                    "null",
+                    "{store}: the {name} is logged out"
+                );
+            }
+        }
+        assert_eq!(
+            phone.send(http.get(a.url("/whoami"))).await.1,
+            "\"ada\"",
+            "{store}"
+        );
+        assert_eq!(
+            bob.send(http.get(a.url("/whoami"))).await.1,
+            "\"bob\"",
+            "{store}"
+        );
+        assert_eq!(
+            phone.send(http.post(a.url("/logout-others"))).await.1,
+            "0",
+            "{store}: nothing left to end"
+        );
+    }
+    // On Redis the index holds the phone's session only, and expires with it.
+    let prefix = format!("devices-{}", std::process::id());
+    let size = raw_command(redis.port(), &format!("ZCARD {prefix}:session-user:ada")).unwrap();
+    assert_eq!(size, ":1");
+    let ttl = raw_command(redis.port(), &format!("PTTL {prefix}:session-user:ada")).unwrap();
+    let ttl: i64 = ttl.trim_start_matches(':').parse().unwrap();
+    assert!(
+        ttl > 7_000_000 && ttl <= 7_260_000,
+        "expires with the session (2 h + slack): {ttl}"
+    );
 }

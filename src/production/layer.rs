@@ -163,6 +163,13 @@ impl ProductionLayer {
         self.inner.session.clone()
     }
 
+    /// Ends users' sessions on every server sharing the session store
+    /// ([`Sessions`](crate::session::Sessions)): "log out other devices".
+    #[cfg(feature = "session")]
+    pub fn sessions(&self) -> crate::session::Sessions {
+        self.inner.session.sessions()
+    }
+
     /// The CSRF layer for the session routes ([`CsrfLayer`](crate::session::CsrfLayer)): the
     /// `XSRF-TOKEN` cookie on every response, the token required back on every other method
     /// than `GET`, `HEAD`, `OPTIONS` and `TRACE`. Apply it inside

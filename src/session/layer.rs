@@ -3,20 +3,21 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::TryFutureExt;
-use futures_util::future::{BoxFuture, MapOk};
+use futures_util::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 use sha2::{Digest, Sha512};
 use tower::util::Either;
 use tower::{Layer, Service};
 use tower_sessions::cookie::Key;
 use tower_sessions::service::PrivateCookie;
-use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
 use super::config::SessionConfig;
 use super::cookie::{self, CookieAttributes};
+use super::flash;
 use super::record::Limits;
 use super::store::{AnyStore, OUTCOME, Outcome};
+use super::users::Sessions;
 
 type Plain = SessionManagerLayer<AnyStore>;
 type Private = SessionManagerLayer<AnyStore, PrivateCookie>;
@@ -29,6 +30,7 @@ pub struct SessionLayer {
     inner: Either<Plain, Private>,
     private: bool,
     renewal: Arc<Renewal>,
+    sessions: Sessions,
 }
 
 /// How the session cookie is renewed when a read extended the session: tower-sessions sets the
@@ -49,6 +51,7 @@ impl SessionLayer {
         let ttl = tower_sessions::cookie::time::Duration::milliseconds(
             config.ttl.as_millis().min(i64::MAX as u128) as i64,
         );
+        let index = store.index.clone();
         let layer = SessionManagerLayer::new(store)
             .with_name(config.cookie_name().to_owned())
             .with_http_only(true)
@@ -60,23 +63,26 @@ impl SessionLayer {
             name: config.cookie_name().to_owned(),
             attributes,
         });
-        match &config.secret {
-            Some(secret) => Self {
-                inner: Either::Right(layer.with_private(key(secret))),
-                private: true,
-                renewal,
-            },
-            None => Self {
-                inner: Either::Left(layer),
-                private: false,
-                renewal,
-            },
+        let (inner, private) = match &config.secret {
+            Some(secret) => (Either::Right(layer.with_private(key(secret))), true),
+            None => (Either::Left(layer), false),
+        };
+        Self {
+            inner,
+            private,
+            renewal,
+            sessions: Sessions::new(index),
         }
     }
 
     /// Whether the cookie is encrypted (a secret is set).
     pub fn is_private(&self) -> bool {
         self.private
+    }
+
+    /// Ends users' sessions in this layer's store ([`Sessions`]).
+    pub fn sessions(&self) -> Sessions {
+        self.sessions.clone()
     }
 
     /// The [`CsrfLayer`](super::CsrfLayer) for these sessions (its cookie's attributes follow
@@ -118,28 +124,40 @@ impl<S> Layer<S> for SessionLayer {
 struct FromHandler;
 
 /// The service inside [`SessionService`]'s tower-sessions layer: the handler, its responses
-/// marked so that a 500 tower-sessions makes itself can be told from the handler's own.
+/// marked so that a 500 tower-sessions makes itself can be told from the handler's own, and
+/// the session's flash data aged after a request that used it.
 #[derive(Clone, Debug)]
 pub struct Marked<S>(S);
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Marked<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = MapOk<S::Future, fn(Response<ResBody>) -> Response<ResBody>>;
+    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.0.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        fn mark<B>(mut res: Response<B>) -> Response<B> {
+        let session = req.extensions().get::<Session>().cloned();
+        let response = self.0.call(req);
+        Box::pin(async move {
+            let mut res = response.await?;
             res.extensions_mut().insert(FromHandler);
-            res
-        }
-        self.0.call(req).map_ok(mark::<ResBody>)
+            // Only a session the request loaded or changed: an untouched one costs nothing.
+            let loaded = OUTCOME.try_with(|o| o.loaded.get()).unwrap_or(false);
+            if let Some(session) = session.filter(|s| loaded || s.is_modified())
+                && let Err(error) = flash::age(&session).await
+            {
+                tracing::warn!(%error, "the session's flash data could not be aged");
+            }
+            Ok(res)
+        })
     }
 }
 

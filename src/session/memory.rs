@@ -1,5 +1,6 @@
 //! The in-process session store: moka, bounded, each session expiring on its own date.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use tower_sessions::session_store::{Error, Result, SessionStore};
 
 use super::record::{Limits, time_left};
 use super::store::note_extended;
+use super::users::{UserIndex, user_of};
 
 /// Sessions in this process's memory, at most `max_sessions` (the least used go first when it
 /// is full), each removed when it expires. A read extends an unchanged session's expiry when
@@ -27,6 +29,8 @@ pub struct MemoryStore {
 #[derive(Clone)]
 struct Stored {
     bytes: Bytes,
+    /// The user the session is marked as ([`set_user_id`](super::set_user_id)).
+    user: Option<Arc<str>>,
     /// How long the entry lives from when it is (re)inserted.
     ttl: Duration,
     /// When it expires: tells whether a read is due to extend it, and whether the entry is
@@ -35,9 +39,10 @@ struct Stored {
 }
 
 impl Stored {
-    fn new(bytes: Bytes, ttl: Duration) -> Self {
+    fn new(bytes: Bytes, user: Option<Arc<str>>, ttl: Duration) -> Self {
         Self {
             bytes,
+            user,
             ttl,
             expires: Instant::now() + ttl,
         }
@@ -96,13 +101,14 @@ impl MemoryStore {
 
     fn stored(&self, record: &Record) -> Result<Stored> {
         let bytes = Bytes::from(self.limits.encode(record)?);
-        Ok(Stored::new(bytes, time_left(record)))
+        let user = user_of(record).map(Arc::from);
+        Ok(Stored::new(bytes, user, time_left(record)))
     }
 
     /// Extends `stored`, the entry of `id` a read found, unless a save replaced it meanwhile.
     async fn extend(&self, id: Id, stored: Stored) {
         let seen = stored.expires;
-        let extended = Stored::new(stored.bytes, self.limits.extended());
+        let extended = Stored::new(stored.bytes, stored.user, self.limits.extended());
         self.sessions
             .entry(id)
             .and_compute_with(|current| async move {
@@ -162,5 +168,23 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, id: &Id) -> Result<()> {
         self.sessions.invalidate(id).await;
         Ok(())
+    }
+}
+
+/// The memory store finds a user's sessions by walking its entries: ending them is rare, and
+/// the walk reads the user kept beside each entry, never decoding a session.
+#[async_trait]
+impl UserIndex for MemoryStore {
+    async fn end_sessions_of(&self, user: &str, except: Option<Id>) -> Result<usize> {
+        let ids: Vec<Id> = self
+            .sessions
+            .iter()
+            .filter(|(id, stored)| stored.user.as_deref() == Some(user) && Some(**id) != except)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.sessions.invalidate(id).await;
+        }
+        Ok(ids.len())
     }
 }

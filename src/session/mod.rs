@@ -53,12 +53,14 @@
 mod config;
 mod cookie;
 pub mod csrf;
+pub mod flash;
 mod layer;
 mod memory;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
 mod store;
+mod users;
 
 pub use config::{SameSite, SessionConfig, StoreKind};
 pub use csrf::CsrfLayer;
@@ -69,6 +71,7 @@ pub use redis::RedisStore;
 pub use store::AnyStore;
 pub use tower_sessions::session::Error as SessionError;
 pub use tower_sessions::{Expiry, Session, SessionStore};
+pub use users::{Sessions, set_user_id, user_id};
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -91,13 +94,13 @@ pub(crate) fn build(
     let store = match (kind, redis) {
         #[cfg(feature = "redis")]
         (StoreKind::Redis, Some(redis)) => {
-            AnyStore::new(RedisStore::with_limits(redis.clone(), limits))
+            AnyStore::indexed(RedisStore::with_limits(redis.clone(), limits))
         }
         (StoreKind::Redis, _) => {
             return Err(crate::backend::redis_store_without_redis("session.store"));
         }
         (StoreKind::Memory, _) => {
-            AnyStore::new(MemoryStore::with_limits(config.max_sessions, limits))
+            AnyStore::indexed(MemoryStore::with_limits(config.max_sessions, limits))
         }
     };
     Ok(SessionLayer::new(store, config))

@@ -4,8 +4,11 @@ use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error, Result, SessionStore};
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use super::record::{Limits, time_left};
 use super::store::note_extended;
+use super::users::{UserIndex, user_of};
 use crate::redis::{RedisHandle, Script};
 
 /// Sessions in Redis, so that any server can serve any user. Keys are
@@ -21,6 +24,7 @@ pub struct RedisStore {
     redis: RedisHandle,
     limits: Limits,
     load: Script,
+    index: Script,
 }
 
 impl RedisStore {
@@ -42,23 +46,49 @@ impl RedisStore {
             redis,
             limits,
             load: Script::new(include_str!("extend.lua")),
+            index: Script::new(include_str!("index.lua")),
         }
     }
 
-    fn key(&self, id: &Id) -> String {
+    fn key(&self, id: &impl std::fmt::Display) -> String {
         format!("{}:session:{id}", self.redis.prefix())
+    }
+
+    fn index_key(&self, user: &str) -> String {
+        format!("{}:session-user:{user}", self.redis.prefix())
+    }
+
+    /// Records that `record`'s session, of `user`, lives `ttl` from now.
+    async fn index(&self, user: &str, record: &Record, ttl: Duration) -> Result<()> {
+        let now = unix_ms();
+        let mut invocation = self.index.invocation();
+        invocation
+            .key(self.index_key(user))
+            .arg(record.id.to_string())
+            .arg(now + ttl.as_millis() as u64)
+            .arg(now);
+        let _: i64 = self
+            .redis
+            .invoke(&invocation, Duration::MAX)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     /// `SET key value EX ttl NX|XX`; whether it was written.
     async fn set(&self, record: &Record, condition: &str) -> Result<bool> {
         let bytes = self.limits.encode(record)?;
+        let ttl = time_left(record);
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(&record.id))
             .arg(bytes)
             .arg("PX")
-            .arg(time_left(record).as_millis() as u64)
+            .arg(ttl.as_millis() as u64)
             .arg(condition);
         let written: Option<String> = self.redis.query(&cmd).await.map_err(backend)?;
+        if let (Some(_), Some(user)) = (&written, user_of(record)) {
+            self.index(user, record, ttl).await?;
+        }
         Ok(written.is_some())
     }
 }
@@ -90,16 +120,22 @@ impl SessionStore for RedisStore {
         invocation.key(self.key(id)).arg(idle).arg(extended);
         let loaded: Option<(Vec<u8>, i64)> = self
             .redis
-            .invoke(&invocation, std::time::Duration::MAX) // capped at the command timeout
+            .invoke(&invocation, Duration::MAX) // capped at the command timeout
             .await
             .map_err(backend)?;
         let Some((bytes, extended)) = loaded else {
             return Ok(None);
         };
+        let record = self.limits.decode(&bytes);
         if extended == 1 {
             note_extended();
+            if let Some(record) = &record
+                && let Some(user) = user_of(record)
+            {
+                self.index(user, record, self.limits.extended()).await?;
+            }
         }
-        Ok(self.limits.decode(&bytes))
+        Ok(record)
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
@@ -109,5 +145,45 @@ impl SessionStore for RedisStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[async_trait]
+impl UserIndex for RedisStore {
+    async fn end_sessions_of(&self, user: &str, except: Option<Id>) -> Result<usize> {
+        let index = self.index_key(user);
+        let live: Vec<String> = self
+            .redis
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&index)
+                    .arg(unix_ms())
+                    .arg("+inf"),
+            )
+            .await
+            .map_err(backend)?;
+        let except = except.map(|id| id.to_string());
+        let mut ended = 0;
+        for id in live.iter().filter(|id| Some(*id) != except.as_ref()) {
+            // Each session key hashes to its own slot: one DEL each, then out of the index.
+            let deleted: i64 = self
+                .redis
+                .query(redis::cmd("DEL").arg(self.key(id)))
+                .await
+                .map_err(backend)?;
+            let _: i64 = self
+                .redis
+                .query(redis::cmd("ZREM").arg(&index).arg(id))
+                .await
+                .map_err(backend)?;
+            ended += usize::from(deleted > 0);
+        }
+        Ok(ended)
     }
 }

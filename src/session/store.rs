@@ -9,6 +9,8 @@ use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error, Result};
 
+use super::users::UserIndex;
+
 /// What happened to the request's session in the store, for
 /// [`SessionService`](super::SessionService) to act on after the handler answered.
 #[derive(Default)]
@@ -18,6 +20,8 @@ pub(super) struct Outcome {
     pub(super) unavailable: Cell<bool>,
     /// A read extended the session's expiry: the cookie's `Max-Age` is renewed with it.
     pub(super) extended: Cell<bool>,
+    /// The session was read from the store: the request used it (its flash data ages).
+    pub(super) loaded: Cell<bool>,
 }
 
 tokio::task_local! {
@@ -41,30 +45,47 @@ fn note<T>(result: Result<T>) -> Result<T> {
 
 /// Any [`SessionStore`], shared: what [`SessionLayer`](super::SessionLayer) runs on.
 #[derive(Clone, Debug)]
-pub struct AnyStore(Arc<dyn SessionStore>);
+pub struct AnyStore {
+    store: Arc<dyn SessionStore>,
+    /// The crate's stores also end a user's sessions ([`Sessions`](super::Sessions)).
+    pub(super) index: Option<Arc<dyn UserIndex>>,
+}
 
 impl AnyStore {
-    /// Wraps `store`.
+    /// Wraps `store` (a store of your own: [`Sessions`](super::Sessions) cannot end its
+    /// users' sessions).
     pub fn new(store: impl SessionStore) -> Self {
-        Self(Arc::new(store))
+        Self {
+            store: Arc::new(store),
+            index: None,
+        }
+    }
+
+    /// Wraps one of the crate's stores, which keep an index of users' sessions.
+    pub(super) fn indexed(store: impl SessionStore + UserIndex + Clone) -> Self {
+        Self {
+            store: Arc::new(store.clone()),
+            index: Some(Arc::new(store)),
+        }
     }
 }
 
 #[async_trait]
 impl SessionStore for AnyStore {
     async fn create(&self, record: &mut Record) -> Result<()> {
-        note(self.0.create(record).await)
+        note(self.store.create(record).await)
     }
 
     async fn save(&self, record: &Record) -> Result<()> {
-        note(self.0.save(record).await)
+        note(self.store.save(record).await)
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
-        self.0.load(id).await
+        let _ = OUTCOME.try_with(|outcome| outcome.loaded.set(true));
+        self.store.load(id).await
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
-        self.0.delete(id).await
+        self.store.delete(id).await
     }
 }
