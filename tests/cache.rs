@@ -103,6 +103,99 @@ async fn the_remember_lock_loads_once_across_servers() {
 }
 
 /// Without the lock, each server loads once (its single flight), not once per request.
+/// A loader for `flexible` that counts its calls and returns `v<call>`; every call after the
+/// first waits for a permit of `gate`, so the test decides when a refresh finishes.
+fn gated_loader(
+    loads: &Arc<AtomicUsize>,
+    gate: &Arc<tokio::sync::Semaphore>,
+) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<String, std::io::Error>> + Send>>
++ Send
++ 'static {
+    let (loads, gate) = (loads.clone(), gate.clone());
+    move || {
+        Box::pin(async move {
+            let call = loads.fetch_add(1, Ordering::SeqCst) + 1;
+            if call > 1 {
+                gate.acquire().await.unwrap().forget();
+            }
+            Ok(format!("v{call}"))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flexible_serves_the_stale_value_at_once_and_refreshes_once_per_fleet() {
+    let (_server, url) = shared_or_spawn();
+    let prefix = unique("flexible");
+    // Two servers: two caches, each on its own pool, sharing one Redis.
+    let servers = [redis_cache(&url, &prefix), redis_cache(&url, &prefix)];
+    let (loads, gate) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(tokio::sync::Semaphore::new(0)),
+    );
+    let (fresh, stale) = (Duration::from_millis(500), Duration::from_secs(60));
+    let flexible =
+        |i: usize| servers[i % 2].flexible("stats", fresh, stale, gated_loader(&loads, &gate));
+    let loaded = Instant::now();
+    assert_eq!(flexible(0).await.unwrap(), "v1");
+    assert_eq!(flexible(1).await.unwrap(), "v1", "fresh: served");
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+
+    // In the stale window: 1,000 requests on both servers all get the old value while the one
+    // refresh is held at the gate — none of them waited for it.
+    tokio::time::sleep_until((loaded + fresh).into()).await;
+    let served = join_all((0..1000).map(flexible)).await;
+    assert!(
+        served.iter().all(|v| v.as_deref().ok() == Some("v1")),
+        "{:?}",
+        &served[..3]
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while loads.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "no refresh started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The refresh finishes: the new value is served from then on, and it ran once in all.
+    gate.add_permits(1000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = flexible(1).await.unwrap();
+        if value == "v2" {
+            break;
+        }
+        assert_eq!(value, "v1");
+        assert!(Instant::now() < deadline, "the refreshed value never came");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(flexible(0).await.unwrap(), "v2");
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        2,
+        "one refresh for 1,000 stale reads on two servers"
+    );
+}
+
+#[tokio::test]
+async fn flexible_loads_while_the_request_waits_once_the_value_is_too_old() {
+    let cache = Cache::new(MemoryStore::new(100));
+    let (loads, gate) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(tokio::sync::Semaphore::new(10)),
+    );
+    let (fresh, stale) = (Duration::from_millis(50), Duration::from_millis(200));
+    let loaded = Instant::now();
+    let flexible = || cache.flexible("k", fresh, stale, gated_loader(&loads, &gate));
+    assert_eq!(flexible().await.unwrap(), "v1");
+    tokio::time::sleep_until((loaded + stale + Duration::from_millis(50)).into()).await;
+    assert_eq!(
+        flexible().await.unwrap(),
+        "v2",
+        "past `stale`: loaded, not served old"
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn without_the_lock_each_server_loads_once() {
     let (_server, url) = shared_or_spawn();

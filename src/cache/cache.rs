@@ -267,6 +267,20 @@ impl Cache {
         }
     }
 
+    /// Gives the entry under `key` a new `ttl`, keeping its value (`None`: the default TTL;
+    /// zero: removes it); whether it was there. Laravel's `touch`.
+    pub async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool, CacheError> {
+        let full = self.full_key(key);
+        let store = &self.inner.store;
+        match self.ttl(ttl) {
+            Ttl::Remove => self.write("forget", store.forget(&full)).await,
+            ttl => {
+                self.write("touch", store.touch(&full, ttl.duration()))
+                    .await
+            }
+        }
+    }
+
     /// Removes `key`; whether it was there.
     pub async fn forget(&self, key: &str) -> Result<bool, CacheError> {
         let full = self.full_key(key);
@@ -336,6 +350,15 @@ impl Cache {
     }
 
     // ---- shared by the facade, tags and locks ----
+
+    pub(crate) fn flights(&self) -> &Flights {
+        &self.inner.flights
+    }
+
+    /// How long the remember lock lets a load take, when configured.
+    pub(crate) fn remember_lock(&self) -> Option<Duration> {
+        self.inner.remember_lock
+    }
 
     pub(crate) fn ttl(&self, ttl: Option<Duration>) -> Ttl {
         match ttl.or(self.inner.default_ttl) {
@@ -428,7 +451,7 @@ impl Cache {
 
     /// Logs a store failure the caller does not see, at most once per [`WARN_EVERY`]: during
     /// an outage every request would log one.
-    fn warn(&self, err: &CacheError, message: &'static str) {
+    pub(crate) fn warn(&self, err: &CacheError, message: &'static str) {
         let now = self.inner.started.elapsed().as_millis() as u64;
         let last = self.inner.last_warning.load(Ordering::Relaxed);
         let due = last == u64::MAX || now.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
@@ -532,6 +555,27 @@ impl Cache {
             },
             None => None,
         };
+        let loaded = self.load_and_store(full, ttl, load).await;
+        if let Some(guard) = guard {
+            let _ = guard.release().await;
+        }
+        loaded
+    }
+
+    /// Runs the loader, counted, and stores its value; a failed store is counted and logged,
+    /// and the value still returned.
+    pub(crate) async fn load_and_store<T, E, F, Fut>(
+        &self,
+        full: &str,
+        ttl: Ttl,
+        load: F,
+    ) -> Result<(T, Bytes), Cause>
+    where
+        T: Serialize,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let started = Instant::now();
         let loaded = load().await;
         let elapsed = started.elapsed();
@@ -542,11 +586,8 @@ impl Cache {
             let entry = [(full.to_owned(), bytes.clone())];
             let stored = self.write("put", self.inner.store.put_many(&entry, ttl.duration()));
             if let Err(err) = stored.await {
-                self.warn(&err, "remember could not store the loaded value");
+                self.warn(&err, "could not store the loaded value");
             }
-        }
-        if let Some(guard) = guard {
-            let _ = guard.release().await;
         }
         Ok((value, bytes))
     }
@@ -570,7 +611,7 @@ impl Ttl {
     }
 }
 
-fn encode<T: Serialize + ?Sized>(full: &str, value: &T) -> Result<Bytes, CacheError> {
+pub(crate) fn encode<T: Serialize + ?Sized>(full: &str, value: &T) -> Result<Bytes, CacheError> {
     codec::encode(value).map_err(|e| CacheError::Encode {
         key: full.to_owned(),
         reason: e.to_string(),

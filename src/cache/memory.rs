@@ -162,6 +162,29 @@ impl CacheStore for MemoryStore {
         })
     }
 
+    fn touch<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<bool, CacheError>> {
+        Box::pin(async move {
+            let result = self
+                .entries
+                .entry_by_ref(key)
+                .and_compute_with(|current| async move {
+                    match current {
+                        Some(entry) => Op::Put(Entry {
+                            value: entry.into_value().value,
+                            ttl: Ttl::of(ttl),
+                        }),
+                        None => Op::Nop,
+                    }
+                })
+                .await;
+            Ok(matches!(result, CompResult::ReplacedWith(_)))
+        })
+    }
+
     fn forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, CacheError>> {
         Box::pin(async move { Ok(self.entries.remove(key).await.is_some()) })
     }

@@ -46,6 +46,7 @@
 mod cache;
 mod codec;
 mod config;
+mod flexible;
 mod flight;
 #[cfg(feature = "metrics")]
 mod instruments;

@@ -145,6 +145,33 @@ impl CacheStore for RedisStore {
         })
     }
 
+    fn touch<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<bool, CacheError>> {
+        Box::pin(async move {
+            let full = self.key(key);
+            let touched: i64 = match ttl {
+                Some(ttl) => {
+                    let ms = ttl.as_millis().max(1) as u64;
+                    self.redis
+                        .query(redis::cmd("PEXPIRE").arg(full).arg(ms))
+                        .await?
+                }
+                // PERSIST answers 0 for a key without a TTL too: EXISTS tells them apart.
+                None => {
+                    let mut pipeline = redis::pipe();
+                    pipeline.cmd("PERSIST").arg(&full).ignore();
+                    pipeline.cmd("EXISTS").arg(&full);
+                    let exists: Vec<i64> = self.redis.query_pipeline(&pipeline).await?;
+                    exists.first().copied().unwrap_or(0)
+                }
+            };
+            Ok(touched > 0)
+        })
+    }
+
     fn forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, CacheError>> {
         Box::pin(async move {
             let removed: i64 = self

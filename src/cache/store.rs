@@ -40,6 +40,14 @@ pub trait CacheStore: fmt::Debug + Send + Sync + 'static {
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<bool, CacheError>>;
 
+    /// Gives the entry under `key` a new `ttl` (`None`: none), keeping its value; whether it
+    /// was there.
+    fn touch<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<bool, CacheError>>;
+
     /// Removes `key`; whether it was there.
     fn forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, CacheError>>;
 

@@ -24,6 +24,7 @@ pub async fn cache_conformance(cache: &Cache, prefix: &str) {
     // explode in crates that await this function.
     Box::pin(values_round_trip(cache, prefix)).await;
     Box::pin(entries_expire(cache, prefix)).await;
+    Box::pin(touch_gives_a_new_ttl(cache, prefix)).await;
     Box::pin(add_is_atomic(cache, prefix)).await;
     Box::pin(increment_is_atomic(cache, prefix)).await;
     Box::pin(increment_keeps_the_ttl_and_refuses_text(cache, prefix)).await;
@@ -86,6 +87,39 @@ pub async fn entries_expire(cache: &Cache, prefix: &str) {
     assert!(stored.elapsed() >= ttl, "expired before its TTL");
     assert_eq!(cache.get::<i32>(&kept).await, Some(2), "forever is kept");
     cache.forget(&kept).await.unwrap();
+}
+
+/// `touch` gives an entry a new TTL and keeps its value; an absent key is not created.
+pub async fn touch_gives_a_new_ttl(cache: &Cache, prefix: &str) {
+    let key = format!("{prefix}:touch");
+    cache.forget(&key).await.unwrap();
+    let minute = Some(Duration::from_secs(60));
+    assert!(!cache.touch(&key, minute).await.unwrap(), "absent");
+    assert!(!cache.has(&key).await, "touch creates nothing");
+    let first = Duration::from_millis(300);
+    let stored = Instant::now();
+    cache.put(&key, "kept", Some(first)).await.unwrap();
+    assert!(cache.touch(&key, minute).await.unwrap(), "present");
+    tokio::time::sleep_until((stored + first * 2).into()).await;
+    assert_eq!(
+        cache.get::<String>(&key).await.as_deref(),
+        Some("kept"),
+        "touched: alive past its first TTL"
+    );
+    assert!(
+        cache
+            .touch(&key, Some(Duration::from_millis(100)))
+            .await
+            .unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.has(&key).await {
+        assert!(
+            Instant::now() < deadline,
+            "a touched entry outlived its new TTL by 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Of 50 concurrent `add`s of one key, exactly one stores; the value is the winner's.
