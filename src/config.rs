@@ -460,6 +460,7 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_CACHE_PREFIX",
             "RUSTFORGE_CACHE_DEFAULT_TTL",
             "RUSTFORGE_CACHE_MAX_ENTRIES",
+            "RUSTFORGE_CACHE_MAX_BYTES",
             "RUSTFORGE_CACHE_REMEMBER_LOCK",
             "RUSTFORGE_CACHE_HEALTH_CHECK",
         ],
@@ -476,6 +477,7 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_SESSION_SAME_SITE",
             "RUSTFORGE_SESSION_MAX_SIZE",
             "RUSTFORGE_SESSION_MAX_SESSIONS",
+            "RUSTFORGE_SESSION_MAX_BYTES",
         ],
     ),
     (

@@ -50,9 +50,54 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
+/// Weighs the entries of an in-process moka store so that one capacity bounds both how many
+/// there are and how many bytes they hold: each weighs its bytes plus a fixed overhead, and at
+/// least `max_bytes / max_entries` — so with the capacity set to `max_bytes`, neither bound is
+/// passed.
+#[cfg(any(feature = "cache", feature = "session"))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ByteBound {
+    floor: u64,
+}
+
+#[cfg(any(feature = "cache", feature = "session"))]
+impl ByteBound {
+    /// What an entry costs beyond its key and value: moka's node, the key and `Bytes` headers
+    /// (roughly; it only has to keep tiny entries from being free).
+    const OVERHEAD: u64 = 96;
+
+    pub(crate) fn new(max_entries: u64, max_bytes: u64) -> Self {
+        Self {
+            floor: (max_bytes / max_entries.max(1)).max(1),
+        }
+    }
+
+    /// The weight of an entry of `bytes` (key and value).
+    pub(crate) fn weigh(&self, bytes: usize) -> u32 {
+        let weight = (bytes as u64)
+            .saturating_add(Self::OVERHEAD)
+            .max(self.floor);
+        weight.min(u64::from(u32::MAX)) as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(any(feature = "cache", feature = "session"))]
+    #[test]
+    fn an_entry_weighs_its_bytes_and_at_least_its_share_of_the_bound() {
+        let bound = ByteBound::new(1_000, 1_000_000);
+        assert_eq!(
+            bound.weigh(10),
+            1_000,
+            "a small entry counts as a thousandth"
+        );
+        assert_eq!(bound.weigh(5_000), 5_096, "a large one by its bytes");
+        assert_eq!(ByteBound::new(10, 5).weigh(0), 96);
+        assert_eq!(bound.weigh(usize::MAX), u32::MAX);
+    }
 
     fn header(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

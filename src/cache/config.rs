@@ -40,6 +40,9 @@ pub struct CacheConfig {
     pub default_ttl: Option<Duration>,
     /// Entries the memory store holds at most (default 100,000).
     pub max_entries: u64,
+    /// Bytes of keys and values the memory store holds at most, plus 96 per entry (default
+    /// 256 MiB).
+    pub max_bytes: u64,
     /// `remember` loads a missing key on one server at a time, the others waiting up to this
     /// long for its value (default off: each server loads once).
     #[serde(with = "humantime_serde")]
@@ -56,6 +59,7 @@ impl Default for CacheConfig {
             prefix: "cache".to_owned(),
             default_ttl: Some(Duration::from_secs(3600)),
             max_entries: 100_000,
+            max_bytes: 256 * 1024 * 1024,
             remember_lock: None,
             health_check: false,
         }
@@ -72,12 +76,13 @@ impl CacheConfig {
                 "expected a non-empty prefix without spaces",
             ));
         }
-        if self.max_entries == 0 {
-            return Err(ConfigError::new(
-                "cache.max_entries",
-                "0",
-                "must be at least 1",
-            ));
+        for (setting, value) in [
+            ("cache.max_entries", self.max_entries),
+            ("cache.max_bytes", self.max_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(setting, "0", "must be at least 1"));
+            }
         }
         for (setting, value) in [
             ("cache.default_ttl", self.default_ttl),
@@ -133,6 +138,16 @@ impl CacheConfig {
             "entries the in-process cache holds at most",
             |c, var, v| {
                 c.max_entries = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_CACHE_MAX_BYTES",
+            "cache.max_bytes",
+            "`256MiB`",
+            "bytes of keys and values the in-process cache holds at most (plus 96 per entry)",
+            |c, var, v| {
+                c.max_bytes = parse::size(var, v)?;
                 Ok(())
             },
         ),

@@ -10,6 +10,7 @@ use moka::ops::compute::{CompResult, Op};
 
 use super::codec::parse_integer;
 use super::store::{BoxFuture, CacheError, CacheStore};
+use crate::util::ByteBound;
 
 /// The in-process [`CacheStore`]: one server's memory, bounded to `max_entries` (least
 /// recently and least frequently used entries go first, moka's TinyLFU), each entry with its
@@ -77,7 +78,7 @@ impl Expiry<String, Entry> for PerEntry {
 }
 
 impl MemoryStore {
-    /// A store that holds at most `max_entries` entries.
+    /// A store that holds at most `max_entries` entries, whatever their size.
     pub fn new(max_entries: u64) -> Self {
         Self {
             entries: Moka::builder()
@@ -87,9 +88,37 @@ impl MemoryStore {
         }
     }
 
+    /// A store that holds at most `max_entries` entries and about `max_bytes` bytes of keys and
+    /// values (plus 96 bytes per entry): what `ProductionLayer` builds
+    /// (`RUSTFORGE_CACHE_MAX_ENTRIES`, `RUSTFORGE_CACHE_MAX_BYTES`). The least used entries go
+    /// first when either bound is reached; a single value larger than the bound is not kept.
+    pub fn bounded(max_entries: u64, max_bytes: u64) -> Self {
+        let bound = ByteBound::new(max_entries, max_bytes);
+        Self {
+            entries: Moka::builder()
+                .max_capacity(max_bytes)
+                .weigher(move |key: &String, entry: &Entry| {
+                    bound.weigh(key.len() + entry.value.len())
+                })
+                .expire_after(PerEntry)
+                .build(),
+        }
+    }
+
     /// The number of entries, approximately (moka counts asynchronously).
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
+    }
+
+    /// The entries' total weight, approximately: their bytes (with the per-entry overhead) for
+    /// a [`bounded`](Self::bounded) store, their number otherwise.
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.weighted_size()
+    }
+
+    /// Applies pending evictions now (moka applies them in batches as it is used).
+    pub async fn run_pending_tasks(&self) {
+        self.entries.run_pending_tasks().await;
     }
 }
 

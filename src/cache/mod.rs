@@ -84,7 +84,9 @@ pub(crate) fn build(config: &CacheConfig, redis: RedisRef<'_>) -> Result<Cache, 
         (StoreKind::Redis, _) => {
             return Err(crate::backend::redis_store_without_redis("cache.store"));
         }
-        (StoreKind::Memory, _) => Arc::new(MemoryStore::new(config.max_entries)),
+        (StoreKind::Memory, _) => {
+            Arc::new(MemoryStore::bounded(config.max_entries, config.max_bytes))
+        }
     };
     let cache = Cache::from_store(store)
         .with_prefix(config.prefix.clone())

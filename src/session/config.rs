@@ -79,6 +79,9 @@ pub struct SessionConfig {
     pub max_size: u64,
     /// Sessions the memory store holds at most (default 100,000).
     pub max_sessions: u64,
+    /// Bytes of sessions the memory store holds at most, plus 96 per session (default
+    /// 256 MiB).
+    pub max_bytes: u64,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -93,6 +96,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("same_site", &self.same_site)
             .field("max_size", &self.max_size)
             .field("max_sessions", &self.max_sessions)
+            .field("max_bytes", &self.max_bytes)
             .finish()
     }
 }
@@ -109,6 +113,7 @@ impl Default for SessionConfig {
             same_site: SameSite::Lax,
             max_size: 64 * 1024,
             max_sessions: 100_000,
+            max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -175,6 +180,7 @@ impl SessionConfig {
         for (setting, value) in [
             ("session.max_size", self.max_size),
             ("session.max_sessions", self.max_sessions),
+            ("session.max_bytes", self.max_bytes),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(setting, "0", "must be at least 1"));
@@ -272,6 +278,16 @@ impl SessionConfig {
             "sessions the in-process store holds at most",
             |c, var, v| {
                 c.max_sessions = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_SESSION_MAX_BYTES",
+            "session.max_bytes",
+            "`256MiB`",
+            "bytes of sessions the in-process store holds at most (plus 96 per session)",
+            |c, var, v| {
+                c.max_bytes = parse::size(var, v)?;
                 Ok(())
             },
         ),

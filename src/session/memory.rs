@@ -14,6 +14,7 @@ use tower_sessions::session_store::{Error, Result, SessionStore};
 use super::record::{Limits, time_left};
 use super::store::note_extended;
 use super::users::{UserIndex, user_of};
+use crate::util::ByteBound;
 
 /// Sessions in this process's memory, at most `max_sessions` (the least used go first when it
 /// is full), each removed when it expires. A read extends an unchanged session's expiry when
@@ -79,24 +80,45 @@ impl MemoryStore {
     /// A store of at most `max_sessions` sessions of at most `max_size` bytes each, that end
     /// after `ttl` without a request (the layer's `session.ttl`).
     pub fn new(max_sessions: u64, max_size: usize, ttl: Duration) -> Self {
-        Self::with_limits(
-            max_sessions,
-            Limits {
-                max_size,
-                idle: ttl,
-                absolute: None,
-            },
-        )
+        let max_bytes = max_sessions.saturating_mul(max_size as u64);
+        Self::bounded(max_sessions, max_bytes, max_size, ttl)
     }
 
-    pub(crate) fn with_limits(max_sessions: u64, limits: Limits) -> Self {
+    /// [`new`](Self::new), holding about `max_bytes` bytes of sessions at most (plus 96 per
+    /// session): what `ProductionLayer` builds (`RUSTFORGE_SESSION_MAX_SESSIONS`,
+    /// `RUSTFORGE_SESSION_MAX_BYTES`).
+    pub fn bounded(max_sessions: u64, max_bytes: u64, max_size: usize, ttl: Duration) -> Self {
+        let limits = Limits {
+            max_size,
+            idle: ttl,
+            absolute: None,
+        };
+        Self::with_limits(max_sessions, max_bytes, limits)
+    }
+
+    /// At most `max_sessions` sessions and about `max_bytes` bytes of them (plus 96 per
+    /// session): the least used go first when either is reached.
+    pub(crate) fn with_limits(max_sessions: u64, max_bytes: u64, limits: Limits) -> Self {
+        let bound = ByteBound::new(max_sessions, max_bytes);
         Self {
             sessions: Moka::builder()
-                .max_capacity(max_sessions)
+                .max_capacity(max_bytes)
+                .weigher(move |_: &Id, stored: &Stored| bound.weigh(stored.bytes.len()))
                 .expire_after(UntilExpiry)
                 .build(),
             limits,
         }
+    }
+
+    /// The sessions' bytes (with the per-session overhead; at least `max_bytes /
+    /// max_sessions` each), approximately.
+    pub fn weighted_size(&self) -> u64 {
+        self.sessions.weighted_size()
+    }
+
+    /// Applies pending evictions now (moka applies them in batches as it is used).
+    pub async fn run_pending_tasks(&self) {
+        self.sessions.run_pending_tasks().await;
     }
 
     fn stored(&self, record: &Record) -> Result<Stored> {

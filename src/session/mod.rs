@@ -99,9 +99,11 @@ pub(crate) fn build(
         (StoreKind::Redis, _) => {
             return Err(crate::backend::redis_store_without_redis("session.store"));
         }
-        (StoreKind::Memory, _) => {
-            AnyStore::indexed(MemoryStore::with_limits(config.max_sessions, limits))
-        }
+        (StoreKind::Memory, _) => AnyStore::indexed(MemoryStore::with_limits(
+            config.max_sessions,
+            config.max_bytes,
+            limits,
+        )),
     };
     Ok(SessionLayer::new(store, config))
 }
