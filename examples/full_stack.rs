@@ -11,7 +11,9 @@
 //! and export one span per request; the last ones are flushed when the server stops.
 //!
 //! It shows each module: a cached, tagged route (`/api/stats`, flushed by
-//! `POST /api/stats/refresh`), a session counter (`/api/visits`), and with `DATABASE_URL` set
+//! `POST /api/stats/refresh`), a stale-while-revalidate one (`/api/dashboard`), a session
+//! counter behind the CSRF layer (`/api/visits`, reset by `POST /api/visits/reset` with the
+//! `XSRF-TOKEN`, which flashes a message for `/api/visits/status`), and with `DATABASE_URL` set
 //! (feature `sqlx-postgres`) a query (`/api/db/time`). With no variable set it needs no server
 //! at all: the cache and sessions live in the process.
 //!
@@ -41,7 +43,7 @@ use axum::{Json, Router};
 use rustforge_prod::ProductionLayer;
 use rustforge_prod::broadcast::{Access, User, authorizer_fn};
 use rustforge_prod::cache::Cache;
-use rustforge_prod::session::{self, Session};
+use rustforge_prod::session::{self, Session, flash};
 use serde_json::{Value, json};
 
 #[tokio::main]
@@ -82,6 +84,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/api/items/{id}", get(item))
         .route("/api/stats", get(stats))
         .route("/api/stats/refresh", post(refresh_stats))
+        .route("/api/dashboard", get(dashboard))
         .route("/api/echo", post(|body: Bytes| async move { body }))
         .with_state(prod.cache().clone())
         .merge(sessions(&prod))
@@ -124,6 +127,25 @@ async fn stats(State(cache): State<Cache>) -> Result<Json<Value>, StatusCode> {
     Ok(Json(stats))
 }
 
+/// Stale-while-revalidate: fresh for 5 s, then served up to 10 min old at once while one
+/// request per fleet recomputes it in the background.
+async fn dashboard(State(cache): State<Cache>) -> Result<Json<Value>, StatusCode> {
+    let fresh = std::time::Duration::from_secs(5);
+    let stale = std::time::Duration::from_secs(600);
+    let dashboard = cache
+        .flexible("dashboard", fresh, stale, || async {
+            let computed_at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            Ok::<_, std::io::Error>(
+                json!({ "items": catalogue().len(), "computed_at": computed_at }),
+            )
+        })
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    Ok(Json(dashboard))
+}
+
 async fn refresh_stats(State(cache): State<Cache>) -> StatusCode {
     match cache.tags(&["catalogue"]).flush().await {
         Ok(()) => StatusCode::NO_CONTENT,
@@ -134,7 +156,8 @@ async fn refresh_stats(State(cache): State<Cache>) -> StatusCode {
 /// `/api/visits`: a per-visitor counter in the session (in process, or on Redis with
 /// `REDIS_URL`, so any server sees it), behind the CSRF layer: `GET /api/visits` hands out the
 /// `XSRF-TOKEN` cookie, `POST /api/visits/reset` resets the counter only with the token back
-/// (`X-XSRF-TOKEN` header, as axios sends it, or a `_token` form field).
+/// (`X-XSRF-TOKEN` header, as axios sends it, or a `_token` form field) and flashes a message
+/// that `GET /api/visits/status` shows once.
 fn sessions(prod: &ProductionLayer) -> Router {
     async fn visits(session: Session) -> Result<String, axum::response::Response> {
         let visits: u64 = session
@@ -153,11 +176,21 @@ fn sessions(prod: &ProductionLayer) -> Router {
             .remove::<u64>("visits")
             .await
             .map_err(session::unavailable)?;
+        flash::put(&session, "status", "visits reset")
+            .await
+            .map_err(session::unavailable)?;
         Ok("0\n".to_owned())
+    }
+    async fn status(session: Session) -> Result<Json<Value>, axum::response::Response> {
+        let status: Option<String> = flash::get(&session, "status")
+            .await
+            .map_err(session::unavailable)?;
+        Ok(Json(json!({ "status": status })))
     }
     Router::new()
         .route("/api/visits", get(visits))
         .route("/api/visits/reset", post(reset))
+        .route("/api/visits/status", get(status))
         .layer(prod.csrf_layer())
         .layer(prod.session_layer())
 }

@@ -235,6 +235,18 @@ async fn full_stack_caches_a_tagged_route_without_any_server() {
         .to_owned();
     let done = reset(Some(token)).await.unwrap();
     assert_eq!(done.status(), 200);
+    keep_cookies(&done, &mut cookie);
+    // The reset flashed a message: shown by the next request, gone after it.
+    for expected in [r#"{"status":"visits reset"}"#, r#"{"status":null}"#] {
+        let res = http
+            .get(app.url("/api/visits/status"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        keep_cookies(&res, &mut cookie);
+        assert_eq!(res.text().await.unwrap(), expected);
+    }
     let third = http
         .get(app.url("/api/visits"))
         .header("cookie", &cookie)
@@ -242,6 +254,14 @@ async fn full_stack_caches_a_tagged_route_without_any_server() {
         .await
         .unwrap();
     assert_eq!(third.text().await.unwrap(), "1\n", "reset");
+    // The flexible route: computed once, then served from the cache while fresh.
+    let dashboard = || async {
+        let res = http.get(app.url("/api/dashboard")).send().await.unwrap();
+        res.json::<serde_json::Value>().await.unwrap()
+    };
+    let (first, again) = (dashboard().await, dashboard().await);
+    assert_eq!(first["items"], 100);
+    assert_eq!(first["computed_at"], again["computed_at"]);
     let res = http.get(app.url("/api/db/time")).send().await.unwrap();
     assert_eq!(res.status(), 404, "no DATABASE_URL: no database route");
     app.terminate();

@@ -41,7 +41,10 @@ async fn values_far_beyond_the_byte_bound_keep_memory_bounded() {
         store.weighted_size()
     );
     let grown = rss().saturating_sub(before);
-    eprintln!("cache: 160 MiB written, the process grew by {} MiB", grown / MIB);
+    eprintln!(
+        "cache: 160 MiB written, the process grew by {} MiB",
+        grown / MIB
+    );
     assert!(
         grown < 96 * MIB,
         "160 MiB written into a 16 MiB cache grew the process by {} MiB",
@@ -69,7 +72,10 @@ async fn values_far_beyond_the_byte_bound_keep_memory_bounded() {
         sessions.weighted_size()
     );
     let grown = rss().saturating_sub(before);
-    eprintln!("sessions: 150 MB written, the process grew by {} MiB", grown / MIB);
+    eprintln!(
+        "sessions: 150 MB written, the process grew by {} MiB",
+        grown / MIB
+    );
     assert!(
         grown < 96 * MIB,
         "150 MB of sessions into a 16 MiB store grew the process by {} MiB",
