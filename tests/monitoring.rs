@@ -11,6 +11,7 @@ use std::path::Path;
 
 use axum::Router;
 use axum::routing::get;
+use rustforge_prod::session::Session;
 use serde_json::json;
 use support::http::{TestServer, client};
 use support::postgres::PgServer;
@@ -41,12 +42,31 @@ async fn exported() -> (BTreeSet<String>, BTreeSet<String>) {
         ),
     ])
     .await;
+    let visits = |session: Session| async move {
+        let n: u64 = session.get("n").await.unwrap().unwrap_or(0);
+        session.insert("n", n + 1).await.unwrap();
+        (n + 1).to_string()
+    };
     let app = Router::new()
         .route("/users/{id}", get(|| async { "user" }))
+        .route("/visits", get(visits))
+        .layer(prod.session_layer())
         .merge(prod.routes())
         .layer(prod.layer());
     let server = TestServer::start(app).await;
     client().get(server.url("/users/1")).send().await.unwrap();
+    // A session saved, then loaded (and extended) by the next request.
+    let mut cookies = String::new();
+    for expected in ["1", "2"] {
+        let res = client()
+            .get(server.url("/visits"))
+            .header("cookie", &cookies)
+            .send()
+            .await
+            .unwrap();
+        support::http::keep_cookies(&res, &mut cookies);
+        assert_eq!(res.text().await.unwrap(), expected);
+    }
     client().get(server.url("/health")).send().await.unwrap();
     prod.storage().unwrap().put("a.txt", "x").await.unwrap();
     let cache = prod.cache();

@@ -351,6 +351,16 @@ async fn reads_keep_a_session_alive_and_an_idle_one_ends_after_its_timeout() {
     }
 }
 
+/// The sum of the `rustforge_session_<name>` series whose labels include every one of
+/// `labels`.
+fn session_metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    let series = format!("rustforge_session_{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&series) && labels.iter().all(|label| l.contains(label)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
 /// Calls of `command` Redis has answered (`INFO commandstats`), commands run by scripts
 /// included.
 fn calls(port: u16, command: &str) -> u64 {
@@ -401,6 +411,20 @@ async fn an_unchanged_session_is_extended_not_rewritten_and_untouched_routes_cos
         assert_eq!(jar.send(http.get(app.url("/whoami"))).await.1, "\"ada\"");
     }
     assert_eq!(jar.set_cookie, None, "reads within the slack set no cookie");
+    let metrics = support::http::get_text(app.url("/metrics")).await;
+    assert_eq!(
+        session_metric(
+            &metrics,
+            "store_duration_seconds_count",
+            &["operation=\"load\"", "outcome=\"ok\""]
+        ),
+        21.0,
+        "every load is counted"
+    );
+    assert_eq!(
+        session_metric(&metrics, "extensions_total", &["store=\"redis\""]),
+        1.0
+    );
     assert_eq!(
         calls(redis.port(), "set"),
         sets,
@@ -475,6 +499,15 @@ async fn redis_unavailable_answers_503_in_bounded_time_and_loses_nothing() {
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "bounded by the command timeout"
+    );
+    let metrics = support::http::get_text(app.url("/metrics")).await;
+    assert!(
+        session_metric(
+            &metrics,
+            "store_duration_seconds_count",
+            &["operation=\"load\"", "outcome=\"error\""]
+        ) >= 1.0,
+        "the failed load is counted: {metrics}"
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     let value = loop {

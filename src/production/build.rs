@@ -105,6 +105,8 @@ impl ProductionLayerBuilder {
             &config,
             #[cfg(feature = "redis")]
             redis.as_ref(),
+            #[cfg(feature = "metrics")]
+            &metrics,
         )?;
         #[cfg(feature = "sqlx-postgres")]
         let database = database(
@@ -416,15 +418,22 @@ fn database(
     Ok(Some(database))
 }
 
-/// The session layer on its store (Redis when configured).
+/// The session layer on its store (Redis when configured), with the store's instruments.
 #[cfg(feature = "session")]
 fn session(
     config: &Config,
     #[cfg(feature = "redis")] redis: Option<&RedisHandle>,
+    #[cfg(feature = "metrics")] metrics: &Metrics,
 ) -> Result<crate::session::SessionLayer, ConfigError> {
     #[cfg(not(feature = "redis"))]
     let redis: Option<&()> = None;
-    crate::session::build(&config.session, redis).map_err(|e| config.name_source(e))
+    let store = crate::session::build(&config.session, redis).map_err(|e| config.name_source(e))?;
+    #[cfg(feature = "metrics")]
+    let store = match config.metrics.enabled {
+        true => crate::session::instruments(&metrics.meter(crate::telemetry::SCOPE), store),
+        false => store,
+    };
+    Ok(crate::session::SessionLayer::new(store, &config.session))
 }
 
 /// The broadcaster, when an app is configured: on Redis when Redis is configured (or asked

@@ -54,6 +54,8 @@ mod config;
 mod cookie;
 pub mod csrf;
 pub mod flash;
+#[cfg(feature = "metrics")]
+mod instruments;
 mod layer;
 mod memory;
 mod record;
@@ -81,11 +83,8 @@ use crate::backend::RedisRef;
 use crate::error::ConfigError;
 use record::Limits;
 
-/// The layer of `ProductionLayer`, on the configured store.
-pub(crate) fn build(
-    config: &SessionConfig,
-    redis: RedisRef<'_>,
-) -> Result<SessionLayer, ConfigError> {
+/// The store of `ProductionLayer`'s layer, as configured.
+pub(crate) fn build(config: &SessionConfig, redis: RedisRef<'_>) -> Result<AnyStore, ConfigError> {
     let limits = Limits::from(config);
     let kind = config.store.unwrap_or(match redis {
         Some(_) => StoreKind::Redis,
@@ -94,18 +93,23 @@ pub(crate) fn build(
     let store = match (kind, redis) {
         #[cfg(feature = "redis")]
         (StoreKind::Redis, Some(redis)) => {
-            AnyStore::indexed(RedisStore::with_limits(redis.clone(), limits))
+            AnyStore::indexed("redis", RedisStore::with_limits(redis.clone(), limits))
         }
         (StoreKind::Redis, _) => {
             return Err(crate::backend::redis_store_without_redis("session.store"));
         }
-        (StoreKind::Memory, _) => AnyStore::indexed(MemoryStore::with_limits(
-            config.max_sessions,
-            config.max_bytes,
-            limits,
-        )),
+        (StoreKind::Memory, _) => AnyStore::indexed(
+            "memory",
+            MemoryStore::with_limits(config.max_sessions, config.max_bytes, limits),
+        ),
     };
-    Ok(SessionLayer::new(store, config))
+    Ok(store)
+}
+
+/// The store with its instruments.
+#[cfg(feature = "metrics")]
+pub(crate) fn instruments(meter: &opentelemetry::metrics::Meter, store: AnyStore) -> AnyStore {
+    store.with_observer(instruments::observer(meter))
 }
 
 /// A 503 problem response with `Retry-After: 1` for a session the store could not load or

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tower_sessions::SessionStore;
@@ -43,12 +44,32 @@ fn note<T>(result: Result<T>) -> Result<T> {
     result
 }
 
+/// Hears what the store did, for metrics (`session::instruments`).
+pub(crate) trait SessionObserver: Send + Sync + 'static {
+    /// A store call (`load`, `create`, `save`, `delete`) ended, successfully or not.
+    fn operation(&self, store: &'static str, operation: &'static str, took: Duration, ok: bool);
+    /// A read extended an unchanged session.
+    fn extended(&self, store: &'static str);
+}
+
 /// Any [`SessionStore`], shared: what [`SessionLayer`](super::SessionLayer) runs on.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AnyStore {
     store: Arc<dyn SessionStore>,
+    /// `memory`, `redis`, or `custom`: for metrics.
+    name: &'static str,
     /// The crate's stores also end a user's sessions ([`Sessions`](super::Sessions)).
     pub(super) index: Option<Arc<dyn UserIndex>>,
+    observer: Option<Arc<dyn SessionObserver>>,
+}
+
+impl std::fmt::Debug for AnyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyStore")
+            .field("store", &self.store)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AnyStore {
@@ -57,35 +78,75 @@ impl AnyStore {
     pub fn new(store: impl SessionStore) -> Self {
         Self {
             store: Arc::new(store),
+            name: "custom",
             index: None,
+            observer: None,
         }
     }
 
     /// Wraps one of the crate's stores, which keep an index of users' sessions.
-    pub(super) fn indexed(store: impl SessionStore + UserIndex + Clone) -> Self {
+    pub(super) fn indexed(
+        name: &'static str,
+        store: impl SessionStore + UserIndex + Clone,
+    ) -> Self {
         Self {
             store: Arc::new(store.clone()),
+            name,
             index: Some(Arc::new(store)),
+            observer: None,
         }
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn with_observer(mut self, observer: Arc<dyn SessionObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Runs a store call, timed for the observer.
+    async fn observed<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let result = call.await;
+        if let Some(observer) = &self.observer {
+            observer.operation(self.name, operation, started.elapsed(), result.is_ok());
+        }
+        result
     }
 }
 
 #[async_trait]
 impl SessionStore for AnyStore {
     async fn create(&self, record: &mut Record) -> Result<()> {
-        note(self.store.create(record).await)
+        note(self.observed("create", self.store.create(record)).await)
     }
 
     async fn save(&self, record: &Record) -> Result<()> {
-        note(self.store.save(record).await)
+        note(self.observed("save", self.store.save(record)).await)
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
+        let extended = || {
+            OUTCOME
+                .try_with(|outcome| outcome.extended.get())
+                .unwrap_or(false)
+        };
+        let before = extended();
         let _ = OUTCOME.try_with(|outcome| outcome.loaded.set(true));
-        self.store.load(id).await
+        let loaded = self.observed("load", self.store.load(id)).await;
+        if let Some(observer) = &self.observer
+            && !before
+            && extended()
+        {
+            observer.extended(self.name);
+        }
+        loaded
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
-        self.store.delete(id).await
+        self.observed("delete", self.store.delete(id)).await
     }
 }
