@@ -11,6 +11,8 @@
 //!    (bounded, a TTL per entry): `get` of the same bytes plus the same decode; one reader.
 //! 3. `remember` with 1,000 concurrent misses of one key on two "servers" (two caches on one
 //!    Redis, each with its own pool): loader runs per server, with and without the remember lock.
+//! 4. Redis: `flexible` in its stale window (a refresh in progress, as while a slow loader runs)
+//!    against a plain `Cache::get` hit of the same value; 64 concurrent readers.
 //!
 //! Settings: `BENCH_ROUNDS` (default 5), `BENCH_SECS` per Redis run (default 2),
 //! `BENCH_CONCURRENCY` (default 64), `BENCH_OPS` per memory run (default 1,000,000).
@@ -272,11 +274,85 @@ async fn stampede(redis: &Redis) {
     }
 }
 
+/// `flexible` while its value is stale and a refresh runs (the loader never finishes during
+/// the run), against a plain hit.
+async fn flexible_stale(redis: &Redis) {
+    let (rounds, secs, concurrency) = (
+        env("BENCH_ROUNDS", 5),
+        env("BENCH_SECS", 2),
+        env("BENCH_CONCURRENCY", 64),
+    );
+    let config = RedisConfig::new(redis.url()).prefix("bench-flexible");
+    let cache = Cache::new(RedisStore::new(RedisHandle::connect(&config).unwrap()));
+    cache.put("plain", &profile(), None).await.unwrap();
+    let (fresh, stale) = (Duration::from_millis(1), Duration::from_secs(3600));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let slow = {
+        let loads = loads.clone();
+        move || {
+            let loads = loads.clone();
+            async move {
+                // The first load stores the value; every refresh after it never ends.
+                if loads.fetch_add(1, Ordering::SeqCst) > 0 {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, std::io::Error>(profile())
+            }
+        }
+    };
+    let first: Profile = cache
+        .flexible("flex", fresh, stale, slow.clone())
+        .await
+        .unwrap();
+    assert_eq!(first, profile());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let hit = {
+        let cache = cache.clone();
+        move || {
+            let cache = cache.clone();
+            async move {
+                let value: Profile = cache.get("plain").await.unwrap();
+                std::hint::black_box(value);
+            }
+        }
+    };
+    let flexible = {
+        let cache = cache.clone();
+        move || {
+            let (cache, slow) = (cache.clone(), slow.clone());
+            async move {
+                let value: Profile = cache.flexible("flex", fresh, stale, slow).await.unwrap();
+                std::hint::black_box(value);
+            }
+        }
+    };
+    throughput(concurrency, 1, hit.clone()).await;
+    throughput(concurrency, 1, flexible.clone()).await;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(throughput(concurrency, secs, hit.clone()).await);
+        b.push(throughput(concurrency, secs, flexible.clone()).await);
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 2, "one refresh in all");
+    let (hit, flexible) = (median(&mut a), median(&mut b));
+    println!(
+        "\n### `flexible` in its stale window ({concurrency} concurrent readers, {rounds} rounds × {secs} s)\n"
+    );
+    println!("| path | gets/s (median) | ratio |");
+    println!("|---|---:|---:|");
+    println!("| `Cache::get` hit | {hit:.0} | 1.00 |");
+    println!(
+        "| `Cache::flexible`, stale, a refresh running | {flexible:.0} | {:.2} |",
+        flexible / hit
+    );
+}
+
 fn main() {
     let redis = Redis::start();
     memory_get();
     runtime().block_on(async {
         redis_get(&redis).await;
         stampede(&redis).await;
+        flexible_stale(&redis).await;
     });
 }

@@ -67,6 +67,8 @@ struct Inner {
     default_ttl: Option<Duration>,
     remember_lock: Option<Duration>,
     flights: Flights,
+    /// `flexible`'s background refreshes in progress, by key.
+    refreshes: Flights,
     observer: Option<Arc<dyn CacheObserver>>,
     /// When a failed read was last logged (ms since `started`): at most one line per 10 s.
     last_warning: AtomicU64,
@@ -104,6 +106,7 @@ impl Cache {
                 default_ttl: None,
                 remember_lock: None,
                 flights: Flights::default(),
+                refreshes: Flights::default(),
                 observer: None,
                 last_warning: AtomicU64::new(u64::MAX),
                 started: Instant::now(),
@@ -122,6 +125,7 @@ impl Cache {
                 default_ttl: shared.default_ttl,
                 remember_lock: shared.remember_lock,
                 flights: Flights::default(),
+                refreshes: Flights::default(),
                 observer: shared.observer.clone(),
                 last_warning: AtomicU64::new(u64::MAX),
                 started: shared.started,
@@ -351,8 +355,9 @@ impl Cache {
 
     // ---- shared by the facade, tags and locks ----
 
-    pub(crate) fn flights(&self) -> &Flights {
-        &self.inner.flights
+    /// `flexible`'s background refreshes in progress.
+    pub(crate) fn refreshes(&self) -> &Flights {
+        &self.inner.refreshes
     }
 
     /// How long the remember lock lets a load take, when configured.

@@ -100,12 +100,14 @@ impl Cache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
+        if self.refreshes().is_flying(&full) {
+            return; // this process already refreshes it: no task to spawn
+        }
         let cache = self.clone();
         let lease = self.remember_lock().unwrap_or(REFRESH_LEASE);
         let lock = self.lock(&format!("flexible:{key}"), lease);
         tokio::spawn(async move {
-            let flight = format!("{full}\0refresh");
-            let Role::Leader(pilot) = cache.flights().join(&flight) else {
+            let Role::Leader(pilot) = cache.refreshes().join(&full) else {
                 return; // this process already refreshes it
             };
             let guard = match lock.try_acquire().await {

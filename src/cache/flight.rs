@@ -34,6 +34,11 @@ pub(crate) enum Role<'a> {
 }
 
 impl Flights {
+    /// Whether a load of `key` is in progress.
+    pub(crate) fn is_flying(&self, key: &str) -> bool {
+        self.loading.lock().unwrap().contains_key(key)
+    }
+
     /// Leads the load of `key`, or follows the one in progress.
     pub(crate) fn join(&self, key: &str) -> Role<'_> {
         let mut loading = self.loading.lock().unwrap();

@@ -723,7 +723,7 @@ replies!(
     Vec<String>,
     Vec<Vec<String>>,
     Option<Vec<u8>>,
-    Option<(Vec<u8>, i64)>,
+    (Option<Vec<u8>>, i64),
     Vec<Option<Vec<u8>>>
 );
 

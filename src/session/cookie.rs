@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::header::{COOKIE, SET_COOKIE};
+use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 use tower_sessions::cookie::{Cookie, SameSite as CookieSameSite};
 
@@ -49,10 +49,9 @@ impl CookieAttributes {
     }
 }
 
-/// The value of cookie `name` the request carries.
-pub(crate) fn sent(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
+/// The value of cookie `name` in a request's `Cookie` headers.
+pub(crate) fn sent(cookies: &[HeaderValue], name: &str) -> Option<String> {
+    cookies
         .iter()
         .filter_map(|header| header.to_str().ok())
         .flat_map(Cookie::split_parse)

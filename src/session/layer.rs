@@ -48,8 +48,10 @@ impl SessionLayer {
     pub fn new(store: AnyStore, config: &SessionConfig) -> Self {
         let extended = Limits::from(config).extended();
         let attributes = CookieAttributes::new(config, extended);
+        // A save gives the session (and its cookie) the timeout plus the slack, as an
+        // extension does: a read soon after a save is not due for an extension.
         let ttl = tower_sessions::cookie::time::Duration::milliseconds(
-            config.ttl.as_millis().min(i64::MAX as u128) as i64,
+            extended.as_millis().min(i64::MAX as u128) as i64,
         );
         let index = store.index.clone();
         let layer = SessionManagerLayer::new(store)
@@ -188,7 +190,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let sent = cookie::sent(req.headers(), &self.renewal.name);
+        // Parsed only if a read extended the session: most requests never need it.
+        let cookies: Vec<http::HeaderValue> = req
+            .headers()
+            .get_all(http::header::COOKIE)
+            .iter()
+            .cloned()
+            .collect();
         let renewal = self.renewal.clone();
         let response = self.inner.call(req);
         Box::pin(OUTCOME.scope(Outcome::default(), async move {
@@ -204,8 +212,9 @@ where
                 ));
             }
             // tower-sessions set no cookie (it saved nothing): renew the one the client sent.
-            if let Some(value) = sent.filter(|_| extended)
+            if extended
                 && !cookie::sets(res.headers(), &renewal.name)
+                && let Some(value) = cookie::sent(&cookies, &renewal.name)
             {
                 let set = renewal.attributes.set_cookie(&renewal.name, &value, true);
                 res.headers_mut().append(http::header::SET_COOKIE, set);

@@ -73,11 +73,12 @@ impl Limits {
         Some(record)
     }
 
-    /// How much longer than the inactivity timeout an extension keeps a session:
-    /// a tenth of the timeout, at most a minute. A read extends an unchanged session only when
-    /// less than the timeout is left, to the timeout plus this slack — so an unchanged session
-    /// is extended at most once per slack, and never ends earlier than the timeout after its
-    /// last request (at most the slack later).
+    /// How much longer than the inactivity timeout a save or an extension keeps a session:
+    /// a tenth of the timeout, at most a minute. A save keeps it for the timeout plus this
+    /// slack; a read extends an unchanged session only when less than the timeout is left,
+    /// to the timeout plus the slack again — so an unchanged session is extended at most once
+    /// per slack (a changed one never: its save renews it), and never ends earlier than the
+    /// timeout after its last request (at most the slack later).
     pub(crate) fn slack(&self) -> Duration {
         (self.idle / 10).min(MAX_SLACK)
     }

@@ -14,16 +14,15 @@ use crate::redis::{RedisHandle, Script};
 /// Sessions in Redis, so that any server can serve any user. Keys are
 /// `<redis prefix>:session:<id>` with the session's own expiry (`PX`), so Redis removes
 /// expired sessions itself. `create` is `SET NX` (a colliding id gets a new one), `save` is
-/// `SET XX` (a session deleted or expired meanwhile is not brought back). `load` is one
-/// script call that reads the session and, when less than the inactivity timeout is left,
-/// extends its expiry with `PEXPIRE` — never rewriting it, so a read cannot undo another
-/// request's save. Every command is bounded by the handle's command timeout: while Redis is
+/// `SET XX` (a session deleted or expired meanwhile is not brought back). `load` reads the
+/// session and its TTL in one round trip (`GET` + `PTTL`) and, when less than the inactivity
+/// timeout is left, extends its expiry with `PEXPIRE` — never rewriting it, so a read cannot
+/// undo another request's save. Every command is bounded by the handle's command timeout: while Redis is
 /// down a request that uses its session fails in that time, never hangs.
 #[derive(Clone, Debug)]
 pub struct RedisStore {
     redis: RedisHandle,
     limits: Limits,
-    load: Script,
     index: Script,
 }
 
@@ -45,13 +44,30 @@ impl RedisStore {
         Self {
             redis,
             limits,
-            load: Script::new(include_str!("extend.lua")),
             index: Script::new(include_str!("index.lua")),
         }
     }
 
     fn key(&self, id: &impl std::fmt::Display) -> String {
         format!("{}:session:{id}", self.redis.prefix())
+    }
+
+    /// Extends the session under `key`: `PEXPIRE` to the TTL plus the slack, and its user's
+    /// index with it. A session deleted meanwhile is not brought back (`PEXPIRE` on a missing
+    /// key does nothing).
+    async fn extend(&self, key: &str, record: &Record) -> Result<()> {
+        let extended = self.limits.extended();
+        let ms = extended.as_millis() as u64;
+        let _: i64 = self
+            .redis
+            .query(redis::cmd("PEXPIRE").arg(key).arg(ms))
+            .await
+            .map_err(backend)?;
+        note_extended();
+        if let Some(user) = user_of(record) {
+            self.index(user, record, extended).await?;
+        }
+        Ok(())
     }
 
     fn index_key(&self, user: &str) -> String {
@@ -114,28 +130,24 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
-        let idle = self.limits.idle.as_millis() as u64;
-        let extended = self.limits.extended().as_millis() as u64;
-        let mut invocation = self.load.invocation();
-        invocation.key(self.key(id)).arg(idle).arg(extended);
-        let loaded: Option<(Vec<u8>, i64)> = self
+        // GET and PTTL in one round trip (one node: the same key); the extension, at most once
+        // per slack, is a second one.
+        let key = self.key(id);
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
+        let (bytes, left): (Option<Vec<u8>>, i64) = self
             .redis
-            .invoke(&invocation, Duration::MAX) // capped at the command timeout
+            .query_pipeline(&pipeline)
             .await
             .map_err(backend)?;
-        let Some((bytes, extended)) = loaded else {
+        let Some(record) = bytes.and_then(|bytes| self.limits.decode(&bytes)) else {
             return Ok(None);
         };
-        let record = self.limits.decode(&bytes);
-        if extended == 1 {
-            note_extended();
-            if let Some(record) = &record
-                && let Some(user) = user_of(record)
-            {
-                self.index(user, record, self.limits.extended()).await?;
-            }
+        let left = Duration::from_millis(left.max(0) as u64);
+        if left > Duration::ZERO && self.limits.extend_when(left) {
+            self.extend(&key, &record).await?;
         }
-        Ok(record)
+        Ok(Some(record))
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
