@@ -52,6 +52,12 @@ async fn handshake_and_refused_keys_or_versions() {
         }
         other => panic!("unknown key: {:?}", other.map(|c| c.socket_id)),
     }
+    // A key long enough that its message would not fit a close frame (125 bytes): the code
+    // still arrives, with the reason cut, so pusher-js sees 4001 and stops retrying.
+    let long = "k".repeat(300);
+    let mut refused = Client::open(&format!("ws://{}/app/{long}?protocol=7", server.addr)).await;
+    assert_eq!(refused.frame().await["data"]["code"], 4001);
+    assert_eq!(refused.closed().await, Some(4001));
     let mut old = Client::open(&format!("ws://{}/app/{KEY}?protocol=6", server.addr)).await;
     let f = old.frame().await;
     assert_eq!(f["data"]["code"], 4007, "{f}");
@@ -476,6 +482,27 @@ async fn bad_input_gets_protocol_errors_and_the_server_stays_healthy() {
     assert!(matches!(a.next().await, Received::Closed(_)));
     let mut b = Client::connect(server.addr).await;
     b.assert_alive().await;
+}
+
+#[tokio::test]
+async fn frames_that_break_the_protocol_close_with_its_codes() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let (server, _prod) = serve(config()).await;
+    // A text frame that is not UTF-8: 1007.
+    let mut a = Client::connect(server.addr).await;
+    let text = Frame::message(vec![0xff, 0xfe, 0xfd], OpCode::Data(Data::Text), true);
+    a.send_raw(Message::Frame(text)).await;
+    assert_eq!(a.closed().await, Some(1007));
+    // An RSV bit with no extension negotiated: 1002.
+    let mut b = Client::connect(server.addr).await;
+    let mut rsv = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
+    rsv.header_mut().rsv1 = true;
+    b.send_raw(Message::Frame(rsv)).await;
+    assert_eq!(b.closed().await, Some(1002));
+    // Nothing else is affected.
+    let mut c = Client::connect(server.addr).await;
+    c.assert_alive().await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ use super::config::BroadcastConfig;
 use super::hub::{AppHub, Conn, SubscribeError};
 use super::protocol::{
     Channel, ChannelData, ChannelKind, ClientFrame, MAX_NAME_LEN, SigninData, SubscribeData,
-    client_event_frame, codes, error_frame, frame, subscription_error_frame,
+    client_event_frame, close_frame, codes, error_frame, frame, subscription_error_frame,
 };
 use super::signature::verify_auth;
 use super::webhooks::event as webhook;
@@ -39,6 +39,8 @@ fn reason(code: u16) -> &'static str {
         codes::PONG_TIMEOUT => "Pong reply not received",
         codes::UNAUTHORIZED => "Connection unauthorized",
         codes::MESSAGE_TOO_BIG => "Message too big",
+        codes::INVALID_PAYLOAD => "Text frame is not UTF-8",
+        codes::PROTOCOL_ERROR => "Protocol error",
         _ => "",
     }
 }
@@ -60,10 +62,7 @@ pub(crate) async fn serve(
         let _ = sink
             .send(Message::Text(error_frame(code, reason(code)).into()))
             .await;
-        let close = CloseFrame {
-            code,
-            reason: reason(code).into(),
-        };
+        let close = close_frame(code, reason(code));
         let _ = sink.send(Message::Close(Some(close))).await;
         return;
     }
@@ -99,10 +98,7 @@ pub(crate) async fn serve(
                     sink.send(Message::Text(error_frame(code, reason(code)).into()))
                         .await?;
                 }
-                let close = CloseFrame {
-                    code,
-                    reason: reason(code).into(),
-                };
+                let close = close_frame(code, reason(code));
                 sink.send(Message::Close(Some(close))).await
             })
             .await;
@@ -154,9 +150,9 @@ pub(crate) async fn serve(
                 pinged = true;
             }
             Ok(Some(Err(err))) => {
-                // A frame over the limit is "message too big" (1009), not a normal close.
-                if too_big(err) {
-                    conn.close(codes::MESSAGE_TOO_BIG);
+                // Say why, as RFC 6455 asks, rather than a normal close.
+                if let Some(code) = read_error_code(err) {
+                    conn.close(code);
                 }
                 break;
             }
@@ -468,11 +464,16 @@ impl Bucket {
     }
 }
 
-/// Whether a read failed because a frame or message was over the size limit.
-fn too_big(err: axum::Error) -> bool {
-    err.into_inner()
-        .downcast_ref::<tungstenite::Error>()
-        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+/// The close code for a failed read: 1009 for a frame or message over the size limit, 1007
+/// for a text frame that is not UTF-8, 1002 for a frame that breaks the protocol; `None` for
+/// I/O errors (the peer is gone: nothing to tell it).
+fn read_error_code(err: axum::Error) -> Option<u16> {
+    match err.into_inner().downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(_) => Some(codes::MESSAGE_TOO_BIG),
+        tungstenite::Error::Utf8(_) => Some(codes::INVALID_PAYLOAD),
+        tungstenite::Error::Protocol(_) => Some(codes::PROTOCOL_ERROR),
+        _ => None,
+    }
 }
 
 /// How deeply client-event `data` may nest objects and arrays: it is relayed to every other

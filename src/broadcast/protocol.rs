@@ -24,6 +24,10 @@ pub mod codes {
     pub const UNAUTHORIZED: u16 = 4009;
     /// A frame or message over the size limit (RFC 6455 "message too big").
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// RFC 6455: a text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// RFC 6455: a frame that breaks the protocol (an RSV bit without an extension, …).
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// Reconnect now: the server is shutting down, or this connection was too slow to keep up.
     pub const RECONNECT: u16 = 4200;
     /// No pong within the timeout.
@@ -220,6 +224,24 @@ pub fn error_frame(code: u16, message: &str) -> String {
         .to_string()
 }
 
+/// The longest close reason: a close frame is a control frame, whose payload (the 2-byte code
+/// and the reason) RFC 6455 caps at 125 bytes.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// A close frame with `code` and `reason`, the reason cut to fit a control frame (at a character
+/// boundary): a longer one makes the client fail the connection (1006) instead of reading the
+/// code. The full message goes in the `pusher:error` frame sent before it.
+pub(crate) fn close_frame(code: u16, reason: &str) -> axum::extract::ws::CloseFrame {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    axum::extract::ws::CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    }
+}
+
 /// `pusher:subscription_error` for `channel` (pusher-js routes it to the channel).
 pub fn subscription_error_frame(channel: &str, error: &str, status: u16) -> String {
     serde_json::json!({
@@ -238,6 +260,15 @@ fn push_json_string(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        let long = "é".repeat(200);
+        let frame = close_frame(4001, &long);
+        assert!(frame.reason.len() <= 123 && frame.reason.len() >= 122);
+        assert!(long.starts_with(frame.reason.as_str()));
+        assert_eq!(close_frame(4001, "short").reason.as_str(), "short");
+    }
 
     #[test]
     fn kinds_follow_the_longest_prefix_with_its_dash() {

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Form, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::authorizer::{Access, AuthRequest, Authorizer};
 use super::broadcaster::{BroadcastError, Broadcaster, Event};
-use super::protocol::{Channel, ChannelKind, codes, error_frame};
+use super::protocol::{Channel, ChannelKind, close_frame, codes, error_frame};
 use super::signature::{ApiRequest, channel_auth, shared_secret, user_auth, verify_api_request};
 
 pub(crate) fn routes<S>(broadcaster: Broadcaster) -> Router<S>
@@ -28,7 +28,8 @@ where
 {
     let config = broadcaster.config().clone();
     Router::new()
-        .route("/app/{key}", get(websocket))
+        // GET for HTTP/1.1, CONNECT for HTTP/2 (RFC 8441, which the server advertises).
+        .route("/app/{key}", get(websocket).connect(websocket))
         .route(&config.auth_path, post(channel_auth_endpoint))
         .route(&config.user_auth_path, post(user_auth_endpoint))
         .route("/apps/{app_id}/events", post(api_events))
@@ -92,10 +93,7 @@ async fn websocket(
             let _ = socket
                 .send(Message::Text(error_frame(code, &message).into()))
                 .await;
-            let close = CloseFrame {
-                code,
-                reason: message.into(),
-            };
+            let close = close_frame(code, &message);
             let _ = socket.send(Message::Close(Some(close))).await;
         });
     }
