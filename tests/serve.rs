@@ -108,6 +108,12 @@ async fn a_slowloris_client_is_closed_by_the_header_read_timeout() {
         elapsed >= Duration::from_millis(2999),
         "closed before the timeout: {elapsed:?}"
     );
+    // And by the 3 s setting, not the 10 s default: the close is seen by the first read after
+    // it (a 2 s window), so well before 8 s — the default would not close before 10 s.
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "not closed by the 3 s setting: {elapsed:?}"
+    );
     // The server is fine, and a normal client is served.
     let mut stream = connect(&app).await;
     assert!(served(&mut stream).await);
@@ -529,4 +535,63 @@ async fn serve_raises_the_soft_open_file_limit_to_the_hard_one() {
         .expect("the 400th connection is served")
         .unwrap();
     assert_eq!(&buf, b"HTTP/1.1 200");
+}
+
+/// WebSockets over HTTP/2 (RFC 8441): the server advertises `SETTINGS_ENABLE_CONNECT_PROTOCOL`,
+/// so an extended CONNECT to the Pusher endpoint must open a WebSocket, not answer 405.
+#[tokio::test]
+async fn a_websocket_opens_over_http2_extended_connect() {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let app = Running::start(
+        "full_stack",
+        &[
+            ("PUSHER_APP_ID", "1"),
+            ("PUSHER_APP_KEY", "h2-key"),
+            ("PUSHER_APP_SECRET", "h2-secret"),
+        ],
+    );
+    let stream = connect(&app).await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = hyper::Request::builder()
+        .method(hyper::Method::CONNECT)
+        .uri(format!(
+            "http://127.0.0.1:{}/app/h2-key?protocol=7",
+            app.port
+        ))
+        .header("sec-websocket-version", "13")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200, "{response:?}");
+    let upgraded = hyper::upgrade::on(response).await.unwrap();
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    let established = timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        established
+            .to_text()
+            .unwrap()
+            .contains("pusher:connection_established"),
+        "{established:?}"
+    );
+    ws.send(Message::text(r#"{"event":"pusher:ping","data":{}}"#))
+        .await
+        .unwrap();
+    let pong = ws.next().await.unwrap().unwrap();
+    assert!(pong.to_text().unwrap().contains("pusher:pong"), "{pong:?}");
 }
