@@ -24,6 +24,33 @@ pub(crate) fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
 }
 
+/// Checks a configured bearer token: a client must be able to send it in an `Authorization`
+/// header, so it is visible ASCII without spaces (`bearer_token` reads no other). A blank one is
+/// shown as given (it is no secret); any other bad one is not shown.
+#[allow(dead_code)] // the health and metrics settings use it
+pub(crate) fn check_bearer_token(
+    setting: &str,
+    token: Option<&str>,
+) -> Result<(), crate::error::ConfigError> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    if token.trim().is_empty() {
+        let problem = "must not be empty or blank";
+        return Err(crate::error::ConfigError::new(setting, token, problem));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        let problem = "a bearer token travels in a header: visible ASCII only, no spaces, \
+                       newlines or other characters a client cannot send";
+        return Err(crate::error::ConfigError::new(
+            setting,
+            "<redacted>",
+            problem,
+        ));
+    }
+    Ok(())
+}
+
 /// The cause of an error, kept as its source (`Error::source`) without naming the library
 /// type it came from.
 pub(crate) type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
@@ -84,6 +111,19 @@ impl ByteBound {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_must_be_sendable_in_a_header() {
+        assert!(check_bearer_token("metrics.token", None).is_ok());
+        assert!(check_bearer_token("metrics.token", Some("s3cr3t-~+/=")).is_ok());
+        for bad in ["", "  ", "two words", "line\n", "tab\t", "café"] {
+            let err = check_bearer_token("health.token", Some(bad)).unwrap_err();
+            assert!(err.to_string().contains("health.token"), "{bad:?}: {err}");
+            if !bad.trim().is_empty() {
+                assert!(!err.to_string().contains(bad), "not echoed: {err}");
+            }
+        }
+    }
 
     #[cfg(any(feature = "cache", feature = "session"))]
     #[test]

@@ -203,6 +203,8 @@ fn every_invalid_value_names_its_variable() {
         &[("RUSTFORGE_CORS_ORIGINN", "https://typo.example.com")],
         &[("RUSTFORGE_SHUTDOWN_DRAIN", "a while")],
         &[("RUSTFORGE_HEALTH_TOKEN", " ")],
+        &[("RUSTFORGE_BROADCAST_SEND_QUEUE", "0")],
+        &[("RUSTFORGE_BROADCAST_SEND_QUEUE", "lots")],
         &[("RUSTFORGE_HEALTH_TIMEOUT", "0s")],
         &[("RUSTFORGE_HEALTH_CACHE_TTL", "often")],
         &[("RUSTFORGE_HEALTH_PUBLIC_DETAILS", "sometimes")],
@@ -254,6 +256,19 @@ fn every_invalid_value_names_its_variable() {
             .from_vars(vars.iter().copied())
             .unwrap_err();
         assert_eq!(err.setting(), name);
+    }
+    // Tokens no client could send in a header: refused, named, and not echoed (they are secrets).
+    for (name, value) in [
+        ("RUSTFORGE_HEALTH_TOKEN", "line\nbreak"),
+        ("RUSTFORGE_METRICS_TOKEN", "two words"),
+        ("RUSTFORGE_METRICS_TOKEN", "café-au-lait"),
+    ] {
+        let err = Config::from_vars([(name, value)]).expect_err(&format!("{name}={value:?}"));
+        assert_eq!(err.setting(), name, "{err}");
+        assert!(
+            !err.to_string().contains(value),
+            "the token is echoed: {err}"
+        );
     }
 }
 

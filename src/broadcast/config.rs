@@ -431,6 +431,16 @@ impl BroadcastConfig {
             },
         ),
         Setting::new(
+            "RUSTFORGE_BROADCAST_SEND_QUEUE",
+            "broadcast.send_queue",
+            "`256`",
+            "frames queued for one connection before it is closed as too slow (4100)",
+            |c, var, v| {
+                c.send_queue = parse::from_str(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
             "RUSTFORGE_BROADCAST_SUBSCRIBE_RATE",
             "broadcast.subscribe_rate",
             "`50`",

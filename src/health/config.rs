@@ -117,14 +117,7 @@ impl HealthConfig {
                 ));
             }
         }
-        // A blank token is no secret: the error shows it as given.
-        if let Some(token) = self.token.as_deref().filter(|t| t.trim().is_empty()) {
-            return Err(ConfigError::new(
-                "health.token",
-                token,
-                "must not be empty or blank",
-            ));
-        }
+        crate::util::check_bearer_token("health.token", self.token.as_deref())?;
         for (key, d) in [("health.timeout", self.timeout)] {
             if d.is_zero() {
                 return Err(ConfigError::new(key, "0s", "must be greater than zero"));

@@ -63,14 +63,7 @@ impl MetricsConfig {
                 "a fixed path starting with `/`",
             ));
         }
-        // A blank token is no secret: the error shows it as given.
-        if let Some(token) = self.token.as_deref().filter(|t| t.trim().is_empty()) {
-            return Err(ConfigError::new(
-                "metrics.token",
-                token,
-                "must not be empty or blank",
-            ));
-        }
+        crate::util::check_bearer_token("metrics.token", self.token.as_deref())?;
         Ok(())
     }
 
