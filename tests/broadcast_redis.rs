@@ -643,8 +643,26 @@ async fn a_rolling_deploy_with_pusher_js_leaves_no_ghost() {
     assert_eq!(summary["members"], json!(everyone), "{summary}");
     assert_eq!(summary["api"], json!(everyone), "{summary}");
     assert!(
-        summary["resubscribed"].as_u64().unwrap() >= 1,
+        summary["moved"].as_u64().unwrap() >= 1,
         "some clients were on A: {summary}"
+    );
+    assert_eq!(
+        summary["resubscribed"], summary["moved"],
+        "every client that moved subscribed again: {summary}"
+    );
+    // No ghost: one subscription per client and the observer, whatever the user ids (each user
+    // came back under the same id, so member lists alone cannot show a stale subscription).
+    let connected = USERS as u64 + 1;
+    assert_eq!(
+        summary["info"],
+        json!({"occupied": true, "user_count": connected, "subscription_count": connected}),
+        "{summary}"
+    );
+    // And nothing of A in Redis: B is the only node.
+    let nodes = support::redis::raw_command(redis.port(), "ZCARD {deploy:bc}:nodes").unwrap();
+    assert_eq!(
+        nodes, ":1",
+        "the stopped server's node entry is left in Redis"
     );
     for (user, counts) in summary["events"].as_object().unwrap() {
         let (added, removed) = (counts["added"].as_u64(), counts["removed"].as_u64());

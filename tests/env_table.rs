@@ -40,14 +40,18 @@ This page is generated from the tables the modules declare
     )
 }
 
-/// Compares `actual` with `expected`, or rewrites `path` when `UPDATE_ENV_DOCS` is set.
+/// Compares `actual` with `expected`; when they differ and `UPDATE_ENV_DOCS` is set, rewrites
+/// `path` — and fails all the same, so that a run that had to rewrite a page never passes (CI
+/// with the variable set would otherwise go green on stale docs).
 fn check(path: &str, actual: &str, expected: &str, whole: String) {
     if actual == expected {
         return;
     }
     if std::env::var_os("UPDATE_ENV_DOCS").is_some() {
         std::fs::write(path, whole).unwrap();
-        return;
+        panic!(
+            "{path} was out of step and has been rewritten: review and commit it, then run again"
+        );
     }
     panic!(
         "{path} is out of step with the modules' environment tables; regenerate it with \

@@ -63,6 +63,10 @@ fn check(clients: &mut JsClients) -> Value {
     let everyone: Vec<String> = (0..clients.users).map(|i| format!("u{i}")).collect();
     assert_eq!(summary["connected"], json!(clients.users), "{summary}");
     assert_eq!(summary["api"], json!([everyone, everyone]), "{summary}");
+    // No ghost: one subscription per client on both servers' APIs (users come back under the
+    // same ids, so member lists alone cannot show a stale subscription).
+    let n = clients.users;
+    assert_eq!(summary["counts"], json!([[n, n], [n, n]]), "{summary}");
     for (user, seen) in summary["seen"].as_object().unwrap() {
         assert_eq!(seen, &json!(everyone), "{user} sees: {summary}");
     }

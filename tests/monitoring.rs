@@ -8,6 +8,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -31,6 +32,7 @@ async fn exported() -> (BTreeSet<String>, BTreeSet<String>) {
         ("DATABASE_URL", &pg.url()),
         ("RUSTFORGE_DB_MAX_CONNECTIONS", "1"),
         ("RUSTFORGE_DB_ACQUIRE_TIMEOUT", "100ms"),
+        ("RUSTFORGE_SESSION_TTL", "2s"),
         ("RUSTFORGE_RATE_LIMIT", "100/min"),
         ("RUSTFORGE_STORAGE_DISK", "memory"),
         ("PUSHER_APP_ID", "1"),
@@ -55,9 +57,13 @@ async fn exported() -> (BTreeSet<String>, BTreeSet<String>) {
         .layer(prod.layer());
     let server = TestServer::start(app).await;
     client().get(server.url("/users/1")).send().await.unwrap();
-    // A session saved, then loaded (and extended) by the next request.
+    // A session saved, then loaded and extended by a request past the slack (a tenth of the
+    // 2 s TTL set above; the session lives 2.2 s).
     let mut cookies = String::new();
     for expected in ["1", "2"] {
+        if expected == "2" {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         let res = client()
             .get(server.url("/visits"))
             .header("cookie", &cookies)

@@ -11,7 +11,6 @@
 "use strict";
 
 const localClient = require("./local-client");
-const PusherServer = require("pusher");
 const readline = require("node:readline");
 
 const key = process.env.PUSHER_APP_KEY;
@@ -19,18 +18,7 @@ const proxyPort = Number(process.env.PROXY_PORT);
 const serverPorts = process.env.SERVER_PORTS.split(",").map(Number);
 const users = Number(process.env.USERS || 10);
 const channelName = "presence-chaos";
-const apis = serverPorts.map(
-  (port) =>
-    new PusherServer({
-      appId: process.env.PUSHER_APP_ID,
-      key,
-      secret: process.env.PUSHER_APP_SECRET,
-      host: "127.0.0.1",
-      port: String(port),
-      useTLS: false,
-      timeout: 3000,
-    }),
-);
+const apis = serverPorts.map((port) => localClient.api(port, { timeout: 3000 }));
 const everyone = Array.from({ length: users }, (_, i) => `u${i}`);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

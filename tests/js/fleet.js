@@ -4,12 +4,12 @@
 // while the test restarts servers under them. Prints "READY" once every client is subscribed.
 // Each "CHECK" line on stdin waits until every client is connected and subscribed again, then
 // publishes one event through each server's API, waits until every client got both, and prints
-// one JSON line: the members each server's API and each client see, how many times each client
-// subscribed, and the events each client missed.
+// one JSON line: the members each server's API and each client see, the user and subscription
+// counts each server's API gives, how many times each client subscribed, and the events each
+// client missed.
 "use strict";
 
 const localClient = require("./local-client");
-const PusherServer = require("pusher");
 const readline = require("node:readline");
 
 const key = process.env.PUSHER_APP_KEY;
@@ -17,17 +17,7 @@ const proxyPort = Number(process.env.PROXY_PORT);
 const serverPorts = process.env.SERVER_PORTS.split(",").map(Number);
 const users = Number(process.env.USERS || 10);
 const channelName = "presence-fleet";
-const apis = serverPorts.map(
-  (port) =>
-    new PusherServer({
-      appId: process.env.PUSHER_APP_ID,
-      key,
-      secret: process.env.PUSHER_APP_SECRET,
-      host: "127.0.0.1",
-      port: String(port),
-      useTLS: false,
-    }),
-);
+const apis = serverPorts.map((port) => localClient.api(port));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -64,6 +54,22 @@ async function check(clients, n) {
   const got = (c) => expected.every((e) => c.received.has(e));
   await waitFor(() => clients.every(got), 10000);
 
+  // Each server's API counts one subscription per client: a subscription a stopped server left
+  // behind would count here although its user came back under the same id.
+  const counts = async () => {
+    const all = [];
+    for (const api of apis) {
+      const params = { info: "user_count,subscription_count" };
+      const info = await (await api.get({ path: `/channels/${channelName}`, params })).json();
+      all.push([info.user_count, info.subscription_count]);
+    }
+    return all;
+  };
+  let apiCounts = await counts();
+  for (let i = 0; i < 200 && !apiCounts.every(([u, s]) => u === users && s === users); i++) {
+    await sleep(50);
+    apiCounts = await counts();
+  }
   const apiMembers = [];
   for (const api of apis) {
     const res = await api.get({ path: `/channels/${channelName}/users` });
@@ -82,6 +88,7 @@ async function check(clients, n) {
   return {
     connected: clients.filter(ready).length,
     api: apiMembers,
+    counts: apiCounts,
     seen,
     missed,
     subscriptions,

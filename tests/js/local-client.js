@@ -1,9 +1,12 @@
 // A pusher-js client of a rustforge-prod server on 127.0.0.1:`port` (plain WebSocket), signing
 // private and presence channels at the server's auth endpoint as the test user `userId` (the
-// test apps read it from X-User-Id). Shared by fleet.js and rolling-deploy.js.
+// test apps read it from X-User-Id); and `localClient.api(port)`, the pusher server SDK on that
+// server's HTTP API with the app's credentials from the environment. Shared by fleet.js,
+// chaos.js and rolling-deploy.js.
 "use strict";
 
 const Pusher = require("pusher-js");
+const PusherServer = require("pusher");
 
 module.exports = function localClient(key, port, userId) {
   return new Pusher(key, {
@@ -17,5 +20,19 @@ module.exports = function localClient(key, port, userId) {
       transport: "ajax",
       headers: { "X-User-Id": userId },
     },
+  });
+};
+
+// The server SDK on 127.0.0.1:`port`'s HTTP API (PUSHER_APP_ID, _KEY, _SECRET); `options` adds
+// to it (a `timeout`).
+module.exports.api = function api(port, options = {}) {
+  return new PusherServer({
+    appId: process.env.PUSHER_APP_ID,
+    key: process.env.PUSHER_APP_KEY,
+    secret: process.env.PUSHER_APP_SECRET,
+    host: "127.0.0.1",
+    port: String(port),
+    useTLS: false,
+    ...options,
   });
 };

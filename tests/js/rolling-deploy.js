@@ -8,7 +8,6 @@
 "use strict";
 
 const localClient = require("./local-client");
-const PusherServer = require("pusher");
 const readline = require("node:readline");
 
 const key = process.env.PUSHER_APP_KEY;
@@ -16,14 +15,7 @@ const proxyPort = Number(process.env.PROXY_PORT);
 const bPort = Number(process.env.B_PORT);
 const users = Number(process.env.USERS || 10);
 const channelName = "presence-deploy";
-const api = new PusherServer({
-  appId: process.env.PUSHER_APP_ID,
-  key,
-  secret: process.env.PUSHER_APP_SECRET,
-  host: "127.0.0.1",
-  port: String(bPort),
-  useTLS: false,
-});
+const api = localClient.api(bPort);
 
 function subscribed(channel) {
   return new Promise((resolve) => channel.bind("pusher:subscription_succeeded", resolve));
@@ -59,13 +51,18 @@ async function main() {
   for (let i = 0; i < 400 && watched.members.count < users + 1; i++) await sleep(50);
   counting = true;
   const before = clients.map((c) => c.subscriptions);
+  const socketsBefore = clients.map((c) => c.pusher.connection.socket_id);
   console.log("READY");
 
   const lines = readline.createInterface({ input: process.stdin });
   await new Promise((resolve) => lines.on("line", (l) => l.trim() === "TERMINATED" && resolve()));
 
-  // The clients A had were disconnected and subscribed again on B; those on B were not.
-  const again = (c, i) => c.pusher.connection.state === "connected" && c.subscriptions >= before[i];
+  // The clients A had were disconnected and subscribed again on B; those on B were not. A
+  // client on a new socket must have subscribed again (a count already reached before the roll
+  // proves nothing).
+  const again = (c, i) =>
+    c.pusher.connection.state === "connected" &&
+    (c.pusher.connection.socket_id === socketsBefore[i] ? c.subscriptions >= before[i] : c.subscriptions > before[i]);
   for (let i = 0; i < 600 && !clients.every(again); i++) await sleep(50);
   // The observer's view settles on the truth: every user once, and the observer.
   for (let i = 0; i < 200 && watched.members.count !== users + 1; i++) await sleep(50);
@@ -74,8 +71,14 @@ async function main() {
   const apiUsers = (await (await api.get({ path: `/channels/${channelName}/users` })).json()).users.map(
     (u) => u.id,
   );
+  // Subscriptions as B's API counts them: one per client and the observer. A subscription A
+  // left behind would count here even though its user came back under the same id.
+  const info = await (
+    await api.get({ path: `/channels/${channelName}`, params: { info: "user_count,subscription_count" } })
+  ).json();
   const resubscribed = clients.filter((c, i) => c.subscriptions > before[i]).length;
-  console.log(JSON.stringify({ members: members.sort(), api: apiUsers.sort(), events, resubscribed }));
+  const moved = clients.filter((c, i) => c.pusher.connection.socket_id !== socketsBefore[i]).length;
+  console.log(JSON.stringify({ members: members.sort(), api: apiUsers.sort(), info, events, resubscribed, moved }));
   observer.disconnect();
   clients.forEach((c) => c.pusher.disconnect());
   setTimeout(() => process.exit(0), 300).unref();
