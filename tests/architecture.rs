@@ -53,41 +53,57 @@ fn owner(path: &Path, src: &Path) -> String {
     first.trim_end_matches(".rs").to_owned()
 }
 
-/// The top-level modules a file's code names as `crate::<name>` (also `crate::{a, b}`).
+/// The top-level modules a file's code names as `crate::<name>`, also in groups that span lines
+/// and nest (`crate::{a, b::{C, D}}` names `a` and `b`). Line comments are left out.
 fn references(code: &str) -> BTreeSet<String> {
+    let code: String = code
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut names = BTreeSet::new();
-    for line in code.lines() {
-        let line = line.trim_start();
-        if line.starts_with("//") {
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            names.insert(ident(rest));
             continue;
-        }
-        let mut rest = line;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let end = group.find('}').unwrap_or(group.len());
-                for item in group[..end].split(',') {
-                    let name: String = item
-                        .trim()
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if !name.is_empty() {
-                        names.insert(name);
-                    }
+        };
+        // The group's items at depth 0, up to its closing brace.
+        let (mut depth, mut item_start) = (0usize, 0usize);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    names.insert(ident(&group[item_start..i]));
+                    break;
                 }
-            } else {
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() {
-                    names.insert(name);
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    names.insert(ident(&group[item_start..i]));
+                    item_start = i + 1;
                 }
+                _ => {}
             }
         }
     }
+    names.remove("");
     names
+}
+
+#[test]
+fn references_are_read_from_paths_and_groups_over_several_lines() {
+    let code = "use crate::redis::RedisHandle;\n\
+                use crate::{\n    cache::{Cache, Ttl},\n    // crate::ignored\n    session,\n};\n\
+                let x = crate::util::cause(e);";
+    let found: Vec<String> = references(code).into_iter().collect();
+    assert_eq!(found, ["cache", "redis", "session", "util"]);
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
