@@ -160,3 +160,21 @@ fn the_compose_fleet_uses_the_kit_redis_user() {
     let health = format!("\"--user\", \"rustforge\", \"--pass\", \"{password}\", \"ping\"");
     assert!(compose.contains(&health), "the health check logs in too");
 }
+
+#[test]
+fn the_compose_nginx_runs_the_kit_main_config_with_room_for_websockets() {
+    let main = kit_file("nginx/nginx.conf");
+    let connections: u32 = main
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("worker_connections "))
+        .and_then(|v| v.trim_end_matches(';').trim().parse().ok())
+        .expect("worker_connections in the kit's nginx.conf");
+    // Two connections per proxied WebSocket: the default 1,024 holds ~500.
+    assert!(connections >= 8192, "worker_connections {connections}");
+    assert!(main.contains("include /etc/nginx/conf.d/*.conf;"), "the site is included");
+    let compose = kit_file("compose/compose.yaml");
+    assert!(
+        compose.contains("../nginx/nginx.conf:/etc/nginx/nginx.conf:ro"),
+        "Compose mounts the main config"
+    );
+}

@@ -44,12 +44,23 @@ pub fn kit_config(upstreams: &[u16], port: u16) -> String {
     out
 }
 
-/// The main config around `site`: everything nginx writes stays under `dir`.
+/// The `events { … }` block of the kit's main config (`examples/deploy/nginx/nginx.conf`).
+fn kit_events() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/nginx/nginx.conf");
+    let main = std::fs::read_to_string(&path).unwrap();
+    let start = main.find("events {").expect("an events block in the kit's nginx.conf");
+    let end = start + main[start..].find('}').expect("the events block is closed") + 1;
+    main[start..end].to_owned()
+}
+
+/// The main config around `site`, with the kit's `events` block: everything nginx writes stays
+/// under `dir` (the rest of the kit's main config names system paths).
 fn main_config(dir: &Path, site: &str) -> String {
     let d = dir.display();
+    let events = kit_events();
     format!(
         "worker_processes 1;\npid {d}/nginx.pid;\nerror_log stderr warn;\n\
-         events {{ worker_connections 4096; }}\n\
+         {events}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
            fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
          {site}}}\n"
