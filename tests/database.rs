@@ -117,6 +117,68 @@ async fn an_exhausted_pool_times_out_and_the_metrics_say_so() {
     drop(held);
 }
 
+/// Queries written the usual way, on `db.pool()`, are observed as well: each checkout's wait,
+/// a timeout of an exhausted pool, and every query's duration by operation (and error type).
+#[tokio::test]
+async fn queries_on_the_pool_are_measured_like_checkouts() {
+    let pg = PgServer::start();
+    let (prod, server) = app(&[
+        ("DATABASE_URL", &pg.url()),
+        ("RUSTFORGE_DB_MAX_CONNECTIONS", "1"),
+        ("RUSTFORGE_DB_ACQUIRE_TIMEOUT", "300ms"),
+    ])
+    .await;
+    let db = prod.database().unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    let rows: Vec<i32> = sqlx::query_scalar("select generate_series(1, 3)")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, [1, 2, 3]);
+    let failed = sqlx::query("SELECT * FROM no_such_table")
+        .execute(db.pool())
+        .await;
+    assert!(failed.is_err());
+    // The one connection held: a query on the pool waits, times out, and is counted.
+    let held = db.acquire().await.unwrap();
+    let err = sqlx::query("SELECT 1")
+        .execute(db.pool())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err}");
+    drop(held);
+
+    let text = get_text(server.url("/metrics")).await;
+    let series = |labels: &[&str]| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("db_client_operation_duration_seconds_count{"))
+            .filter(|l| labels.iter().all(|label| l.contains(label)))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let select = "db_operation_name=\"SELECT\"";
+    assert_eq!(
+        series(&[select, "db_system_name=\"postgresql\""]),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(series(&[select, "error_type=\"database\""]), 1.0, "{text}");
+    assert_eq!(
+        metric_sum(&text, "db_client_connection_timeouts_total{"),
+        1.0,
+        "a query's checkout that timed out: {text}"
+    );
+    assert!(
+        metric_sum(&text, "db_client_connection_wait_time_seconds_count{") >= 5.0,
+        "every checkout's wait, the queries' included: {text}"
+    );
+    support::promtool::check_metrics(&text);
+}
+
 #[tokio::test]
 async fn postgres_down_at_start_then_restarted_mid_run_recovers() {
     let mut pg = PgServer::start();

@@ -171,7 +171,10 @@ fn the_compose_nginx_runs_the_kit_main_config_with_room_for_websockets() {
         .expect("worker_connections in the kit's nginx.conf");
     // Two connections per proxied WebSocket: the default 1,024 holds ~500.
     assert!(connections >= 8192, "worker_connections {connections}");
-    assert!(main.contains("include /etc/nginx/conf.d/*.conf;"), "the site is included");
+    assert!(
+        main.contains("include /etc/nginx/conf.d/*.conf;"),
+        "the site is included"
+    );
     let compose = kit_file("compose/compose.yaml");
     assert!(
         compose.contains("../nginx/nginx.conf:/etc/nginx/nginx.conf:ro"),

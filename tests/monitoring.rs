@@ -85,6 +85,11 @@ async fn exported() -> (BTreeSet<String>, BTreeSet<String>) {
         .unwrap();
     assert_eq!(loaded, 42);
     let db = prod.database().unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
     let held = db.acquire().await.unwrap();
     // The pool has one connection: a second caller times out (counted).
     assert!(db.acquire().await.is_err());

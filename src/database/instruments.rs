@@ -11,13 +11,14 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 
 use super::Database;
-use super::pool::PoolObserver;
+use super::observed::PoolObserver;
 use crate::telemetry::DURATION_BUCKETS;
 
 /// `db.client.connections.usage` per state (idle, used), `db.client.connection.max`,
 /// `db.client.connection.idle.min`, `db.client.connection.pending_requests`,
 /// `db.client.connection.timeouts` and `db.client.connection.wait_time` (s), each with
-/// `db.client.connection.pool.name`.
+/// `db.client.connection.pool.name`; `db.client.operation.duration` (s) with
+/// `db.system.name`, `db.operation.name` and, on failure, `error.type`.
 pub(crate) fn instruments(
     meter: &Meter,
     database: Database,
@@ -66,6 +67,7 @@ pub(crate) fn instruments(
         pending: UpDownCounter<i64>,
         timeouts: Counter<u64>,
         wait: Histogram<f64>,
+        operations: Histogram<f64>,
     }
 
     impl PoolObserver for Instruments {
@@ -80,6 +82,17 @@ pub(crate) fn instruments(
                 self.timeouts.add(1, &self.pool_name);
             }
         }
+
+        fn query(&self, operation: &'static str, took: Duration, error: Option<&'static str>) {
+            let mut attributes = vec![
+                KeyValue::new("db.system.name", "postgresql"),
+                KeyValue::new("db.operation.name", operation),
+            ];
+            if let Some(error) = error {
+                attributes.push(KeyValue::new("error.type", error));
+            }
+            self.operations.record(took.as_secs_f64(), &attributes);
+        }
     }
 
     database.with_observer(Arc::new(Instruments {
@@ -87,7 +100,7 @@ pub(crate) fn instruments(
         pending: meter
             .i64_up_down_counter("db.client.connection.pending_requests")
             .with_unit("{request}")
-            .with_description("Callers waiting for a connection (through Database::acquire/begin).")
+            .with_description("Callers waiting for a connection.")
             .build(),
         timeouts: meter
             .u64_counter("db.client.connection.timeouts")
@@ -98,6 +111,14 @@ pub(crate) fn instruments(
             .f64_histogram("db.client.connection.wait_time")
             .with_unit("s")
             .with_description("Time to obtain a connection from the pool.")
+            .with_boundaries(DURATION_BUCKETS.to_vec())
+            .build(),
+        operations: meter
+            .f64_histogram("db.client.operation.duration")
+            .with_unit("s")
+            .with_description(
+                "Duration of queries, by operation (SELECT, INSERT, …) and error type.",
+            )
             .with_boundaries(DURATION_BUCKETS.to_vec())
             .build(),
     }))

@@ -17,17 +17,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Queries run on [`Database::pool`] (a plain `&PgPool`); [`Database::acquire`] and
-//! [`Database::begin`] also measure the wait. While PostgreSQL is down, each query fails after
+//! Queries run on [`Database::pool`] (sqlx's `PgPool`, observed: every checkout's wait and
+//! every query's duration are measured, as through [`Database::acquire`] and
+//! [`Database::begin`]). While PostgreSQL is down, each query fails after
 //! at most the acquire timeout (3 s) — never hangs — and the pool reconnects by itself once it
 //! is back. Guide: `docs/database.md`.
 
 mod config;
 #[cfg(feature = "metrics")]
 mod instruments;
+mod observed;
 mod pool;
 
 pub use config::DatabaseConfig;
+pub use observed::ObservedPool;
 pub use pool::Database;
 
 #[cfg(feature = "metrics")]

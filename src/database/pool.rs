@@ -1,30 +1,23 @@
-//! [`Database`]: the tuned `PgPool` and its instrumented acquire.
+//! [`Database`]: the tuned `PgPool`, observed.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 use super::config::DatabaseConfig;
+use super::observed::{ObservedPool, PoolObserver};
 use crate::error::ConfigError;
-
-/// Hears how acquisitions go, for metrics (`database::instruments`).
-pub(crate) trait PoolObserver: Send + Sync {
-    /// A caller started waiting for a connection.
-    fn waiting(&self);
-    /// It got one (or gave up: `timed_out`) after `waited`.
-    fn acquired(&self, waited: Duration, timed_out: bool);
-}
 
 /// The application's PostgreSQL pool: sqlx's [`PgPool`] built from a [`DatabaseConfig`].
 /// Cheap to clone.
 ///
-/// Run queries on [`pool`](Self::pool) as with any `PgPool`. [`acquire`](Self::acquire) and
-/// [`begin`](Self::begin) also count the wait in the pool metrics
-/// (`db_client_connection_wait_time_seconds`, `_pending_requests`, `_timeouts_total`);
-/// connection counts are reported for every use.
+/// Run queries on [`pool`](Self::pool) as with any `PgPool`: every checkout counts in the pool
+/// metrics (`db_client_connection_wait_time_seconds`, `_pending_requests`, `_timeouts_total`)
+/// and every query in `db_client_operation_duration_seconds`, through the pool,
+/// [`acquire`](Self::acquire) and [`begin`](Self::begin) alike.
 ///
 /// The pool connects lazily: a PostgreSQL that is down at start is not an error at start, but
 /// each query fails after at most `acquire_timeout`, and the pool reconnects by itself when
@@ -36,14 +29,13 @@ pub(crate) trait PoolObserver: Send + Sync {
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let db = Database::connect(&DatabaseConfig::new("postgres://app@localhost/app"))?;
 /// let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(db.pool()).await?;
-/// let mut conn = db.acquire().await?; // counted in the wait-time metrics
+/// let mut conn = db.acquire().await?; // the wait counted, like the query's above
 /// sqlx::query("SELECT 1").execute(&mut *conn).await?;
 /// # let _ = users; Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct Database {
-    pool: PgPool,
-    observer: Option<Arc<dyn PoolObserver>>,
+    pool: ObservedPool,
 }
 
 impl std::fmt::Debug for Database {
@@ -76,46 +68,31 @@ impl Database {
             });
         }
         Ok(Self {
-            pool: pool.connect_lazy_with(options),
-            observer: None,
+            pool: ObservedPool::new(pool.connect_lazy_with(options)),
         })
     }
 
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn with_observer(mut self, observer: Arc<dyn PoolObserver>) -> Self {
-        self.observer = Some(observer);
+        self.pool.observe(observer);
         self
     }
 
-    /// The sqlx pool, for queries (`.fetch_one(db.pool())`).
-    pub fn pool(&self) -> &PgPool {
+    /// The pool, for queries (`.fetch_one(db.pool())`): sqlx's `PgPool` with its checkouts and
+    /// queries measured ([`ObservedPool`]).
+    pub fn pool(&self) -> &ObservedPool {
         &self.pool
     }
 
     /// A connection, waiting up to the acquire timeout; the wait is measured.
     pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
-        self.measured(self.pool.acquire()).await
+        self.pool.acquire().await
     }
 
     /// A transaction, waiting up to the acquire timeout for its connection; the wait is
     /// measured.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
-        self.measured(self.pool.begin()).await
-    }
-
-    async fn measured<T>(
-        &self,
-        acquire: impl Future<Output = Result<T, sqlx::Error>>,
-    ) -> Result<T, sqlx::Error> {
-        let Some(observer) = &self.observer else {
-            return acquire.await;
-        };
-        observer.waiting();
-        let started = Instant::now();
-        let result = acquire.await;
-        let timed_out = matches!(result, Err(sqlx::Error::PoolTimedOut));
-        observer.acquired(started.elapsed(), timed_out);
-        result
+        self.pool.begin().await
     }
 
     /// Closes the pool: new acquisitions fail, and it returns once every connection is back and

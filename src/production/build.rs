@@ -500,7 +500,7 @@ fn store_checks(
     }
     #[cfg(feature = "sqlx-postgres")]
     if let (Some(database), Some(settings)) = (database, &config.database) {
-        let check = crate::health::postgres_check(database.pool().clone());
+        let check = crate::health::postgres_check(database.pool().inner().clone());
         let check = if settings.readiness {
             check
         } else {

@@ -48,7 +48,9 @@ pub fn kit_config(upstreams: &[u16], port: u16) -> String {
 fn kit_events() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/nginx/nginx.conf");
     let main = std::fs::read_to_string(&path).unwrap();
-    let start = main.find("events {").expect("an events block in the kit's nginx.conf");
+    let start = main
+        .find("events {")
+        .expect("an events block in the kit's nginx.conf");
     let end = start + main[start..].find('}').expect("the events block is closed") + 1;
     main[start..end].to_owned()
 }
