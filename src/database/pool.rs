@@ -11,8 +11,8 @@ use super::config::DatabaseConfig;
 use super::observed::{ObservedPool, PoolObserver};
 use crate::error::ConfigError;
 
-/// The application's PostgreSQL pool: sqlx's [`PgPool`] built from a [`DatabaseConfig`].
-/// Cheap to clone.
+/// The application's PostgreSQL pool: sqlx's [`PgPool`](sqlx::postgres::PgPool) built from a
+/// [`DatabaseConfig`]. Cheap to clone.
 ///
 /// Run queries on [`pool`](Self::pool) as with any `PgPool`: every checkout counts in the pool
 /// metrics (`db_client_connection_wait_time_seconds`, `_pending_requests`, `_timeouts_total`)
