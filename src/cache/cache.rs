@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::codec;
 use super::flight::{Flights, Landing, Role, follow};
-use super::lock::Lock;
+use super::lock::{Lock, REMEMBER_LOCK};
 use super::store::{CacheError, CacheStore};
 use super::tags::TaggedCache;
 use crate::util::Cause;
@@ -289,6 +289,23 @@ impl Cache {
     pub async fn forget(&self, key: &str) -> Result<bool, CacheError> {
         let full = self.full_key(key);
         self.write("forget", self.inner.store.forget(&full)).await
+    }
+
+    /// Removes every entry of this cache — each key under its prefix, tagged entries and tag
+    /// versions included — and returns how many (Laravel's `Cache::flush`, which on Redis
+    /// empties the whole database; this one keeps other prefixes, sessions and rate limits).
+    /// Locks are kept: their holders still own them.
+    ///
+    /// The cost grows with the number of keys: Redis is walked with `SCAN` in batches and each
+    /// batch removed with `UNLINK` (on every primary of a Cluster), so the server is never
+    /// blocked, and a write made while it runs may stay. To invalidate a group of entries at
+    /// once, in one write, give them a [tag](Self::tags).
+    pub async fn flush(&self) -> Result<u64, CacheError> {
+        let prefix = self.full_key("");
+        let lock = self.full_key("lock:");
+        let is_lock = |key: &str| key.starts_with(&lock) || key.ends_with(REMEMBER_LOCK);
+        self.write("flush", self.inner.store.flush(&prefix, &is_lock))
+            .await
     }
 
     /// Adds `by` to the integer under `key` (0 when absent) atomically and returns the result;

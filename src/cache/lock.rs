@@ -196,12 +196,15 @@ pub(super) enum Turn {
     Load(Option<LockGuard>),
 }
 
+/// The suffix of a remember lock's key (after the entry's).
+pub(super) const REMEMBER_LOCK: &str = ":remember-lock";
+
 /// Takes the remember lock of `full`, or waits for its holder's value.
 pub(super) async fn remember_turn(cache: &Cache, full: &str, wait: Duration) -> Turn {
     let lock = Lock {
         cache: cache.clone(),
         name: format!("remember:{full}"),
-        key: format!("{full}:remember-lock"),
+        key: format!("{full}{REMEMBER_LOCK}"),
         ttl: wait,
         owner: None,
     };

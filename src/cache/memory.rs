@@ -269,6 +269,26 @@ impl CacheStore for MemoryStore {
         })
     }
 
+    fn flush<'a>(
+        &'a self,
+        prefix: &'a str,
+        keep: &'a (dyn Fn(&str) -> bool + Sync),
+    ) -> BoxFuture<'a, Result<u64, CacheError>> {
+        Box::pin(async move {
+            let doomed: Vec<_> = self
+                .entries
+                .iter()
+                .filter(|(key, _)| key.starts_with(prefix) && !keep(key))
+                .map(|(key, _)| key)
+                .collect();
+            let mut removed = 0;
+            for key in doomed {
+                removed += u64::from(self.entries.remove(key.as_str()).await.is_some());
+            }
+            Ok(removed)
+        })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), CacheError>> {
         Box::pin(async { Ok(()) })
     }

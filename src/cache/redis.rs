@@ -220,6 +220,21 @@ impl CacheStore for RedisStore {
         })
     }
 
+    fn flush<'a>(
+        &'a self,
+        prefix: &'a str,
+        keep: &'a (dyn Fn(&str) -> bool + Sync),
+    ) -> BoxFuture<'a, Result<u64, CacheError>> {
+        Box::pin(async move {
+            let redis_prefix = self.key("");
+            let keep = |key: &[u8]| {
+                let key = key.strip_prefix(redis_prefix.as_bytes()).unwrap_or(key);
+                std::str::from_utf8(key).is_ok_and(keep)
+            };
+            Ok(self.redis.unlink_prefixed(&self.key(prefix), &keep).await?)
+        })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), CacheError>> {
         Box::pin(async move {
             self.redis.ping().await?;

@@ -64,6 +64,14 @@ pub trait CacheStore: fmt::Debug + Send + Sync + 'static {
     /// is not an integer is [`CacheError::NotAnInteger`].
     fn increment<'a>(&'a self, key: &'a str, by: i64) -> BoxFuture<'a, Result<i64, CacheError>>;
 
+    /// Removes every entry whose key starts with `prefix`, except those `keep` is true for;
+    /// how many it removed. It need not be atomic: entries written while it runs may stay.
+    fn flush<'a>(
+        &'a self,
+        prefix: &'a str,
+        keep: &'a (dyn Fn(&str) -> bool + Sync),
+    ) -> BoxFuture<'a, Result<u64, CacheError>>;
+
     /// A cheap round trip to the backend, for the optional health check.
     fn ping(&self) -> BoxFuture<'_, Result<(), CacheError>>;
 

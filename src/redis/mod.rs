@@ -69,6 +69,8 @@ use redis::{
 };
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "cache")]
+mod scan;
 mod sentinel;
 
 use sentinel::Sentinel;

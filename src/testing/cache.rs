@@ -31,6 +31,7 @@ pub async fn cache_conformance(cache: &Cache, prefix: &str) {
     Box::pin(many_reads_and_writes_in_order(cache, prefix)).await;
     Box::pin(another_type_is_a_miss(cache, prefix)).await;
     Box::pin(flushing_a_tag_leaves_the_others(cache, prefix)).await;
+    Box::pin(flush_empties_this_prefix_only(cache, prefix)).await;
     Box::pin(remember_loads_once(cache, prefix, 100)).await;
     Box::pin(remember_does_not_cache_errors(cache, prefix)).await;
     Box::pin(locks_are_exclusive_and_released_by_their_owner(
@@ -294,6 +295,41 @@ pub async fn flushing_a_tag_leaves_the_others(cache: &Cache, prefix: &str) {
         .await
         .unwrap();
     assert_eq!(remembered, 4, "remember in a tag set reads it");
+}
+
+/// `flush` removes every entry under the cache's prefix — plain, counters, tagged, tag
+/// versions — keeps its locks, and leaves the entries of another prefix alone, even one that
+/// the flushed prefix would match as a glob.
+pub async fn flush_empties_this_prefix_only(cache: &Cache, prefix: &str) {
+    let flushed = cache.clone().with_prefix(format!("{prefix}-fl?sh*"));
+    let neighbour = cache.clone().with_prefix(format!("{prefix}-flash"));
+    let ttl = Some(Duration::from_secs(60));
+    flushed.put("plain", &1, ttl).await.unwrap();
+    flushed.forever("forever", &2).await.unwrap();
+    flushed.increment("counter", 3).await.unwrap();
+    flushed.tags(&["t"]).put("tagged", &4, ttl).await.unwrap();
+    let lock = flushed.lock("held", Duration::from_secs(30));
+    let guard = lock.try_acquire().await.unwrap().expect("a free lock");
+    neighbour.put("plain", &5, ttl).await.unwrap();
+
+    let removed = flushed.flush().await.unwrap();
+    assert_eq!(removed, 5, "four entries and one tag version");
+    assert_eq!(flushed.get::<i32>("plain").await, None, "plain");
+    assert_eq!(flushed.get::<i32>("forever").await, None, "forever");
+    assert_eq!(flushed.increment("counter", 1).await.unwrap(), 1, "counter");
+    assert_eq!(flushed.tags(&["t"]).get::<i32>("tagged").await, None);
+    assert!(
+        lock.try_acquire().await.unwrap().is_none(),
+        "the lock is kept"
+    );
+    assert_eq!(
+        neighbour.get::<i32>("plain").await,
+        Some(5),
+        "another prefix"
+    );
+    assert!(guard.release().await.unwrap(), "its owner still holds it");
+    assert_eq!(flushed.flush().await.unwrap(), 1, "the counter");
+    neighbour.forget("plain").await.unwrap();
 }
 
 /// `concurrency` tasks missing one key at once run the loader once and all get its value.
