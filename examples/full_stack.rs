@@ -94,8 +94,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
     let listener = rustforge_prod::bind(format!("0.0.0.0:{port}")).await?;
-    tracing::info!(addr = %listener.local_addr()?, "full_stack listening");
-    println!("full_stack listening on http://{}", listener.local_addr()?);
+    // A log line like every other (stdout carries JSON only); scripts wait for its message.
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "full_stack listening on http://{addr}");
     // Returns after SIGTERM, once in-flight requests finished and buffered OTLP data is pushed.
     rustforge_prod::serve(listener, app, &prod).await;
     tracing::info!("shut down cleanly");

@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use rustforge_prod::broadcast::{AppConfig, BroadcastConfig};
+use rustforge_prod::redis::{RedisConfig, RedisHandle};
 use serde_json::{Value, json};
 use support::http::TestServer;
 use support::pusher::{APP_ID, Client, KEY, SECRET, serve, serve_on_redis};
@@ -19,6 +20,38 @@ use support::redis::RedisServer;
 use tokio::sync::mpsc;
 
 const USER_A: &str = r#"{"user_id":"ann","user_info":{"name":"Ann"}}"#;
+
+/// Polls the `reaped` fleet's node set — (server, last heartbeat in ms) — until `done` says so.
+async fn wait_for_heartbeats(
+    redis: &RedisHandle,
+    done: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let flat: Vec<String> = redis
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg("{reaped:bc}:nodes")
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES"),
+            )
+            .await
+            .unwrap();
+        let beats: Vec<(String, String)> = flat
+            .chunks(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
+        if done(&beats) {
+            return beats;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "heartbeats: {beats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// A webhook receiver: every request's headers and raw body.
 async fn receiver() -> (TestServer, mpsc::UnboundedReceiver<(HeaderMap, String)>) {
@@ -236,7 +269,18 @@ async fn reaping_a_dead_server_sends_its_webhooks_once() {
     runtime.shutdown_background();
     // B and C both find A dead; the removal is announced by whichever reaped it, once.
     let mut got = names(&events(&mut rx, 2).await);
-    // Markers from both survivors: once both are in, any duplicate would be too.
+    // A reap that could still announce it again has finished once A is out of the node set and
+    // each survivor has heartbeat since (a server's loop finishes its reaps before it beats).
+    let redis_handle = RedisHandle::connect(&RedisConfig::new(&url)).unwrap();
+    let at_removal = wait_for_heartbeats(&redis_handle, |beats| beats.len() == 2).await;
+    wait_for_heartbeats(&redis_handle, |beats| {
+        beats
+            .iter()
+            .all(|beat| at_removal.iter().all(|before| before != beat))
+    })
+    .await;
+    // Markers from both survivors, queued after anything such a reap sent: once both are in,
+    // any duplicate would be too.
     let mut marker_b = Client::connect(b.addr).await;
     marker_b.subscribe("marker-b", None, None).await;
     let mut marker_c = Client::connect(c.addr).await;

@@ -92,6 +92,17 @@ async fn full_stack_is_configured_by_the_environment() {
     let line: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
     assert_eq!(line["route"], "/api/items/{id}");
     assert_eq!(line["status"], 200);
+    // Everything it printed so far is a JSON log line, the one saying where it listens too.
+    let printed = app.lines_read();
+    let json: Vec<serde_json::Value> = printed
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let listening = format!("full_stack listening on http://0.0.0.0:{}", app.port);
+    assert!(
+        json.iter().any(|l| l["message"] == listening.as_str()),
+        "{printed:#?}"
+    );
 
     let res = client()
         .post(app.url("/api/echo"))

@@ -12,6 +12,8 @@ use super::example;
 pub struct Running {
     pub child: Child,
     lines: mpsc::Receiver<String>,
+    /// Every line `wait_for_line` has read, matched or not.
+    read: std::sync::Mutex<Vec<String>>,
     pub port: u16,
 }
 
@@ -52,7 +54,12 @@ impl Running {
         let stderr = child.stderr.take().unwrap();
         forward(stdout, tx.clone());
         forward(stderr, tx);
-        let running = Self { child, lines, port };
+        let running = Self {
+            child,
+            lines,
+            read: Default::default(),
+            port,
+        };
         running.wait_for_line(|l| l.contains("listening on http://"));
         running
     }
@@ -63,10 +70,16 @@ impl Running {
                 .lines
                 .recv_timeout(Duration::from_secs(20))
                 .expect("expected output line");
+            self.read.lock().unwrap().push(line.clone());
             if pred(&line) {
                 return line;
             }
         }
+    }
+
+    /// The output lines [`wait_for_line`](Self::wait_for_line) has read so far, from the first.
+    pub fn lines_read(&self) -> Vec<String> {
+        self.read.lock().unwrap().clone()
     }
 
     /// The output lines not read yet.
