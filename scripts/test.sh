@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with only the Rust toolchain:
 # installs what is missing (redis-server and redis-tools, openssl, Chromium, promtool, nginx, wrk,
-# Node.js and npm, the npm test clients, PostgreSQL, cargo-hack), starts PostgreSQL, then runs fmt, the MSRV
+# Node.js and npm, the npm test clients, PostgreSQL's server binaries, Python's venv, cargo-hack),
+# without starting the daemons those packages ship, then runs fmt, the MSRV
 # check, clippy (all features, the default features, none), a check of every feature and every pair
 # of features, the deployment kit's offline validators (installed in a virtualenv), every test and
 # doctest with all features and again with the default features, and the docs build.
 # Any failure stops the run with a non-zero exit. It can run again on the same machine.
+# Run it as root or as a user who may `sudo` (only the package installation needs it). The tests
+# start their own Redis, PostgreSQL, nginx and browsers on free ports, as the user running them:
+# the machine's services, ports and credentials are left as they were. The toolchain is the one
+# rust-toolchain.toml pins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +25,24 @@ install_debian_packages() {
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   step "installing $*"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # Debian starts a package's daemon when it is installed (nginx on :80, Prometheus on :9090,
+  # PostgreSQL on :5432): the tests need the programs, not the services, so a policy-rc.d that
+  # refuses every start is in place for the installation (unless the machine has its own).
+  local policy=/usr/sbin/policy-rc.d own_policy=""
+  if [ ! -e "$policy" ]; then
+    own_policy=1
+    printf '#!/bin/sh\n# scripts/test.sh: no daemon starts while it installs packages\nexit 101\n' |
+      $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+  fi
+  local status=0
+  $sudo apt-get update -qq || status=$?
+  if [ "$status" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" \
+      >/dev/null || status=$?
+  fi
+  if [ -n "$own_policy" ]; then $sudo rm -f "$policy"; fi
+  return "$status"
 }
 
 packages=()
@@ -34,7 +55,10 @@ have ss || packages+=(iproute2)
 [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 have wrk || packages+=(wrk)
 have node || packages+=(nodejs npm)
-if [ -z "${DATABASE_URL:-}" ] && ! have pg_ctlcluster && ! have pg_isready; then packages+=(postgresql); fi
+# The database tests run servers of their own: they need initdb and postgres, not a running one.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || packages+=(postgresql)
+# Debian's python3 makes no virtualenv without ensurepip (the deploy kit's validators need one).
+python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 if [ ${#packages[@]} -gt 0 ]; then install_debian_packages "${packages[@]}"; fi
 
 # The JavaScript test clients (pusher-js, the pusher server SDK) need Node.js 20 or newer;
@@ -44,20 +68,6 @@ if [ "$node_major" -lt 20 ]; then
   echo "Node.js $(node --version) is too old: the JavaScript tests need Node.js 20 or newer." >&2
   echo "Install it (for example from NodeSource's Debian packages) and run again." >&2
   exit 1
-fi
-
-# PostgreSQL for the database health check: DATABASE_URL when it is set; otherwise the local
-# server, started when it is not running, with a known password for the postgres user (so the
-# test connects the way an application would, whatever pg_hba.conf trusts).
-if [ -z "${DATABASE_URL:-}" ]; then
-  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-    step "starting PostgreSQL"
-    version=$(ls /etc/postgresql | sort -V | tail -n 1)
-    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-    for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
-  fi
-  su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
-  export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
 fi
 
 # npm packages, pinned by their lock files: pusher-js and the pusher server SDK for

@@ -278,13 +278,12 @@ async fn full_stack_caches_a_tagged_route_without_any_server() {
     app.terminate();
 }
 
-/// With `DATABASE_URL`, the example queries the machine's PostgreSQL.
+/// With `DATABASE_URL`, the example queries PostgreSQL (a server of the test's own).
 #[cfg(feature = "sqlx-postgres")]
 #[tokio::test]
 async fn full_stack_queries_the_database_when_configured() {
-    let url = std::env::var("DATABASE_URL").expect(
-        "DATABASE_URL is required by this test: scripts/test.sh starts PostgreSQL and sets it",
-    );
+    let server = support::postgres::PgServer::start();
+    let url = server.url();
     let app = Running::start("full_stack", &[("DATABASE_URL", url.as_str())]);
     let res = client().get(app.url("/api/db/time")).send().await.unwrap();
     assert_eq!(res.status(), 200);

@@ -523,27 +523,17 @@ async fn ready_with(check: impl HealthCheck) -> (u16, Value) {
     (status, body)
 }
 
-/// The PostgreSQL the machine runs (`DATABASE_URL`, or the local server with trust auth).
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 #[tokio::test]
 async fn postgres_select_1_against_the_real_server_and_a_dead_one() {
     use rustforge_prod::health::postgres_check;
+    // A server of the test's own: the machine's, its port and its credentials, are left alone.
+    let server = support::postgres::PgServer::start();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(&database_url())
+        .connect(&server.url())
         .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is required at {} ({e}): install and start it (`apt-get install postgresql`, \
-                 or run scripts/test.sh), or set DATABASE_URL",
-                database_url()
-            )
-        });
+        .unwrap();
     let dead_port = support::free_port();
     let dead = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(300))
