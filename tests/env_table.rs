@@ -127,3 +127,161 @@ fn the_feature_lists_match_the_features_tables() {
     declared.sort_unstable();
     assert_eq!(listed, declared);
 }
+
+/// Variables that set no limit: where things are, who the app is, formats and algorithms —
+/// each with why it is not a row of docs/security.md. Every other variable must be there.
+const NOT_LIMITS: &[(&str, &str)] = &[
+    ("RUST_LOG", "log filter"),
+    ("RUSTFORGE_LOG_FORMAT", "log format"),
+    ("OTEL_METRICS_EXPORTER", "exporter choice"),
+    ("OTEL_TRACES_EXPORTER", "exporter choice"),
+    ("RUSTFORGE_COMPRESSION", "response encoding"),
+    ("RUSTFORGE_COMPRESSION_LEVEL", "response encoding"),
+    ("RUSTFORGE_COMPRESSION_MIN_SIZE", "response encoding"),
+    ("RUSTFORGE_METRICS", "whether /metrics exists"),
+    ("RUSTFORGE_METRICS_PATH", "an address"),
+    ("RUSTFORGE_METRICS_PORT", "an address"),
+    ("OTEL_SERVICE_NAME", "identity"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "identity"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "an address"),
+    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "an address"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "an address"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "wire format"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "collector credentials"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "push schedule"),
+    ("OTEL_TRACES_SAMPLER", "sampling"),
+    ("RUSTFORGE_HEALTH_DISK_PATH", "what a check watches"),
+    (
+        "RUSTFORGE_HEALTH_DISK_WARN",
+        "a check's threshold, not a limit on clients",
+    ),
+    (
+        "RUSTFORGE_HEALTH_DISK_FAIL",
+        "a check's threshold, not a limit on clients",
+    ),
+    (
+        "RUSTFORGE_HEALTH_MEMORY_WARN",
+        "a check's threshold, not a limit on clients",
+    ),
+    (
+        "RUSTFORGE_HEALTH_MEMORY_FAIL",
+        "a check's threshold, not a limit on clients",
+    ),
+    ("RUSTFORGE_HEALTH_REDIS_READINESS", "what readiness means"),
+    ("RUSTFORGE_RATE_LIMIT_ALGORITHM", "algorithm"),
+    ("RUSTFORGE_RATE_LIMIT_KEY", "what a client is"),
+    ("RUSTFORGE_RATE_LIMIT_STORE", "backend choice"),
+    ("RUSTFORGE_RATE_LIMIT_HEADERS", "header format"),
+    ("PUSHER_APP_ID", "identity"),
+    ("PUSHER_APP_KEY", "identity"),
+    ("RUSTFORGE_BROADCAST_STORE", "backend choice"),
+    ("RUSTFORGE_BROADCAST_WEBHOOK_URL", "an address"),
+    ("RUSTFORGE_STORAGE_DISK", "backend choice"),
+    ("RUSTFORGE_STORAGE_ROOT", "an address"),
+    ("RUSTFORGE_STORAGE_PUBLIC_URL", "an address"),
+    ("RUSTFORGE_APP_URL", "an address"),
+    ("AWS_BUCKET", "an address"),
+    ("AWS_REGION", "an address"),
+    ("AWS_ENDPOINT", "an address"),
+    ("AWS_ACCESS_KEY_ID", "credentials of the store"),
+    ("AWS_SECRET_ACCESS_KEY", "credentials of the store"),
+    ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "URL form"),
+    ("RUSTFORGE_CACHE_STORE", "backend choice"),
+    ("RUSTFORGE_CACHE_PREFIX", "key naming"),
+    ("RUSTFORGE_CACHE_HEALTH_CHECK", "whether a check exists"),
+    ("RUSTFORGE_SESSION_STORE", "backend choice"),
+    ("RUSTFORGE_SESSION_COOKIE", "cookie name"),
+    ("DATABASE_URL", "an address"),
+    ("RUSTFORGE_DB_MIN_CONNECTIONS", "a floor, not a limit"),
+    ("RUSTFORGE_DB_APPLICATION_NAME", "identity"),
+    ("RUSTFORGE_DB_READINESS", "what readiness means"),
+    ("REDIS_URL", "an address (TLS in it: a row)"),
+    ("RUSTFORGE_REDIS_PREFIX", "key naming"),
+    (
+        "RUSTFORGE_REDIS_SENTINEL_USERNAME",
+        "credentials of the store",
+    ),
+    (
+        "RUSTFORGE_REDIS_SENTINEL_PASSWORD",
+        "credentials of the store",
+    ),
+];
+
+/// The variables docs/security.md's limit tables name: full names, `PREFIX_*` groups, and `_SUFFIX`
+/// shorthands after a full name on the same line (`RUSTFORGE_REDIS_CONNECT_TIMEOUT`,
+/// `_COMMAND_TIMEOUT`), resolved against `declared`. A name that resolves to no variable fails.
+fn named_in_security_md(declared: &[&'static str]) -> Vec<&'static str> {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/security.md")).unwrap();
+    let looks_like_var = |name: &str| {
+        [
+            "RUSTFORGE_",
+            "REDIS_",
+            "OTEL_",
+            "PUSHER_",
+            "AWS_",
+            "DATABASE_",
+            "RUST_LOG",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+    };
+    // The limit tables: the fuzzing report after them names variables for other reasons.
+    let tables = page.split("## Fuzzed parsers").next().unwrap();
+    let mut named = Vec::new();
+    for line in tables.lines().filter(|l| l.starts_with('|')) {
+        let mut previous: Option<&str> = None;
+        for (i, token) in line.split('`').enumerate() {
+            if i % 2 == 0 || token.contains(' ') {
+                continue;
+            }
+            if let Some(group) = token.strip_suffix('*').filter(|g| looks_like_var(g)) {
+                let members: Vec<_> = declared.iter().filter(|v| v.starts_with(group)).collect();
+                assert!(
+                    !members.is_empty(),
+                    "docs/security.md: {token} names nothing"
+                );
+                named.extend(members.into_iter().copied());
+            } else if looks_like_var(token) {
+                let var = declared.iter().find(|v| **v == token);
+                named.push(*var.unwrap_or_else(|| panic!("docs/security.md: no {token}")));
+                previous = Some(token);
+            } else if let (Some(suffix), Some(full)) = (token.strip_prefix('_'), previous) {
+                // The suffix replaces the full name's tail: same first two words.
+                let stem: Vec<&str> = full.splitn(3, '_').take(2).collect();
+                let stem = stem.join("_");
+                let matches: Vec<_> = declared
+                    .iter()
+                    .filter(|v| v.starts_with(&stem) && v.ends_with(&format!("_{suffix}")))
+                    .collect();
+                assert_eq!(matches.len(), 1, "docs/security.md: {token} after {full}");
+                named.push(*matches[0]);
+            }
+        }
+    }
+    named
+}
+
+/// docs/security.md lists every limit the code enforces: each declared variable is named in
+/// it or is one of [`NOT_LIMITS`]; and it names no variable that does not exist.
+#[test]
+fn security_md_names_every_limit_the_settings_tables_declare() {
+    let declared: Vec<&'static str> = config::env_vars().into_iter().map(|v| v.name).collect();
+    let named = named_in_security_md(&declared);
+    let missing: Vec<_> = declared
+        .iter()
+        .filter(|v| !named.contains(v) && !NOT_LIMITS.iter().any(|(n, _)| n == *v))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "limits without a row in docs/security.md (add one, or list the variable in NOT_LIMITS \
+         with why it is not a limit): {missing:?}"
+    );
+    for (name, why) in NOT_LIMITS {
+        assert!(declared.contains(name), "NOT_LIMITS: no variable {name}");
+        assert!(
+            !named.contains(name),
+            "{name} is in docs/security.md and in NOT_LIMITS ({why}): which is it?"
+        );
+    }
+}
