@@ -220,11 +220,27 @@ async fn postgres_down_at_start_then_restarted_mid_run_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Restarted under a running server: queries fail for the outage, then work again.
+    // Stopped under a running server: queries fail within the acquire timeout and readiness
+    // drops (the pool's open connections are dead, not hung); started again: they work again.
+    pg.stop();
+    assert!(!query().await, "an outage under a running server: an error");
+    assert_eq!(
+        status(server.url("/health/ready")).await,
+        503,
+        "not ready during the outage"
+    );
     pg.restart();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !query().await {
         assert!(Instant::now() < deadline, "no recovery after the restart");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(server.url("/health/ready")).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "readiness did not recover after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

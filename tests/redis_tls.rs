@@ -111,7 +111,8 @@ async fn a_cluster_over_tls() {
     )
     .unwrap();
     assert!(redis.is_cluster());
-    // Keys under different prefixes land on different masters: every node is reached over TLS.
+    // Keys under different prefixes land on different masters: every node is reached, over
+    // TLS (the nodes have no plain port), as each one's command counts show.
     let script = Script::new(INCRBY);
     for prefix in ["a", "b", "c", "d", "e", "f"] {
         let redis = RedisHandle::connect(
@@ -123,6 +124,15 @@ async fn a_cluster_over_tls() {
         let key = redis.key("tls", "n");
         let n: i64 = bounded(redis.eval(&script, &[&key], &["1"])).await.unwrap();
         assert_eq!(n, 1);
+    }
+    for port in cluster.ports() {
+        let stats = cluster.command(*port, "INFO commandstats");
+        assert!(
+            stats.contains("cmdstat_evalsha:") || stats.contains("cmdstat_eval:"),
+            "node {port} ran no script: {stats}"
+        );
+        let config = cluster.command(*port, "CONFIG GET port");
+        assert_eq!(config.split_whitespace().nth(1), Some("0"), "{config}");
     }
     works(&redis).await;
     // A wrong CA on a cluster is the same clear error.

@@ -372,8 +372,9 @@ impl RedisCluster {
         cluster
     }
 
-    /// One command to the node on `port` through `redis-cli`; its output.
-    fn command(&self, port: u16, command: &str) -> String {
+    /// One command to the node on `port` through `redis-cli` (over TLS on a TLS cluster); its
+    /// output.
+    pub fn command(&self, port: u16, command: &str) -> String {
         let output = Command::new("redis-cli")
             .args(self.listen.cli_args())
             .args(["-p", &port.to_string()])
