@@ -442,6 +442,10 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_BROADCAST_HOLD_EVENTS",
             "RUSTFORGE_BROADCAST_HOLD_BYTES",
             "RUSTFORGE_BROADCAST_HOLD_AGE",
+            "RUSTFORGE_BROADCAST_RECOVERY",
+            "RUSTFORGE_BROADCAST_HISTORY_EVENTS",
+            "RUSTFORGE_BROADCAST_HISTORY_AGE",
+            "RUSTFORGE_BROADCAST_HISTORY_BYTES",
         ],
     ),
     (

@@ -9,6 +9,7 @@ use axum::extract::ws::Utf8Bytes;
 use super::authorizer::Authorizer;
 use super::bus::{Bus, LocalBus};
 use super::config::BroadcastConfig;
+use super::history::{Position, ResumeFailure};
 use super::hub::{AppHub, ChannelInfo, Presence};
 use super::protocol::{Channel, ChannelKind, MAX_NAME_LEN, codes, frame};
 use crate::error::ConfigError;
@@ -58,7 +59,46 @@ pub enum BroadcastError {
     /// Presence members were asked of a channel that is not a presence channel.
     #[error("{0:?} is not a presence channel")]
     NotPresence(String),
+    /// History was asked of a channel that keeps none (see
+    /// [`BroadcastConfig::recovery`]).
+    #[error("{0:?} keeps no history (RUSTFORGE_BROADCAST_RECOVERY)")]
+    NoHistory(String),
+    /// A history cursor that is not a position of the channel's current stream.
+    #[error("{0:?} is not a position of this channel's stream")]
+    InvalidPosition(String),
 }
+
+/// One page of a channel's kept events ([`Broadcaster::history`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryPage {
+    /// Newest first.
+    pub events: Vec<HistoryEvent>,
+    /// Pass it as `before` for the next, older page; `None` on the last.
+    pub next: Option<Position>,
+}
+
+/// A kept event.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistoryEvent {
+    /// The event name.
+    pub event: String,
+    /// The channel.
+    pub channel: String,
+    /// The event data, as published.
+    pub data: String,
+    /// Its position in the channel's stream.
+    #[serde(serialize_with = "as_string")]
+    pub position: Position,
+}
+
+fn as_string<S: serde::Serializer>(position: &Position, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(position)
+}
+
+/// The most events one [`Broadcaster::history`] page holds.
+pub const MAX_HISTORY_PAGE: usize = 100;
 
 /// One event of [`Broadcaster::publish_batch`].
 #[derive(Clone, Debug)]
@@ -353,6 +393,70 @@ impl Broadcaster {
         }
         let hub = self.hub();
         hub.bus().presence(hub, channel).await
+    }
+
+    /// The events `channel` keeps for connection recovery, newest first: at most `limit`
+    /// (1–[`MAX_HISTORY_PAGE`]) older than `before` (the `next` of an earlier page), on this
+    /// server (the memory bus; on Redis, [`BroadcastError::Unavailable`] for now).
+    ///
+    /// ```
+    /// use rustforge_prod::broadcast::{AppConfig, BroadcastConfig, Broadcaster};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let broadcaster = Broadcaster::new(
+    ///     BroadcastConfig::default().app(AppConfig::new("1", "app-key", "app-secret")),
+    ///     None,
+    /// )?;
+    /// for id in 1..=3 {
+    ///     broadcaster.publish(["private-orders"], "order.shipped", &serde_json::json!({ "id": id })).await?;
+    /// }
+    /// let page = broadcaster.history("private-orders", 2, None).await?;
+    /// assert_eq!(page.events[0].data, r#"{"id":3}"#);
+    /// let older = broadcaster.history("private-orders", 2, page.next).await?;
+    /// assert_eq!((older.events.len(), older.next), (1, None));
+    /// # Ok(()) }
+    /// ```
+    pub async fn history(
+        &self,
+        channel: &str,
+        limit: usize,
+        before: Option<Position>,
+    ) -> Result<HistoryPage, BroadcastError> {
+        parse(channel)?;
+        let limit = limit.clamp(1, MAX_HISTORY_PAGE);
+        let (frames, next) =
+            self.hub()
+                .history_page(channel, before, limit)
+                .map_err(|failure| match failure {
+                    ResumeFailure::NotRecoverable => BroadcastError::NoHistory(channel.to_owned()),
+                    ResumeFailure::Unavailable => BroadcastError::Unavailable(
+                        "channel history is kept on one server (the memory bus) for now".into(),
+                    ),
+                    _ => BroadcastError::InvalidPosition(
+                        before.map(|b| b.to_string()).unwrap_or_default(),
+                    ),
+                })?;
+        let events = frames
+            .iter()
+            .filter_map(|frame| {
+                #[derive(serde::Deserialize)]
+                struct Kept {
+                    event: String,
+                    channel: String,
+                    data: String,
+                    position: String,
+                }
+                let kept: Kept = serde_json::from_str(frame.as_str()).ok()?;
+                Some(HistoryEvent {
+                    event: kept.event,
+                    channel: kept.channel,
+                    data: kept.data,
+                    position: kept.position.parse().ok()?,
+                })
+            })
+            .collect();
+        Ok(HistoryPage { events, next })
     }
 
     /// Closes every connection of the signed-in user `user_id` (code 4009: pusher-js does not

@@ -71,6 +71,12 @@ pub(crate) trait Bus: Send + Sync + 'static {
     /// This server leaves the fleet: its presence members are removed everywhere at once.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 
+    /// Whether the hub keeps its channels' history itself for connection recovery (one server);
+    /// a distributed bus keeps the fleet's.
+    fn local_history(&self) -> bool {
+        false
+    }
+
     /// The counters of a distributed bus, for its instruments; `None` for [`LocalBus`].
     #[cfg(feature = "metrics")]
     fn stats(&self) -> Option<BusStats> {
@@ -99,6 +105,10 @@ pub(crate) struct BusStats {
 pub(crate) struct LocalBus;
 
 impl Bus for LocalBus {
+    fn local_history(&self) -> bool {
+        true
+    }
+
     fn publish(
         &self,
         _app: &str,

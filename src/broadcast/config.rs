@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::history::Recoverable;
 use crate::env::{Setting, parse};
 use crate::error::ConfigError;
 
@@ -130,6 +131,19 @@ pub struct BroadcastConfig {
     /// that late is news no more.
     #[serde(with = "humantime_serde")]
     pub hold_age: Duration,
+    /// Which channels' events get positions and are kept for connection recovery
+    /// (`RUSTFORGE_BROADCAST_RECOVERY`, default every private, presence and server-to-user
+    /// channel). A client that asks (`js/pusher-recovery`) gets each event's position and,
+    /// after a reconnect, every event it missed; see docs/broadcasting.md.
+    pub recovery: Recoverable,
+    /// Events kept per recoverable channel (`RUSTFORGE_BROADCAST_HISTORY_EVENTS`, default 100).
+    pub history_events: usize,
+    /// How long an event is kept (`RUSTFORGE_BROADCAST_HISTORY_AGE`, default 2 min).
+    #[serde(with = "humantime_serde")]
+    pub history_age: Duration,
+    /// Bytes of all channels' kept events together, on one server (memory bus;
+    /// `RUSTFORGE_BROADCAST_HISTORY_BYTES`, default 64 MiB): past it the oldest go first.
+    pub history_bytes: usize,
     /// Seconds of silence after which clients ping (`activity_timeout` of the handshake).
     #[serde(with = "humantime_serde")]
     pub activity_timeout: Duration,
@@ -191,6 +205,10 @@ impl Default for BroadcastConfig {
             hold_events: 10_000,
             hold_bytes: 16 * 1024 * 1024,
             hold_age: Duration::from_secs(30),
+            recovery: Recoverable::Private,
+            history_events: 100,
+            history_age: Duration::from_secs(120),
+            history_bytes: 64 * 1024 * 1024,
             activity_timeout: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             max_message_size: 10 * 1024,
@@ -291,6 +309,13 @@ impl BroadcastConfig {
                 "must be at least 1s",
             ));
         }
+        if self.recovery != Recoverable::Off && self.history_age.is_zero() {
+            return Err(ConfigError::new(
+                "broadcast.history_age",
+                "0s",
+                "must be greater than zero (or turn recovery off)",
+            ));
+        }
         if self.hold_age.is_zero() {
             return Err(ConfigError::new(
                 "broadcast.hold_age",
@@ -301,6 +326,8 @@ impl BroadcastConfig {
         let positive = [
             ("broadcast.hold_events", self.hold_events),
             ("broadcast.hold_bytes", self.hold_bytes),
+            ("broadcast.history_events", self.history_events),
+            ("broadcast.history_bytes", self.history_bytes),
             ("broadcast.max_message_size", self.max_message_size),
             ("broadcast.max_event_size", self.max_event_size),
             ("broadcast.send_queue", self.send_queue),
@@ -497,6 +524,57 @@ impl BroadcastConfig {
             "with Redis: a held event older than this is dropped (counted as lost)",
             |c, var, v| {
                 c.hold_age = parse::duration(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_RECOVERY",
+            "broadcast.recovery",
+            "`private`",
+            "channels whose events get positions and are kept for connection recovery: `private` (private, presence and server-to-user channels), `all`, or `off`",
+            |c, var, v| {
+                c.recovery = match v.trim().to_ascii_lowercase().as_str() {
+                    "off" => Recoverable::Off,
+                    "private" => Recoverable::Private,
+                    "all" => Recoverable::All,
+                    _ => {
+                        return Err(ConfigError::new(
+                            var,
+                            v.trim(),
+                            "expected private, all or off",
+                        ));
+                    }
+                };
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_HISTORY_EVENTS",
+            "broadcast.history_events",
+            "`100`",
+            "events kept per recoverable channel for clients that reconnect",
+            |c, var, v| {
+                c.history_events = parse::from_str(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_HISTORY_AGE",
+            "broadcast.history_age",
+            "`2m`",
+            "how long a recoverable channel's event is kept",
+            |c, var, v| {
+                c.history_age = parse::duration(var, v.trim())?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_BROADCAST_HISTORY_BYTES",
+            "broadcast.history_bytes",
+            "`64MiB`",
+            "bytes of kept events of all channels on one server (memory bus); past it the oldest go first",
+            |c, var, v| {
+                c.history_bytes = usize::try_from(parse::size(var, v)?).unwrap_or(usize::MAX);
                 Ok(())
             },
         ),

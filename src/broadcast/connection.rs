@@ -13,10 +13,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
 use super::config::BroadcastConfig;
-use super::hub::{AppHub, Conn, SubscribeError};
+use super::history::{Position, ResumeFailure};
+use super::hub::{AppHub, Conn, Resume, SubscribeError};
 use super::protocol::{
     Channel, ChannelData, ChannelKind, ClientFrame, MAX_NAME_LEN, SigninData, SubscribeData,
-    client_event_frame, close_frame, codes, error_frame, frame, subscription_error_frame,
+    client_event_frame, close_frame, codes, error_frame, frame, resume_failed_frame,
+    subscription_error_frame, with_position,
 };
 use super::signature::verify_auth;
 use super::webhooks::event as webhook;
@@ -315,7 +317,22 @@ impl Session<'_> {
             }
         }
         let presence = member.is_some();
-        let mut subscribed = match self.hub.subscribe(socket, name, member, channel.cache) {
+        // Connection recovery: `position` present asks for positions, non-empty resumes.
+        let mut invalid_position = false;
+        let resume = request.position.as_deref().map(|position| Resume {
+            from: match position {
+                "" => None,
+                text => text.parse::<Position>().ok().or_else(|| {
+                    invalid_position = true;
+                    None
+                }),
+            },
+            previous_socket: request.previous_socket_id.as_deref(),
+        });
+        let mut subscribed = match self
+            .hub
+            .subscribe(socket, name, member, channel.cache, resume)
+        {
             Ok(subscribed) => subscribed,
             Err(SubscribeError::PresenceFull) => {
                 return refuse(self, "The presence channel is full", 403);
@@ -336,11 +353,15 @@ impl Session<'_> {
             }
             None => "{}".to_owned(),
         };
-        self.reply(frame(
+        let succeeded = frame(
             "pusher_internal:subscription_succeeded",
             Some(name),
             Some(&data),
-        ));
+        );
+        self.reply(match subscribed.position {
+            Some(position) => with_position(&succeeded, position),
+            None => succeeded,
+        });
         if channel.cache {
             match subscribed.cached {
                 Some(event) => self.out.push(event),
@@ -349,6 +370,27 @@ impl Session<'_> {
                     self.reply(frame("pusher:cache_miss", Some(name), None))
                 }
             }
+        }
+        // Then the events it missed (or why they cannot be told), before any live one.
+        let replay = match subscribed.replay.take() {
+            None if invalid_position => Some(Err(ResumeFailure::InvalidPosition)),
+            replay => replay,
+        };
+        let stats = &hub.stats;
+        match replay {
+            Some(Ok(missed)) => {
+                stats.resumed.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .replayed
+                    .fetch_add(missed.len() as u64, Ordering::Relaxed);
+                self.out.extend(missed);
+            }
+            Some(Err(failure)) => {
+                let index = ResumeFailure::ALL.iter().position(|f| *f == failure);
+                stats.resume_failures[index.unwrap_or_default()].fetch_add(1, Ordering::Relaxed);
+                self.reply(resume_failed_frame(name, failure.reason()));
+            }
+            None => {}
         }
         // Events reach the client only after its subscription_succeeded (and cache replay).
         if self.flush().await {
@@ -422,8 +464,10 @@ impl Session<'_> {
         let hub = self.hub;
         hub.bus()
             .publish(&hub.app.id, name, &text, Some(self.socket_id()), false);
+        // A client event is not kept for recovery: it is not the app's, and its sender, once
+        // reconnected under another id, would be sent its own event back.
         self.hub
-            .publish(name, &Utf8Bytes::from(text), Some(self.socket_id()), false);
+            .deliver(name, &Utf8Bytes::from(text), Some(self.socket_id()));
     }
 }
 

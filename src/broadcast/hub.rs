@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::bus::Bus;
 use super::config::{AppConfig, BroadcastConfig};
+use super::history::{History, Limits, Position, Recoverable, ResumeFailure};
 use super::protocol::codes;
 
 /// How long a cache channel keeps its last event.
@@ -143,6 +144,12 @@ pub(crate) struct Stats {
     pub messages_out: AtomicU64,
     pub slow_consumers: AtomicU64,
     pub refused_connections: AtomicU64,
+    /// Subscriptions resumed with every missed event.
+    pub resumed: AtomicU64,
+    /// Resumes that failed, by [`ResumeFailure::ALL`] order.
+    pub resume_failures: [AtomicU64; ResumeFailure::ALL.len()],
+    /// Events sent again to resuming clients.
+    pub replayed: AtomicU64,
 }
 
 struct Subscriber {
@@ -155,6 +162,9 @@ struct Subscriber {
     /// `member_added` was published, so the client needs every event since, in order (pusher-js
     /// applies member events idempotently: the last one for a user wins).
     held: Option<Vec<Utf8Bytes>>,
+    /// The client asked for each event's position (connection recovery): it is sent the
+    /// positioned frames of a recoverable channel.
+    positions: bool,
 }
 
 impl Subscriber {
@@ -200,6 +210,8 @@ struct State {
     users: HashMap<String, HashSet<Arc<str>>>,
     per_ip: HashMap<IpAddr, usize>,
     cache: HashMap<String, (Utf8Bytes, Instant)>,
+    /// The recoverable channels' history, when this hub keeps it (one server, the memory bus).
+    history: Option<History>,
 }
 
 /// What a presence channel holds: unique users and their info.
@@ -237,6 +249,22 @@ pub(crate) struct Subscribed {
     pub presence: Option<Presence>,
     pub cached: Option<Utf8Bytes>,
     pub transitions: Transitions,
+    /// A resumed subscription: the events the client missed, in order, or why they cannot be
+    /// told; `None` when no resume was asked for (or the subscription is a repeated one).
+    pub replay: Option<Result<Vec<Utf8Bytes>, ResumeFailure>>,
+    /// For a client that asked for positions on a recoverable channel: where it is once
+    /// subscribed — the position it resumed from, or the channel's current one (it missed
+    /// nothing it can be sent, or starts now). Sent in `subscription_succeeded`.
+    pub position: Option<Position>,
+}
+
+/// A subscribe's connection-recovery request (`position` in `pusher:subscribe`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Resume<'a> {
+    /// The position of the last event the client had; `None`: positions from now on only.
+    pub from: Option<Position>,
+    /// The client's socket id before it reconnected.
+    pub previous_socket: Option<&'a str>,
 }
 
 /// Why a subscription was refused by the hub's limits.
@@ -257,6 +285,8 @@ pub(crate) struct AppHub {
     max_channels: usize,
     /// Frames held for a subscriber until its `subscription_succeeded` is queued.
     max_held: usize,
+    /// Which channels' events get positions.
+    recovery: Recoverable,
     state: Mutex<State>,
     /// Shutting down: no new connection is admitted.
     draining: AtomicBool,
@@ -280,12 +310,23 @@ impl AppHub {
             max_members: config.max_presence_members,
             max_channels: config.max_channels_per_connection,
             max_held: config.send_queue,
+            recovery: config.recovery,
             #[cfg(feature = "webhooks")]
             webhooks: app.webhook_url.clone().map(|url| {
                 super::webhooks::Webhooks::start(url, app.key.clone(), app.secret.clone())
             }),
             app,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                // One server keeps its channels' history itself; a distributed bus, the fleet's.
+                history: (config.recovery != Recoverable::Off && bus.local_history()).then(|| {
+                    History::new(Limits {
+                        events: config.history_events,
+                        age: config.history_age,
+                        bytes: config.history_bytes,
+                    })
+                }),
+                ..State::default()
+            }),
             draining: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             all_gone: Notify::new(),
@@ -395,6 +436,7 @@ impl AppHub {
         channel: &str,
         member: Option<(String, Value)>,
         cache: bool,
+        resume: Option<Resume<'_>>,
     ) -> Result<Subscribed, SubscribeError> {
         let mut state = self.state();
         let Some(conn_state) = state.conns.get(socket_id) else {
@@ -434,9 +476,10 @@ impl AppHub {
                 }
             }
         }
-        let held = match entry.subscribers.remove(socket_id) {
-            Some(repeated) => repeated.held,
-            None => Some(Vec::new()),
+        let recoverable = self.recovery.covers(channel);
+        let (held, positions) = match entry.subscribers.remove(socket_id) {
+            Some(repeated) => (repeated.held, repeated.positions),
+            None => (Some(Vec::new()), false),
         };
         entry.subscribers.insert(
             conn.socket_id.clone(),
@@ -448,6 +491,7 @@ impl AppHub {
                     .flatten()
                     .or_else(|| member.as_ref().map(|(id, _)| id.clone())),
                 held,
+                positions: positions || (resume.is_some() && recoverable),
             },
         );
         let presence = member.is_some().then(|| presence_of(entry));
@@ -461,10 +505,38 @@ impl AppHub {
         } else {
             None
         };
+        // Read under the lock that publishes: every later event is held for the subscriber,
+        // every earlier one is in the replay — none twice, none missed.
+        let (replay, position) = match (resume, &mut state.history) {
+            (Some(resume), Some(history)) if recoverable => {
+                let replay = match resume.from {
+                    Some(from) if transitions.subscribed => {
+                        Some(history.after(channel, from, resume.previous_socket))
+                    }
+                    _ => None,
+                };
+                let position = match (&replay, resume.from) {
+                    (Some(Ok(_)), Some(from)) => from,
+                    _ => history.current(channel),
+                };
+                (replay, Some(position))
+            }
+            (Some(Resume { from: Some(_), .. }), _) if transitions.subscribed => {
+                let failure = if recoverable {
+                    ResumeFailure::Unavailable
+                } else {
+                    ResumeFailure::NotRecoverable
+                };
+                (Some(Err(failure)), None)
+            }
+            _ => (None, None),
+        };
         Ok(Subscribed {
             presence,
             cached,
             transitions,
+            replay,
+            position,
         })
     }
 
@@ -536,8 +608,10 @@ impl AppHub {
         entry.subscribers.get(socket_id).map(|s| s.user_id.clone())
     }
 
-    /// Sends `frame` to every subscriber of `channel` except `except`; returns how many
-    /// connections it was queued for. A cache channel keeps it for later subscribers.
+    /// Sends an app event to every subscriber of `channel` except `except`; returns how many
+    /// connections it was queued for. A cache channel keeps it for later subscribers; a
+    /// recoverable one (when this hub keeps the history) gives it a position and keeps it, and
+    /// the subscribers that asked for positions get the frame with its position.
     pub(crate) fn publish(
         &self,
         channel: &str,
@@ -546,6 +620,53 @@ impl AppHub {
         cache: bool,
     ) -> usize {
         let mut state = self.state();
+        let positioned = match &mut state.history {
+            Some(history) if self.recovery.covers(channel) => {
+                Some(history.append(channel, frame.as_str(), except))
+            }
+            _ => None,
+        };
+        self.fan_out(
+            &mut state,
+            channel,
+            frame,
+            positioned.as_ref(),
+            except,
+            cache,
+        )
+    }
+
+    /// A page of `channel`'s kept events, newest first ([`History::page`]).
+    pub(crate) fn history_page(
+        &self,
+        channel: &str,
+        before: Option<Position>,
+        limit: usize,
+    ) -> Result<(Vec<Utf8Bytes>, Option<Position>), ResumeFailure> {
+        if !self.recovery.covers(channel) {
+            return Err(ResumeFailure::NotRecoverable);
+        }
+        match &mut self.state().history {
+            Some(history) => history.page(channel, before, limit),
+            None => Err(ResumeFailure::Unavailable),
+        }
+    }
+
+    /// Kept events and their bytes in this hub's history (0, 0 without one).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn history_size(&self) -> (usize, usize) {
+        self.state().history.as_ref().map_or((0, 0), History::size)
+    }
+
+    fn fan_out(
+        &self,
+        state: &mut State,
+        channel: &str,
+        frame: &Utf8Bytes,
+        positioned: Option<&Utf8Bytes>,
+        except: Option<&str>,
+        cache: bool,
+    ) -> usize {
         if cache {
             if state.cache.len() >= 1024 {
                 state.cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
@@ -561,7 +682,10 @@ impl AppHub {
             .subscribers
             .iter_mut()
             .filter(|(id, _)| except != Some(&***id))
-            .map(|(_, s)| s.send(frame, &self.stats, self.max_held))
+            .map(|(_, s)| {
+                let frame = positioned.filter(|_| s.positions).unwrap_or(frame);
+                s.send(frame, &self.stats, self.max_held)
+            })
             .filter(|sent| *sent)
             .count()
     }
@@ -586,10 +710,11 @@ impl AppHub {
             .collect()
     }
 
-    /// Delivers a frame (from another server, or a presence announcement) to this server's
-    /// subscribers.
-    pub(crate) fn deliver(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
-        self.publish(channel, frame, except, false);
+    /// Delivers a frame that is not an app event of this server (another server's event, a
+    /// presence announcement, a client event) to this server's subscribers: it is not kept.
+    pub(crate) fn deliver(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) -> usize {
+        let mut state = self.state();
+        self.fan_out(&mut state, channel, frame, None, except, false)
     }
 
     /// Marks the connection as signed in as `user_id`.
@@ -762,7 +887,7 @@ mod tests {
         let (conn, mut rx) = Conn::new(Arc::from("1.1"), 8);
         assert!(hub.connect(conn, IpAddr::from([127, 0, 0, 1])));
         let member = Some(("u1".to_owned(), Value::Null));
-        hub.subscribe("1.1", "presence-room", member, false)
+        hub.subscribe("1.1", "presence-room", member, false, None)
             .unwrap();
 
         for n in ["a", "b"] {
@@ -794,7 +919,7 @@ mod tests {
         let (conn, _rx) = Conn::new(Arc::from("1.1"), 2);
         let closer = conn.closer.clone();
         assert!(hub.connect(conn, IpAddr::from([127, 0, 0, 1])));
-        hub.subscribe("1.1", "news", None, false).unwrap();
+        hub.subscribe("1.1", "news", None, false, None).unwrap();
         let frame = Utf8Bytes::from("x");
         let sent: Vec<usize> = (0..3)
             .map(|_| hub.publish("news", &frame, None, false))

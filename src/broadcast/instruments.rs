@@ -8,6 +8,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
 use super::bus::BusStats;
+use super::history::ResumeFailure;
 use super::{Broadcaster, Stats};
 
 /// The broadcaster's instruments, per app: `rustforge.broadcast.connections` (gauge),
@@ -72,6 +73,60 @@ pub(crate) fn observe(meter: &Meter, broadcaster: &Broadcaster) {
         "Connections refused (4100) over the per-app or per-IP limit.",
         |s| &s.refused_connections,
     );
+    per_app(
+        "rustforge.broadcast.recovery.replayed",
+        "Events sent again to clients that resumed a subscription (connection recovery).",
+        |s| &s.replayed,
+    );
+    let b = broadcaster.clone();
+    meter
+        .u64_observable_counter("rustforge.broadcast.recovery.resumes")
+        .with_description(
+            "Subscriptions that asked to resume from a position: resumed with every missed event, or failed with the reason sent in pusher:resume_failed, per app.",
+        )
+        .with_callback(move |o| {
+            for hub in b.hubs() {
+                let failures = ResumeFailure::ALL
+                    .iter()
+                    .zip(&hub.stats.resume_failures)
+                    .map(|(f, n)| (f.reason(), n));
+                for (outcome, n) in std::iter::once(("resumed", &hub.stats.resumed)).chain(failures)
+                {
+                    let attributes = [
+                        KeyValue::new("app", hub.app.id.clone()),
+                        KeyValue::new("outcome", outcome),
+                    ];
+                    o.observe(n.load(Relaxed), &attributes);
+                }
+            }
+        })
+        .build();
+    // Gauges of this server's history, per app: (events, bytes).
+    for (name, description, part) in [
+        (
+            "rustforge.broadcast.recovery.history.events",
+            "Events kept on this server for connection recovery, per app.",
+            0,
+        ),
+        (
+            "rustforge.broadcast.recovery.history.bytes",
+            "Bytes of the events kept on this server for connection recovery, per app.",
+            1,
+        ),
+    ] {
+        let b = broadcaster.clone();
+        meter
+            .u64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(move |o| {
+                for hub in b.hubs() {
+                    let (events, bytes) = hub.history_size();
+                    let n = if part == 0 { events } else { bytes };
+                    o.observe(n as u64, &[KeyValue::new("app", hub.app.id.clone())]);
+                }
+            })
+            .build();
+    }
     // A distributed bus (Redis) also counts what it exchanges with the other servers.
     if broadcaster.hub().bus().stats().is_some() {
         // A counter or gauge read from one field of the bus's stats.

@@ -6,7 +6,8 @@
 //! - `POST /broadcasting/auth`, `POST /broadcasting/user-auth` — the auth endpoints the client
 //!   calls, answered by your [`Authorizer`];
 //! - `/apps/{id}/events`, `/batch_events`, `/channels`, `/channels/{name}`,
-//!   `/channels/{name}/users`, `/users/{id}/terminate_connections` — the signed HTTP API;
+//!   `/channels/{name}/users`, `/channels/{name}/events` (kept events, for connection
+//!   recovery), `/users/{id}/terminate_connections` — the signed HTTP API;
 //! - [`Broadcaster`] — the same from Rust.
 //!
 //! ```
@@ -46,6 +47,7 @@ mod bus;
 mod cluster;
 mod config;
 mod connection;
+mod history;
 mod hub;
 #[cfg(feature = "metrics")]
 mod instruments;
@@ -57,11 +59,15 @@ pub mod signature;
 mod webhooks;
 
 pub use authorizer::{Access, AuthRequest, Authorizer, BoxFuture, User, authorizer_fn};
-pub use broadcaster::{BroadcastError, Broadcaster, Event, MAX_CHANNELS_PER_EVENT, SHUTDOWN_GRACE};
+pub use broadcaster::{
+    BroadcastError, Broadcaster, Event, HistoryEvent, HistoryPage, MAX_CHANNELS_PER_EVENT,
+    MAX_HISTORY_PAGE, SHUTDOWN_GRACE,
+};
 pub(crate) use config::check_store;
 #[cfg(feature = "redis")]
 pub(crate) use config::uses_redis;
 pub use config::{AppConfig, BroadcastConfig, BroadcastStore};
+pub use history::{Position, Recoverable, ResumeFailure};
 #[cfg(feature = "metrics")]
 pub(crate) use hub::Stats;
 pub use hub::{ChannelInfo, Presence};

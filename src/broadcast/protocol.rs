@@ -150,6 +150,15 @@ pub struct SubscribeData {
     /// Presence: the exact JSON string that was signed.
     #[serde(default)]
     pub channel_data: Option<String>,
+    /// Connection recovery (an extension; `js/pusher-recovery` sends it): present, the client
+    /// wants the position of each event of a recoverable channel; non-empty, the position of
+    /// the last event it had, to be sent every event after it.
+    #[serde(default)]
+    pub position: Option<String>,
+    /// With `position`: the client's socket id before it reconnected, so the events that were
+    /// not for it (the HTTP API's `socket_id`) are not replayed to it.
+    #[serde(default)]
+    pub previous_socket_id: Option<String>,
 }
 
 /// `data` of `pusher:signin`.
@@ -198,6 +207,23 @@ pub fn frame(event: &str, channel: Option<&str>, data: Option<&str>) -> String {
     }
     out.push('}');
     out
+}
+
+/// `frame` (an event frame built by [`frame`]) with its recovery position as one more field,
+/// `"position":"<epoch>:<serial>"`, which pusher-js and Echo ignore.
+pub fn with_position(frame: &str, position: super::history::Position) -> String {
+    let body = frame.strip_suffix('}').unwrap_or(frame);
+    format!("{body},\"position\":\"{position}\"}}")
+}
+
+/// `pusher:resume_failed` for `channel`: its position could not be resumed from (`reason`); live
+/// events follow.
+pub fn resume_failed_frame(channel: &str, reason: &str) -> String {
+    frame(
+        "pusher:resume_failed",
+        Some(channel),
+        Some(&serde_json::json!({ "reason": reason }).to_string()),
+    )
 }
 
 /// A client event relayed to the other subscribers: `data` stays the raw JSON the sender sent,

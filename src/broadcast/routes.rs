@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use super::authorizer::{Access, AuthRequest, Authorizer};
-use super::broadcaster::{BroadcastError, Broadcaster, Event};
+use super::broadcaster::{BroadcastError, Broadcaster, Event, MAX_HISTORY_PAGE};
+use super::history::Position;
 use super::protocol::{Channel, ChannelKind, close_frame, codes, error_frame};
 use super::signature::{ApiRequest, channel_auth, shared_secret, user_auth, verify_api_request};
 
@@ -37,6 +38,7 @@ where
         .route("/apps/{app_id}/channels", get(api_channels))
         .route("/apps/{app_id}/channels/{channel}", get(api_channel))
         .route("/apps/{app_id}/channels/{channel}/users", get(api_users))
+        .route("/apps/{app_id}/channels/{channel}/events", get(api_history))
         .route(
             "/apps/{app_id}/users/{user_id}/terminate_connections",
             post(api_terminate),
@@ -296,6 +298,7 @@ fn publish_error(err: BroadcastError) -> Response {
     let status = match err {
         BroadcastError::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         BroadcastError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        BroadcastError::NoHistory(_) => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_REQUEST,
     };
     json_error(status, err.to_string())
@@ -528,6 +531,38 @@ async fn api_users(
                 .collect();
             axum::Json(json!({ "users": users })).into_response()
         }
+        Err(err) => publish_error(err),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+/// The channel's kept events, newest first: `?limit=` (1–100, default 100) and `?before=` (the
+/// `next` of the page before) → `{"events": [{event, channel, data, position}], "next"}`.
+async fn api_history(
+    Path((_, channel)): Path<(String, String)>,
+    Query(query): Query<HistoryQuery>,
+    Signed { broadcaster, .. }: Signed,
+) -> Response {
+    let limit = query.limit.unwrap_or(MAX_HISTORY_PAGE);
+    if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
+        return json_error(StatusCode::BAD_REQUEST, "limit is 1 to 100");
+    }
+    let before = match query.before.as_deref().map(str::parse::<Position>) {
+        None => None,
+        Some(Ok(position)) => Some(position),
+        Some(Err(_)) => return json_error(StatusCode::BAD_REQUEST, "before is not a position"),
+    };
+    match broadcaster.history(&channel, limit, before).await {
+        Ok(page) => axum::Json(json!({
+            "events": page.events,
+            "next": page.next.map(|p| p.to_string()),
+        }))
+        .into_response(),
         Err(err) => publish_error(err),
     }
 }
