@@ -111,6 +111,9 @@ cargo hack check --feature-powerset --depth 2 --no-dev-deps --lib --quiet \
 step "deployment kit: offline validators (scripts/check-deploy-kit.sh)"
 scripts/check-deploy-kit.sh
 
+step "js/pusher-recovery: the plugin's own tests (node --test)"
+node --test js/pusher-recovery/test/
+
 step "tests and doctests, all features"
 cargo test --all-features
 

@@ -1,6 +1,7 @@
 // A pusher-js client of a rustforge-prod server on 127.0.0.1:`port` (plain WebSocket), signing
 // private and presence channels at the server's auth endpoint as the test user `userId` (the
-// test apps read it from X-User-Id); and `localClient.api(port)`, the pusher server SDK on that
+// test apps read it from X-User-Id), `overrides` replacing any option (a `wsPort` through a
+// proxy); and `localClient.api(port)`, the pusher server SDK on that
 // server's HTTP API with the app's credentials from the environment. Shared by fleet.js,
 // chaos.js and rolling-deploy.js.
 "use strict";
@@ -8,7 +9,7 @@
 const Pusher = require("pusher-js");
 const PusherServer = require("pusher");
 
-module.exports = function localClient(key, port, userId) {
+module.exports = function localClient(key, port, userId, overrides = {}) {
   return new Pusher(key, {
     cluster: "mt1",
     wsHost: "127.0.0.1",
@@ -20,6 +21,7 @@ module.exports = function localClient(key, port, userId) {
       transport: "ajax",
       headers: { "X-User-Id": userId },
     },
+    ...overrides,
   });
 };
 
