@@ -8,7 +8,10 @@
 //! BENCH_SERVERS=2 BENCH_CONNS=1000 cargo bench --bench broadcast --features redis
 //! BENCH_ATTACK=1 cargo bench --bench broadcast --features redis         # publish latency under abuse
 //! BENCH_THROUGHPUT=1 cargo bench --bench broadcast --features redis     # cross-server events/s
+//! BENCH_RECOVERY=1 cargo bench --bench broadcast --features redis       # connection recovery's cost
 //! ```
+//!
+//! `BENCH_RECOVERY=1`: see `broadcast/recovery.rs`.
 //!
 //! `BENCH_THROUGHPUT=1`: this process is server A (a `Broadcaster` on Redis), a child process is
 //! server B with one WebSocket subscriber; A publishes `BENCH_EVENTS` (200,000) events as fast
@@ -36,6 +39,8 @@
 //! event, p50 and max. Targets (issue #6): 10,000 connections, fan-out to 10,000 < 100 ms.
 
 mod common;
+#[path = "broadcast/recovery.rs"]
+mod recovery;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -381,6 +386,9 @@ fn main() {
     }
     if std::env::var("BENCH_THROUGHPUT").is_ok_and(|v| v == "1") {
         return throughput();
+    }
+    if std::env::var("BENCH_RECOVERY").is_ok_and(|v| v == "1") {
+        return recovery::run();
     }
     let attacking = std::env::var("BENCH_ATTACK").is_ok_and(|v| v == "1");
     let conns = env("BENCH_CONNS", if attacking { 100 } else { 10_000 }) as usize;

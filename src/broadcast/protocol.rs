@@ -212,8 +212,14 @@ pub fn frame(event: &str, channel: Option<&str>, data: Option<&str>) -> String {
 /// `frame` (an event frame built by [`frame`]) with its recovery position as one more field,
 /// `"position":"<epoch>:<serial>"`, which pusher-js and Echo ignore.
 pub fn with_position(frame: &str, position: super::history::Position) -> String {
+    use std::fmt::Write;
     let body = frame.strip_suffix('}').unwrap_or(frame);
-    format!("{body},\"position\":\"{position}\"}}")
+    let mut out = String::with_capacity(body.len() + 48);
+    out.push_str(body);
+    out.push_str(",\"position\":\"");
+    let _ = write!(out, "{position}");
+    out.push_str("\"}");
+    out
 }
 
 /// `pusher:resume_failed` for `channel`: its position could not be resumed from (`reason`); live
