@@ -1,9 +1,11 @@
 //! The in-process stores' byte bounds: far more bytes written than the bound, and the store
 //! holds at most the bound while the process' resident memory stays far below what was
-//! written. Alone in its test binary: the resident set is the whole process'.
+//! written — and the broadcaster's history for connection recovery. Alone in its test binary:
+//! the resident set is the whole process'.
 
 use std::time::Duration;
 
+use rustforge_prod::broadcast::{AppConfig, BroadcastConfig, Broadcaster};
 use rustforge_prod::cache::{self, Cache};
 use rustforge_prod::session::{self, SessionStore};
 use tower_sessions::cookie::time::OffsetDateTime;
@@ -79,6 +81,48 @@ async fn values_far_beyond_the_byte_bound_keep_memory_bounded() {
     assert!(
         grown < 96 * MIB,
         "150 MB of sessions into a 16 MiB store grew the process by {} MiB",
+        grown / MIB
+    );
+
+    // Connection recovery: 100 events of 1 KB on each of 10,000 private channels (1 GB) into
+    // the default 64 MiB history; every channel keeps its newest events, the oldest go first.
+    let broadcaster = Broadcaster::new(
+        BroadcastConfig::default().app(AppConfig::new("1", "key", "secret")),
+        None,
+    )
+    .unwrap();
+    let data = serde_json::Value::from("h".repeat(1_000));
+    let before = rss();
+    for round in 0..100 {
+        for channel in 0..10_000 {
+            let name = format!("private-c{channel}");
+            broadcaster
+                .publish([name.as_str()], "e", &data)
+                .await
+                .unwrap();
+        }
+        if round == 0 {
+            // One event each: all kept.
+            let page = broadcaster.history("private-c0", 100, None).await.unwrap();
+            assert_eq!(page.events.len(), 1);
+        }
+    }
+    let newest = broadcaster
+        .history("private-c9999", 100, None)
+        .await
+        .unwrap();
+    assert!(
+        !newest.events.is_empty(),
+        "the newest channel keeps its events"
+    );
+    let grown = rss().saturating_sub(before);
+    eprintln!(
+        "recovery: 1 GB of events on 10,000 channels, the process grew by {} MiB",
+        grown / MIB
+    );
+    assert!(
+        grown < 128 * MIB,
+        "1 GB of events into a 64 MiB history grew the process by {} MiB",
         grown / MIB
     );
 }
