@@ -219,6 +219,63 @@ async fn each_request_is_a_server_span_with_the_ids_of_its_log_lines() {
     assert_eq!(failed.status.unwrap().code, SpanStatus::Error as i32);
 }
 
+/// A query on `db.pool()` is a client span named `db.query`, a child of the request's span, with
+/// the semantic-convention attributes and no statement text.
+#[cfg(feature = "sqlx-postgres")]
+#[tokio::test(flavor = "current_thread")]
+async fn a_query_on_the_pool_is_a_client_span_of_the_request() {
+    let pg = support::postgres::PgServer::start();
+    let collector = Collector::start().await;
+    let mut config = Config::from_vars([("DATABASE_URL", pg.url())]).unwrap();
+    config.otlp = otlp(collector.endpoint());
+    let prod = prod_from(config).await;
+    let (_logs, _guard) = LogCapture::install_for(&prod);
+    let db = prod.database().unwrap().clone();
+    let app = Router::new()
+        .route(
+            "/answer",
+            get(move || async move {
+                let n: i32 = sqlx::query_scalar("SELECT 42 AS secret_column")
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap();
+                n.to_string()
+            }),
+        )
+        .layer(prod.layer());
+    let server = TestServer::start(app).await;
+    assert_eq!(get_text(server.url("/answer")).await, "42");
+    prod.flush().await;
+    let (_, request) = collector.span("GET /answer").expect("the request span");
+    let query = collector
+        .spans()
+        .into_iter()
+        .map(|(_, s)| s)
+        .find(|s| s.name == "db.query")
+        .expect("the query's span");
+    assert_eq!(
+        query.parent_span_id, request.span_id,
+        "a child of the request"
+    );
+    assert_eq!(query.trace_id, request.trace_id);
+    assert_eq!(query.kind, SpanKind::Client as i32);
+    for (key, value) in [
+        ("db.system.name", "postgresql"),
+        ("db.operation.name", "SELECT"),
+    ] {
+        assert_eq!(
+            attribute(&query.attributes, key).as_deref(),
+            Some(value),
+            "{key}"
+        );
+    }
+    assert!(
+        !format!("{:?}", query.attributes).contains("secret_column"),
+        "no statement text: {:?}",
+        query.attributes
+    );
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn handlers_pass_on_the_exported_span_as_parent() {
     let collector = Collector::start().await;
