@@ -903,3 +903,100 @@ async fn a_user_logs_out_their_other_devices_on_every_server() {
         "expires with the session (2 h + slack): {ttl}"
     );
 }
+
+/// A store of your own, here the crate's memory store behind a newtype: wrapped with
+/// `AnyStore::with_index`, `Sessions` ends its users' sessions; wrapped with `AnyStore::new`, it
+/// says it cannot.
+#[derive(Clone, Debug)]
+struct OwnStore(session::MemoryStore);
+
+#[async_trait::async_trait]
+impl tower_sessions::SessionStore for OwnStore {
+    async fn create(
+        &self,
+        record: &mut tower_sessions::session::Record,
+    ) -> tower_sessions::session_store::Result<()> {
+        self.0.create(record).await
+    }
+    async fn save(
+        &self,
+        record: &tower_sessions::session::Record,
+    ) -> tower_sessions::session_store::Result<()> {
+        self.0.save(record).await
+    }
+    async fn load(
+        &self,
+        id: &tower_sessions::session::Id,
+    ) -> tower_sessions::session_store::Result<Option<tower_sessions::session::Record>> {
+        self.0.load(id).await
+    }
+    async fn delete(
+        &self,
+        id: &tower_sessions::session::Id,
+    ) -> tower_sessions::session_store::Result<()> {
+        self.0.delete(id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl session::UserIndex for OwnStore {
+    async fn end_sessions_of(
+        &self,
+        user: &str,
+        except: Option<tower_sessions::session::Id>,
+    ) -> tower_sessions::session_store::Result<usize> {
+        self.0.end_sessions_of(user, except).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_of_your_own_ends_users_sessions_through_its_index() {
+    let mut config = session::SessionConfig::default();
+    config.secure = false;
+    let own = || OwnStore(session::MemoryStore::new(1_000, 64 * 1024, config.ttl));
+    for (indexed, layer) in [
+        (
+            true,
+            session::SessionLayer::new(session::AnyStore::with_index(own()), &config),
+        ),
+        (
+            false,
+            session::SessionLayer::new(session::AnyStore::new(own()), &config),
+        ),
+    ] {
+        let sessions = layer.sessions();
+        let direct = sessions.clone();
+        let logout_others = move |session: Session| async move {
+            let ended = sessions.end_other_sessions(&session).await;
+            ended.map(|n| n.to_string()).map_err(session::unavailable)
+        };
+        let app = Router::new()
+            .route("/login", post(login))
+            .route("/whoami", get(whoami))
+            .route("/logout-others", post(logout_others))
+            .layer(layer);
+        let server = TestServer::start(app).await;
+        let http = client();
+        let (mut laptop, mut phone) = (Jar::default(), Jar::default());
+        laptop.send(http.post(server.url("/login"))).await;
+        phone.send(http.post(server.url("/login"))).await;
+        let (status, body) = phone.send(http.post(server.url("/logout-others"))).await;
+        if indexed {
+            assert_eq!((status, body.as_str()), (200, "1"));
+            assert_eq!(laptop.send(http.get(server.url("/whoami"))).await.1, "null");
+        } else {
+            // The handler's own choice of answer; the error says why.
+            assert_eq!(status, 503, "{body}");
+            let err = direct.end_sessions_of("ada").await.unwrap_err().to_string();
+            assert!(err.contains("keeps no index"), "{err}");
+            assert_eq!(
+                laptop.send(http.get(server.url("/whoami"))).await.1,
+                "\"ada\""
+            );
+        }
+        assert_eq!(
+            phone.send(http.get(server.url("/whoami"))).await.1,
+            "\"ada\""
+        );
+    }
+}

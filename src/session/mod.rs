@@ -73,7 +73,7 @@ pub use redis::RedisStore;
 pub use store::AnyStore;
 pub use tower_sessions::session::Error as SessionError;
 pub use tower_sessions::{Expiry, Session, SessionStore};
-pub use users::{Sessions, set_user_id, user_id};
+pub use users::{Sessions, UserIndex, set_user_id, user_id, user_of};
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;

@@ -73,8 +73,8 @@ impl std::fmt::Debug for AnyStore {
 }
 
 impl AnyStore {
-    /// Wraps `store` (a store of your own: [`Sessions`](super::Sessions) cannot end its
-    /// users' sessions).
+    /// Wraps `store`, a store of your own ([`Sessions`](super::Sessions) answers that it cannot
+    /// end users' sessions: see [`with_index`](Self::with_index)).
     pub fn new(store: impl SessionStore) -> Self {
         Self {
             store: Arc::new(store),
@@ -82,6 +82,12 @@ impl AnyStore {
             index: None,
             observer: None,
         }
+    }
+
+    /// Wraps a store of your own that also keeps an index of users' sessions
+    /// ([`UserIndex`]), so [`Sessions`](super::Sessions) ends them on it.
+    pub fn with_index(store: impl SessionStore + UserIndex + Clone) -> Self {
+        Self::indexed("custom", store)
     }
 
     /// Wraps one of the crate's stores, which keep an index of users' sessions.

@@ -24,16 +24,22 @@ pub async fn user_id(session: &Session) -> Result<Option<String>, SessionError> 
     session.get(USER_KEY).await
 }
 
-/// The user a stored record belongs to.
-pub(super) fn user_of(record: &Record) -> Option<&str> {
+/// The user a stored record was marked as by [`set_user_id`]: what a [`UserIndex`] of your own
+/// indexes sessions by.
+pub fn user_of(record: &Record) -> Option<&str> {
     record.data.get(USER_KEY)?.as_str()
 }
 
-/// What a store keeps to end a user's sessions: the Redis store a sorted set per user (each
-/// session id scored by its expiry, dropped once past it; the key expires with the user's last
-/// session), the memory store the user beside each entry.
+/// What a store keeps to end a user's sessions ([`Sessions`]): the Redis store a sorted set per
+/// user (each session id scored by its expiry, dropped once past it; the key expires with the
+/// user's last session), the memory store the user beside each entry.
+///
+/// A store of your own implements it to make [`Sessions`] work on it — keep, on each save, the
+/// id of every session whose record has a user ([`user_of`]) — and is wrapped with
+/// [`AnyStore::with_index`](super::AnyStore::with_index). It is tested like the crate's stores:
+/// three sessions of a user, two ended, the current one and another user's kept.
 #[async_trait]
-pub(crate) trait UserIndex: Send + Sync + std::fmt::Debug + 'static {
+pub trait UserIndex: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes every live session of `user` but `except`; how many there were.
     async fn end_sessions_of(&self, user: &str, except: Option<Id>) -> Result<usize, Error>;
 }
