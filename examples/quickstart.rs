@@ -6,13 +6,26 @@
 //!
 //! Then try `curl -i localhost:3000/` and `curl -i --compressed localhost:3000/api/items`.
 
+use std::process::ExitCode;
+
 use axum::serve::Listener as _;
 use axum::{Json, Router, routing::get};
 use rustforge_prod::{LogConfig, LogFormat, ProductionLayer, init_logging};
 use serde_json::{Value, json};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    // The error as a sentence (`RUSTFORGE_RATE_LIMIT="often": …`), not as a Rust struct.
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("quickstart: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let log = LogConfig {
         format: LogFormat::Pretty,
         filter: None,

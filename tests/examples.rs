@@ -60,6 +60,10 @@ fn quickstart_reads_the_environment() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("RUSTFORGE_RATE_LIMIT"), "{stderr}");
+    assert!(
+        stderr.starts_with("quickstart: ") && !stderr.contains("ConfigError {"),
+        "a sentence, not a Debug dump: {stderr}"
+    );
 }
 
 #[tokio::test]
