@@ -7,7 +7,7 @@ use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use rustforge_prod::middleware::{CorsConfig, HttpConfig, HttpStack};
-use support::chromium::{outcome, run_page};
+use support::chromium::{REPORT, outcome, report};
 use support::http::TestServer;
 
 async fn api(cors: CorsConfig) -> TestServer {
@@ -40,6 +40,7 @@ async function run(name, url, init) {{
 }}
 (async () => {{
 {calls}out.textContent += 'END\n';
+  {REPORT};
 }})();
 </script></body></html>"#
     )
@@ -94,12 +95,15 @@ async fn a_real_browser_allows_and_blocks_as_configured() {
     ];
     let html = page(&cases);
     page_listener.set_nonblocking(true).unwrap();
+    let (report_route, page_report) = report();
     let page_server = TestServer::from_std(
         page_listener,
-        Router::new().route("/", get(move || async move { Html(html) })),
+        Router::new()
+            .route("/", get(move || async move { Html(html) }))
+            .merge(report_route),
     );
 
-    let dom = run_page(page_server.url("/")).await;
+    let dom = page_report.run(page_server.url("/")).await;
     let dom = dom.as_str();
     assert!(
         dom.lines().last() == Some("END") && dom.lines().count() == cases.len() + 1,

@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, Response};
 use axum::routing::{get, post};
 use rustforge_prod::session::{self, Session};
-use support::chromium::{outcome, run_page};
+use support::chromium::{REPORT, outcome, report};
 use support::http::TestServer;
 use support::prod::from_vars;
 
@@ -93,6 +93,7 @@ const log = (name, value) => {{ out.textContent += name + '=' + value + '\n'; }}
     log('error', e);
   }}
   out.textContent += 'END\n';
+  {REPORT};
 }})();
 </script></body></html>"#
     )
@@ -151,6 +152,7 @@ async fn a_page_with_axios_passes_and_another_origin_is_refused() {
     ))
     .expect("axios from tests/js (npm ci --prefix tests/js, which scripts/test.sh runs)");
     let page = victim_page(&format!("{attacker_origin}/attack"));
+    let (report_route, page_report) = report();
     let app = Router::new()
         .route("/api/visits", get(visits))
         .route("/api/visits/reset", post(reset))
@@ -158,6 +160,7 @@ async fn a_page_with_axios_passes_and_another_origin_is_refused() {
         .layer(prod.csrf_layer().exempt("/hooks"))
         .layer(prod.session_layer())
         .route("/", get(move || async move { Html(page) }))
+        .merge(report_route)
         .route(
             "/axios.min.js",
             get(move || async move { ([("content-type", "text/javascript")], axios) }),
@@ -174,7 +177,7 @@ async fn a_page_with_axios_passes_and_another_origin_is_refused() {
         Router::new().route("/attack", get(move || async move { Html(attack) })),
     );
 
-    let results = run_page(format!("{app_origin}/")).await;
+    let results = page_report.run(format!("{app_origin}/")).await;
     let results = results.as_str();
     assert!(
         results.ends_with("END\n"),
