@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 use support::pusher::{APP_ID, Client, KEY, SECRET, api, config, data, serve};
 
@@ -294,44 +292,13 @@ async fn backends_read_a_channels_history_newest_first_in_pages() {
 /// refuses new ones while events keep being published (tests/js/recovery.test.js).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pusher_js_with_the_plugin_recovers_across_a_reset_and_refused_connection() {
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    let hint = "needs Node.js ≥ 20 and `npm ci` in tests/js (scripts/test.sh does both)";
-    assert!(
-        js.join("node_modules/pusher-js").is_dir(),
-        "tests/js/node_modules is missing: {hint}"
-    );
     let (server, _prod) = serve(config()).await;
     let mut small = config();
     small.history_events = 10;
     let (small_server, _small_prod) = serve(small).await;
-    let (port, small_port) = (
-        server.addr.port().to_string(),
-        small_server.addr.port().to_string(),
-    );
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .args([
-                "--test",
-                "--test-concurrency=1",
-                "--test-timeout=150000",
-                "recovery.test.js",
-            ])
-            .current_dir(&js)
-            .env("BROADCAST_PORT", &port)
-            .env("SMALL_HISTORY_PORT", &small_port)
-            .env("PUSHER_APP_ID", APP_ID)
-            .env("PUSHER_APP_KEY", KEY)
-            .env("PUSHER_APP_SECRET", SECRET)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run node ({e}): {hint}"))
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "node tests failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("# pass 3"), "{stdout}");
+    let env = [
+        ("BROADCAST_PORT", server.addr.port().to_string()),
+        ("SMALL_HISTORY_PORT", small_server.addr.port().to_string()),
+    ];
+    support::node::run_tests("recovery.test.js", 3, 150_000, &env).await;
 }

@@ -47,15 +47,16 @@ async fn server(on: bool) -> (Broadcaster, u16) {
     (broadcaster, port)
 }
 
-async fn connect(
-    url: &str,
-) -> (
-    Socket,
-    tokio_tungstenite::tungstenite::handshake::client::Response,
-) {
-    tokio_tungstenite::connect_async_with_config(url, None, true)
+/// A connection to the server on `port` (Nagle off) and its socket id.
+async fn connected(port: u16) -> (Socket, String) {
+    let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
         .await
-        .unwrap()
+        .unwrap();
+    let established = next_frame(&mut socket).await;
+    let data: Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+    let socket_id = data["socket_id"].as_str().unwrap().to_owned();
+    (socket, socket_id)
 }
 
 async fn next_frame(socket: &mut Socket) -> Value {
@@ -71,12 +72,8 @@ async fn next_frame(socket: &mut Socket) -> Value {
 /// A connection subscribed to `channel` (asking for positions with `position`); returns it and
 /// its `subscription_succeeded`.
 async fn subscriber(port: u16, channel: &str, position: Option<&str>) -> (Socket, Value) {
-    let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
-    let (mut socket, _) = connect(&url).await;
-    let established = next_frame(&mut socket).await;
-    let data: Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
-    let socket_id = data["socket_id"].as_str().unwrap();
-    let auth = channel_auth(KEY, SECRET, socket_id, channel, None);
+    let (mut socket, socket_id) = connected(port).await;
+    let auth = channel_auth(KEY, SECRET, &socket_id, channel, None);
     let mut subscribe = json!({ "channel": channel, "auth": auth });
     if let Some(position) = position {
         subscribe["position"] = json!(position);
@@ -175,12 +172,8 @@ async fn replays(broadcaster: &Broadcaster, port: u16, resumes: usize) -> Vec<u6
     }
     let mut times = Vec::with_capacity(resumes);
     for _ in 0..resumes {
-        let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
-        let (mut socket, _) = connect(&url).await;
-        let established = next_frame(&mut socket).await;
-        let data: Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
-        let socket_id = data["socket_id"].as_str().unwrap();
-        let auth = channel_auth(KEY, SECRET, socket_id, channel, None);
+        let (mut socket, socket_id) = connected(port).await;
+        let auth = channel_auth(KEY, SECRET, &socket_id, channel, None);
         let sent = subscribe_at(
             &mut socket,
             json!({ "channel": channel, "auth": auth, "position": start }),

@@ -1,9 +1,9 @@
 // A pusher-js client of a rustforge-prod server on 127.0.0.1:`port` (plain WebSocket), signing
 // private and presence channels at the server's auth endpoint as the test user `userId` (the
 // test apps read it from X-User-Id), `overrides` replacing any option (a `wsPort` through a
-// proxy); and `localClient.api(port)`, the pusher server SDK on that
-// server's HTTP API with the app's credentials from the environment. Shared by fleet.js,
-// chaos.js and rolling-deploy.js.
+// proxy); `localClient.api(port)`, the pusher server SDK on that server's HTTP API with the
+// app's credentials from the environment; and `localClient.once(target, event)`. Shared by
+// fleet.js, chaos.js, rolling-deploy.js and the test files.
 "use strict";
 
 const Pusher = require("pusher-js");
@@ -36,5 +36,16 @@ module.exports.api = function api(port, options = {}) {
     port: String(port),
     useTLS: false,
     ...options,
+  });
+};
+
+// Resolves with the first emission of `event` on `target` (a channel, the connection, the user).
+module.exports.once = function once(target, event) {
+  return new Promise((resolve) => {
+    const handler = (data) => {
+      target.unbind(event, handler);
+      resolve(data);
+    };
+    target.bind(event, handler);
   });
 };

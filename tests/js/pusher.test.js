@@ -7,6 +7,7 @@ const test = require("node:test");
 const assert = require("node:assert/strict");
 const Pusher = require("pusher-js");
 const PusherServer = require("pusher");
+const { once } = require("./local-client");
 
 const port = process.env.BROADCAST_PORT;
 const appId = process.env.PUSHER_APP_ID;
@@ -29,17 +30,6 @@ function client(userId) {
   });
   clients.push(pusher);
   return pusher;
-}
-
-// Resolves with the first emission of `event` on `target` (a channel, the connection, the user).
-function once(target, event) {
-  return new Promise((resolve) => {
-    const handler = (data) => {
-      target.unbind(event, handler);
-      resolve(data);
-    };
-    target.bind(event, handler);
-  });
 }
 
 function connected(pusher) {

@@ -11,6 +11,8 @@ const assert = require("node:assert/strict");
 const net = require("node:net");
 const localClient = require("./local-client");
 
+const { once } = localClient;
+
 const recovery = import("../../js/pusher-recovery/index.js");
 
 /// A proxy to 127.0.0.1:`target` that can reset its connections and refuse new ones.
@@ -58,16 +60,6 @@ async function recovering(serverPort, proxyPort, userId) {
   const handle = enableRecovery(pusher);
   clients.push(pusher);
   return { pusher, handle };
-}
-
-function once(target, event) {
-  return new Promise((resolve) => {
-    const handler = (data) => {
-      target.unbind(event, handler);
-      resolve(data);
-    };
-    target.bind(event, handler);
-  });
 }
 
 async function until(condition, what, ms = 50_000) {

@@ -9,6 +9,8 @@ pub mod fleet;
 pub mod http;
 pub mod logs;
 pub mod nginx;
+#[cfg(feature = "broadcast")]
+pub mod node;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "sqlx-postgres")]
