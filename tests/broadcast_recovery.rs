@@ -6,60 +6,11 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::pusher::{APP_ID, Client, KEY, SECRET, api, config, data, serve};
+use support::pusher::{
+    APP_ID, Client, api, config, data, frames, publish_n as publish, serve, subscribe_recovering,
+};
 
 const USER_A: &str = r#"{"user_id":"ann","user_info":{"name":"Ann"}}"#;
-
-/// Subscribes with a signature of this socket and the recovery `position` field.
-async fn subscribe_recovering(
-    client: &mut Client,
-    channel: &str,
-    position: &str,
-    extra: Value,
-) -> Value {
-    let auth = (channel.starts_with("private-") || channel.starts_with("presence-")).then(|| {
-        rustforge_prod::broadcast::signature::channel_auth(
-            KEY,
-            SECRET,
-            &client.socket_id,
-            channel,
-            extra["channel_data"].as_str(),
-        )
-    });
-    let mut data =
-        json!({ "channel": channel, "auth": auth.unwrap_or_default(), "position": position });
-    if let Value::Object(extra) = extra {
-        data.as_object_mut().unwrap().extend(extra);
-    }
-    client
-        .send(json!({ "event": "pusher:subscribe", "data": data }))
-        .await;
-    client.frame().await
-}
-
-async fn publish(base: &str, channel: &str, n: u32, socket_id: Option<&str>) {
-    let mut body = json!({ "name": "n", "channels": [channel], "data": n.to_string() });
-    if let Some(socket_id) = socket_id {
-        body["socket_id"] = json!(socket_id);
-    }
-    let path = format!("/apps/{APP_ID}/events");
-    let (status, _) = api(base, "POST", &path, &body.to_string(), &[]).await;
-    assert_eq!(status, 200);
-}
-
-/// The next frames: (event, data, position).
-async fn frames(client: &mut Client, count: usize) -> Vec<(String, String, Option<String>)> {
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let frame = client.frame().await;
-        out.push((
-            frame["event"].as_str().unwrap().to_owned(),
-            frame["data"].as_str().unwrap_or_default().to_owned(),
-            frame["position"].as_str().map(str::to_owned),
-        ));
-    }
-    out
-}
 
 #[tokio::test]
 async fn a_resumed_subscription_gets_every_missed_event_once_in_order() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 
 use super::authorizer::Authorizer;
-use super::bus::{Bus, LocalBus};
+use super::bus::{Bus, LocalBus, Published};
 use super::config::BroadcastConfig;
 use super::history::{Position, ResumeFailure};
 use super::hub::{AppHub, ChannelInfo, Presence};
@@ -212,7 +212,14 @@ impl Broadcaster {
                 bytes: config.hold_bytes,
                 age: config.hold_age,
             };
-            super::cluster::RedisBackend::start(redis, config.node_timeout, hold)
+            let history = (config.recovery != super::history::Recoverable::Off).then_some(
+                super::history::Limits {
+                    events: config.history_events,
+                    age: config.history_age,
+                    bytes: config.history_bytes,
+                },
+            );
+            super::cluster::RedisBackend::start(redis, config.node_timeout, hold, history)
         });
         #[cfg(feature = "redis")]
         let bus: Arc<dyn Bus> = match &cluster {
@@ -312,9 +319,15 @@ impl Broadcaster {
         let mut delivered = 0;
         for (channel, cache) in channels.into_iter().zip(cache) {
             let text = frame(&event.name, Some(channel), Some(&event.data));
-            let (hub, except) = (self.hub(), event.except.as_deref());
-            hub.bus()
-                .publish(&hub.app.id, channel, &text, except, cache);
+            let hub = self.hub();
+            hub.bus().publish(Published {
+                app: &hub.app.id,
+                channel,
+                text: &text,
+                except: event.except.as_deref(),
+                cache,
+                recoverable: hub.recoverable(channel),
+            });
             delivered += self.hub().publish(
                 channel,
                 &Utf8Bytes::from(text),
@@ -396,8 +409,9 @@ impl Broadcaster {
     }
 
     /// The events `channel` keeps for connection recovery, newest first: at most `limit`
-    /// (1–[`MAX_HISTORY_PAGE`]) older than `before` (the `next` of an earlier page), on this
-    /// server (the memory bus; on Redis, [`BroadcastError::Unavailable`] for now).
+    /// (1–[`MAX_HISTORY_PAGE`]) older than `before` (the `next` of an earlier page): this
+    /// server's on the memory bus, the fleet's on Redis ([`BroadcastError::Unavailable`] when
+    /// Redis does not answer).
     ///
     /// ```
     /// use rustforge_prod::broadcast::{AppConfig, BroadcastConfig, Broadcaster};
@@ -425,18 +439,23 @@ impl Broadcaster {
     ) -> Result<HistoryPage, BroadcastError> {
         parse(channel)?;
         let limit = limit.clamp(1, MAX_HISTORY_PAGE);
-        let (frames, next) =
-            self.hub()
-                .history_page(channel, before, limit)
-                .map_err(|failure| match failure {
-                    ResumeFailure::NotRecoverable => BroadcastError::NoHistory(channel.to_owned()),
-                    ResumeFailure::Unavailable => BroadcastError::Unavailable(
-                        "channel history is kept on one server (the memory bus) for now".into(),
-                    ),
-                    _ => BroadcastError::InvalidPosition(
-                        before.map(|b| b.to_string()).unwrap_or_default(),
-                    ),
-                })?;
+        let hub = self.hub();
+        if !hub.recoverable(channel) {
+            return Err(BroadcastError::NoHistory(channel.to_owned()));
+        }
+        let (frames, next) = hub
+            .bus()
+            .history(hub, channel, before, limit)
+            .await
+            .map_err(|failure| match failure {
+                ResumeFailure::NotRecoverable => BroadcastError::NoHistory(channel.to_owned()),
+                ResumeFailure::Unavailable => {
+                    BroadcastError::Unavailable("the channel history could not be read".into())
+                }
+                _ => BroadcastError::InvalidPosition(
+                    before.map(|b| b.to_string()).unwrap_or_default(),
+                ),
+            })?;
         let events = frames
             .iter()
             .filter_map(|frame| {

@@ -12,6 +12,7 @@ use std::future::ready;
 use axum::extract::ws::Utf8Bytes;
 
 use super::BroadcastError;
+use super::history::{Position, ResumeFailure};
 use super::hub::{AppHub, ChannelInfo, Presence, Subscribed, Transitions};
 use super::protocol::frame;
 use super::webhooks::event as webhook;
@@ -20,8 +21,10 @@ use crate::util::BoxFuture;
 /// The other servers, as one hub sees them.
 pub(crate) trait Bus: Send + Sync + 'static {
     /// Sends a frame the hub already delivered locally to the other servers' subscribers of
-    /// `channel` (except `except`); never waits. A cache channel keeps it.
-    fn publish(&self, app: &str, channel: &str, text: &str, except: Option<&str>, cache: bool);
+    /// `channel` (except `except`); never waits. A cache channel keeps it; a `recoverable`
+    /// channel's event is kept in the fleet's history and delivered with its position (also to
+    /// this server's subscribers that asked for positions, which the hub left to the bus).
+    fn publish(&self, event: Published<'_>);
 
     /// Completes a local subscription: announces what its transitions mean (`member_added`,
     /// `channel_occupied`), and replaces the presence snapshot and the cached event with the
@@ -77,11 +80,40 @@ pub(crate) trait Bus: Send + Sync + 'static {
         false
     }
 
+    /// A page of a recoverable channel's kept events, newest first, older than `before`, and
+    /// the position of the next page.
+    fn history<'a>(
+        &'a self,
+        hub: &'a AppHub,
+        channel: &'a str,
+        before: Option<Position>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<HistoryPage, ResumeFailure>>;
+
     /// The counters of a distributed bus, for its instruments; `None` for [`LocalBus`].
     #[cfg(feature = "metrics")]
     fn stats(&self) -> Option<BusStats> {
         None
     }
+}
+
+/// A page of kept events (frames with their positions) and the position of the next.
+pub(crate) type HistoryPage = (Vec<Utf8Bytes>, Option<Position>);
+
+/// An app event or announcement for the other servers (see [`Bus::publish`]).
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // read by the Redis bus only
+pub(crate) struct Published<'a> {
+    pub app: &'a str,
+    pub channel: &'a str,
+    /// The frame.
+    pub text: &'a str,
+    /// The connection it is not for.
+    pub except: Option<&'a str>,
+    /// A cache channel's event.
+    pub cache: bool,
+    /// An app event of a recoverable channel.
+    pub recoverable: bool,
 }
 
 /// A snapshot of a distributed bus's counters.
@@ -109,14 +141,16 @@ impl Bus for LocalBus {
         true
     }
 
-    fn publish(
-        &self,
-        _app: &str,
-        _channel: &str,
-        _text: &str,
-        _except: Option<&str>,
-        _cache: bool,
-    ) {
+    fn publish(&self, _event: Published<'_>) {}
+
+    fn history<'a>(
+        &'a self,
+        hub: &'a AppHub,
+        channel: &'a str,
+        before: Option<Position>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<HistoryPage, ResumeFailure>> {
+        Box::pin(ready(hub.history_page(channel, before, limit)))
     }
 
     fn joined<'a>(

@@ -30,8 +30,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::BroadcastError;
-use super::bus::{Bus, announce_added, announce_removed};
-use super::hub::{AppHub, ChannelInfo, Presence, Subscribed, Transitions};
+use super::bus::{Bus, HistoryPage, Published, announce_added, announce_removed};
+use super::fleet_history::FleetHistory;
+use super::history::{Limits, Position, ResumeFailure};
+use super::hub::{AppHub, ChannelInfo, PendingResume, Presence, Subscribed, Transitions};
 use super::outbox::{HoldLimits, Outgoing, PUBLISH_QUEUE, RecoveryWindow};
 use super::webhooks::event as webhook;
 use crate::redis::{RedisError, RedisHandle, Script};
@@ -119,12 +121,19 @@ pub(crate) struct RedisBackend {
     stopped: std::sync::atomic::AtomicBool,
     pub stats: ClusterStats,
     node_timeout: Duration,
+    /// The fleet's history of the recoverable channels (`None` with recovery off).
+    history: Option<FleetHistory>,
 }
 
 impl RedisBackend {
     /// Starts the publisher, the pub/sub connection and the heartbeat; `hubs` are attached
     /// right after with [`attach`](Self::attach).
-    pub(crate) fn start(redis: RedisHandle, node_timeout: Duration, hold: HoldLimits) -> Arc<Self> {
+    pub(crate) fn start(
+        redis: RedisHandle,
+        node_timeout: Duration,
+        hold: HoldLimits,
+        history: Option<Limits>,
+    ) -> Arc<Self> {
         let node = format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64);
         let (publish, outgoing) = mpsc::channel(PUBLISH_QUEUE);
         let (watch, watches) = mpsc::unbounded_channel();
@@ -151,6 +160,7 @@ impl RedisBackend {
             stopped: std::sync::atomic::AtomicBool::new(false),
             stats: ClusterStats::default(),
             node_timeout,
+            history: history.map(FleetHistory::new),
         });
         tokio::spawn(super::outbox::publisher(
             Arc::downgrade(&backend),
@@ -175,6 +185,10 @@ impl RedisBackend {
 
     pub(super) fn redis(&self) -> &RedisHandle {
         &self.redis
+    }
+
+    pub(super) fn history(&self) -> Option<&FleetHistory> {
+        self.history.as_ref()
     }
 
     fn hub(&self, app: &str) -> Option<Arc<AppHub>> {
@@ -243,7 +257,7 @@ impl RedisBackend {
 
     /// Sends a frame to the other servers' subscribers of `channel` (never waits; a full queue
     /// counts the frame as lost; while Redis is away the publisher holds it). A cache channel's
-    /// last event is kept in Redis.
+    /// last event is kept in Redis; a recoverable channel's event goes to the fleet's history.
     fn publish_frame(
         &self,
         app: &str,
@@ -251,6 +265,7 @@ impl RedisBackend {
         text: &str,
         except: Option<&str>,
         cache: bool,
+        recoverable: bool,
     ) {
         let topic = self.topic(app, channel);
         let cache = cache.then(|| (self.cache_key(app, channel), text.to_owned()));
@@ -280,6 +295,7 @@ impl RedisBackend {
             payload,
             cache,
             log: true,
+            history: recoverable && self.history.is_some(),
             queued: std::time::Instant::now(),
         };
         if self.publish.try_send(outgoing).is_err() {
@@ -328,7 +344,7 @@ impl RedisBackend {
                     subscribed.presence = Some(members);
                     if added {
                         let text = announce_added(hub, channel, socket, user, info);
-                        self.publish_frame(app, channel, &text, Some(socket), false);
+                        self.publish_frame(app, channel, &text, Some(socket), false, false);
                     }
                 }
                 Err(err) => {
@@ -342,6 +358,47 @@ impl RedisBackend {
         }
         if cache && let Ok(cached) = self.cached(app, channel).await {
             subscribed.cached = cached.map(Utf8Bytes::from);
+        }
+        if let Some(resume) = subscribed.resume.take() {
+            self.resume(app, channel, resume, subscribed).await;
+        }
+    }
+
+    /// Answers a subscriber's recovery request from the fleet's history, read now that its
+    /// subscription is live: the events it missed (those also held for it live are dropped at
+    /// its activation), or why they cannot be told; and its position.
+    async fn resume(
+        &self,
+        app: &str,
+        channel: &str,
+        resume: PendingResume,
+        subscribed: &mut Subscribed,
+    ) {
+        let Some(history) = &self.history else {
+            subscribed.replay = resume.from.map(|_| Err(ResumeFailure::NotRecoverable));
+            return;
+        };
+        let topic = self.topic(app, channel);
+        let stream = match history
+            .read(&self.redis, &topic, resume.from.is_some())
+            .await
+        {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(error = %err, channel, "broadcast: cannot read the channel history from Redis");
+                subscribed.replay = resume.from.map(|_| Err(ResumeFailure::Unavailable));
+                return;
+            }
+        };
+        let current = stream.current();
+        subscribed.position = Some(current);
+        if let Some(from) = resume.from {
+            let replay = stream.after(from, resume.previous_socket.as_deref());
+            if replay.is_ok() {
+                subscribed.position = Some(from);
+                subscribed.skip_through = Some(current);
+            }
+            subscribed.replay = Some(replay);
         }
     }
 
@@ -442,7 +499,7 @@ impl RedisBackend {
     /// Sends `member_removed` to this server's subscribers and the others'.
     fn announce_removed(&self, hub: &AppHub, channel: &str, user: &str) {
         let text = announce_removed(hub, channel, user);
-        self.publish_frame(&hub.app.id, channel, &text, None, false);
+        self.publish_frame(&hub.app.id, channel, &text, None, false, false);
     }
 
     /// Writes this server's whole local state back to Redis (idempotent), after the pub/sub
@@ -545,7 +602,7 @@ impl RedisBackend {
             let data = serde_json::json!({ "user_id": user, "user_info": info }).to_string();
             let text =
                 super::protocol::frame("pusher_internal:member_added", Some(channel), Some(&data));
-            self.publish_frame(&hub.app.id, channel, &text, None, false);
+            self.publish_frame(&hub.app.id, channel, &text, None, false, false);
         }
         Ok(())
     }
@@ -557,6 +614,7 @@ impl RedisBackend {
             payload: format!("{}\nterminate\n{user}", self.node),
             cache: None,
             log: false,
+            history: false,
             queued: std::time::Instant::now(),
         };
         if self.publish.try_send(outgoing).is_err() {
@@ -747,8 +805,15 @@ impl RedisBackend {
             Some((node, seq)) => (node, seq.parse::<u64>().ok()),
             None => (origin, None),
         };
-        // `node.epoch` (or a bare node id, from a server of an earlier version).
-        if origin.split('.').next() == Some(self.node.as_str()) {
+        // An event of the fleet's history carries its position after the excluded socket.
+        let (second, position) = match second.split_once(' ') {
+            Some((except, position)) => (except, position.parse::<Position>().ok()),
+            None => (second, None),
+        };
+        // `node.epoch` (or a bare node id, from a server of an earlier version). This server
+        // delivered its own events already, but to the subscribers that wait for positions.
+        let own = origin.split('.').next() == Some(self.node.as_str());
+        if own && position.is_none() {
             return;
         }
         if let Some(seq) = seq
@@ -781,7 +846,14 @@ impl RedisBackend {
                 return;
             }
             let except = (!second.is_empty()).then_some(second);
-            hub.deliver(channel, &Utf8Bytes::from(body.to_owned()), except);
+            match position {
+                Some(position) => {
+                    hub.deliver_positioned(channel, body, position, except, own);
+                }
+                None => {
+                    hub.deliver(channel, &Utf8Bytes::from(body.to_owned()), except);
+                }
+            }
         }
     }
 }
@@ -1141,8 +1213,29 @@ async fn heartbeat(backend: Weak<RedisBackend>) {
 }
 
 impl Bus for RedisBackend {
-    fn publish(&self, app: &str, channel: &str, text: &str, except: Option<&str>, cache: bool) {
-        self.publish_frame(app, channel, text, except, cache);
+    fn publish(&self, e: Published<'_>) {
+        self.publish_frame(e.app, e.channel, e.text, e.except, e.cache, e.recoverable);
+    }
+
+    fn history<'a>(
+        &'a self,
+        hub: &'a AppHub,
+        channel: &'a str,
+        before: Option<Position>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<HistoryPage, ResumeFailure>> {
+        Box::pin(async move {
+            let history = self.history.as_ref().ok_or(ResumeFailure::NotRecoverable)?;
+            let topic = self.topic(&hub.app.id, channel);
+            let stream = history
+                .read(&self.redis, &topic, true)
+                .await
+                .map_err(|err| {
+                    tracing::warn!(error = %err, channel, "broadcast: cannot read the channel history from Redis");
+                    ResumeFailure::Unavailable
+                })?;
+            stream.page(before, limit)
+        })
     }
 
     fn joined<'a>(

@@ -12,6 +12,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
+use super::bus::Published;
 use super::config::BroadcastConfig;
 use super::history::{Position, ResumeFailure};
 use super::hub::{AppHub, Conn, Resume, SubscribeError};
@@ -394,7 +395,7 @@ impl Session<'_> {
         }
         // Events reach the client only after its subscription_succeeded (and cache replay).
         if self.flush().await {
-            hub.activate(socket, name);
+            hub.activate(socket, name, subscribed.skip_through);
         }
     }
 
@@ -462,8 +463,14 @@ impl Session<'_> {
         self.hub
             .notify(|| webhook::client_event(name, event, data, socket, user_id.as_deref()));
         let hub = self.hub;
-        hub.bus()
-            .publish(&hub.app.id, name, &text, Some(self.socket_id()), false);
+        hub.bus().publish(Published {
+            app: &hub.app.id,
+            channel: name,
+            text: &text,
+            except: Some(self.socket_id()),
+            cache: false,
+            recoverable: false,
+        });
         // A client event is not kept for recovery: it is not the app's, and its sender, once
         // reconnected under another id, would be sent its own event back.
         self.hub

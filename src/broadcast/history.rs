@@ -134,7 +134,7 @@ pub(crate) struct Limits {
 pub(crate) const ENTRY_OVERHEAD: usize = 128;
 /// How long a stream's epoch and last serial outlive its last event: a client that resumes
 /// after a quiet spell, at the last position, misses nothing and is told so.
-const STREAM_IDLE: Duration = Duration::from_secs(3600);
+pub(crate) const STREAM_IDLE: Duration = Duration::from_secs(3600);
 /// Streams (each an epoch, a serial and a name) at most before those without kept events are
 /// dropped early: subscribing to channels nobody publishes on makes streams too.
 const MAX_STREAMS: usize = 100_000;
@@ -190,8 +190,13 @@ impl History {
     }
 
     /// Gives `frame` (an event of `channel`, not for `except`) the channel's next position and
-    /// keeps it; returns the frame with its position.
-    pub(crate) fn append(&mut self, channel: &str, frame: &str, except: Option<&str>) -> Utf8Bytes {
+    /// keeps it; returns the frame with its position, and the position.
+    pub(crate) fn append(
+        &mut self,
+        channel: &str,
+        frame: &str,
+        except: Option<&str>,
+    ) -> (Utf8Bytes, Position) {
         let now = Instant::now();
         self.expire(now);
         let global = self.next_global;
@@ -224,7 +229,7 @@ impl History {
             self.bytes -= dropped.size;
         }
         while self.bytes > self.limits.bytes && self.drop_oldest(false) {}
-        positioned
+        (positioned, position)
     }
 
     /// The position of `channel`'s last event (serial 0 before its first): where a client that
@@ -272,21 +277,14 @@ impl History {
         let Some(stream) = self.streams.get(channel) else {
             return Err(ResumeFailure::Reset);
         };
-        if stream.epoch != from.epoch {
-            return Err(ResumeFailure::Reset);
-        }
-        if from.serial > stream.last {
-            return Err(ResumeFailure::InvalidPosition);
-        }
-        let first_needed = from.serial + 1;
-        let first_kept = stream.events.front().map_or(stream.last + 1, |e| e.serial);
-        if first_kept > first_needed {
-            return Err(if stream.expired_upto >= first_needed {
-                ResumeFailure::Expired
-            } else {
-                ResumeFailure::TooOld
-            });
-        }
+        let first_kept = stream.events.front().map(|e| e.serial);
+        continuity(
+            stream.epoch,
+            stream.last,
+            first_kept,
+            stream.expired_upto,
+            from,
+        )?;
         Ok(stream
             .events
             .iter()
@@ -312,20 +310,12 @@ impl History {
                 None => Ok((Vec::new(), None)),
             };
         };
-        if before.is_some_and(|b| b.epoch != stream.epoch) {
-            return Err(ResumeFailure::Reset);
-        }
-        let below = before.map_or(u64::MAX, |b| b.serial);
-        let mut older = stream.events.iter().rev().filter(|e| e.serial < below);
-        let page: Vec<&Entry> = older.by_ref().take(limit).collect();
-        let next = match (older.next(), page.last()) {
-            (Some(_), Some(last)) => Some(Position {
-                epoch: stream.epoch,
-                serial: last.serial,
-            }),
-            _ => None,
-        };
-        Ok((page.into_iter().map(|e| e.frame.clone()).collect(), next))
+        page_of(
+            stream.events.iter().map(|e| (e.serial, e.frame.clone())),
+            stream.epoch,
+            before,
+            limit,
+        )
     }
 
     /// Kept events and their bytes, for the instruments.
@@ -376,7 +366,57 @@ impl History {
     }
 }
 
-fn new_epoch() -> u64 {
+/// Whether the kept events of a stream (`epoch`, last serial `last`, oldest kept serial
+/// `first_kept`, events up to `expired_upto` dropped for age) hold every event after `from`.
+pub(crate) fn continuity(
+    epoch: u64,
+    last: u64,
+    first_kept: Option<u64>,
+    expired_upto: u64,
+    from: Position,
+) -> Result<(), ResumeFailure> {
+    if epoch != from.epoch {
+        return Err(ResumeFailure::Reset);
+    }
+    if from.serial > last {
+        return Err(ResumeFailure::InvalidPosition);
+    }
+    let first_needed = from.serial + 1;
+    if first_kept.unwrap_or(last + 1) > first_needed {
+        return Err(if expired_upto >= first_needed {
+            ResumeFailure::Expired
+        } else {
+            ResumeFailure::TooOld
+        });
+    }
+    Ok(())
+}
+
+/// Up to `limit` of a stream's kept events (`(serial, frame)`, oldest first), newest first,
+/// older than `before`; and the position to ask for the next page when there are older ones.
+pub(crate) fn page_of(
+    kept: impl DoubleEndedIterator<Item = (u64, Utf8Bytes)>,
+    epoch: u64,
+    before: Option<Position>,
+    limit: usize,
+) -> Result<(Vec<Utf8Bytes>, Option<Position>), ResumeFailure> {
+    if before.is_some_and(|b| b.epoch != epoch) {
+        return Err(ResumeFailure::Reset);
+    }
+    let below = before.map_or(u64::MAX, |b| b.serial);
+    let mut older = kept.rev().filter(|(serial, _)| *serial < below);
+    let page: Vec<(u64, Utf8Bytes)> = older.by_ref().take(limit).collect();
+    let next = match (older.next(), page.last()) {
+        (Some(_), Some((serial, _))) => Some(Position {
+            epoch,
+            serial: *serial,
+        }),
+        _ => None,
+    };
+    Ok((page.into_iter().map(|(_, frame)| frame).collect(), next))
+}
+
+pub(crate) fn new_epoch() -> u64 {
     // Random, never 0 (so `0:…` is never valid by chance).
     uuid::Uuid::new_v4().as_u64_pair().0 | 1
 }
@@ -401,9 +441,9 @@ mod tests {
     #[test]
     fn positions_count_from_one_in_one_epoch_per_channel() {
         let mut h = history(10, Duration::from_secs(60), 1 << 20);
-        let a1 = position(&h.append("a", &frame(1), None));
-        let a2 = position(&h.append("a", &frame(2), None));
-        let b1 = position(&h.append("b", &frame(1), None));
+        let a1 = h.append("a", &frame(1), None).1;
+        let a2 = h.append("a", &frame(2), None).1;
+        let b1 = h.append("b", &frame(1), None).1;
         assert_eq!((a1.serial, a2.serial, b1.serial), (1, 2, 1));
         assert_eq!(a1.epoch, a2.epoch);
         assert_ne!(a1.epoch, b1.epoch);
@@ -413,7 +453,7 @@ mod tests {
     #[test]
     fn after_a_position_come_the_later_events_in_order() {
         let mut h = history(10, Duration::from_secs(60), 1 << 20);
-        let first = position(&h.append("c", &frame(1), None));
+        let first = h.append("c", &frame(1), None).1;
         h.append("c", &frame(2), Some("1.1"));
         h.append("c", &frame(3), None);
         let replay = h.after("c", first, None).unwrap();
@@ -428,7 +468,7 @@ mod tests {
     #[test]
     fn continuity_that_cannot_be_proven_says_why() {
         let mut h = history(2, Duration::from_secs(60), 1 << 20);
-        let first = position(&h.append("c", &frame(1), None));
+        let first = h.append("c", &frame(1), None).1;
         h.append("c", &frame(2), None);
         h.append("c", &frame(3), None);
         // Serials 2 and 3 are kept: from 1 it resumes, from before it, it cannot.
@@ -461,7 +501,7 @@ mod tests {
     #[test]
     fn events_older_than_the_age_are_expired() {
         let mut h = history(10, Duration::from_millis(30), 1 << 20);
-        let first = position(&h.append("c", &frame(1), None));
+        let first = h.append("c", &frame(1), None).1;
         h.append("c", &frame(2), None);
         std::thread::sleep(Duration::from_millis(40));
         h.append("c", &frame(3), None);
@@ -480,7 +520,7 @@ mod tests {
         probe.append("b", &frame(1), None);
         let one = probe.size().1;
         let mut h = history(100, Duration::from_secs(60), 3 * one);
-        let a = position(&h.append("a", &frame(1), None));
+        let a = h.append("a", &frame(1), None).1;
         for n in 1..=3 {
             h.append("b", &frame(n), None);
         }

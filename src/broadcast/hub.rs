@@ -161,20 +161,27 @@ struct Subscriber {
     /// presence snapshot in `subscription_succeeded` may be read from Redis after a
     /// `member_added` was published, so the client needs every event since, in order (pusher-js
     /// applies member events idempotently: the last one for a user wins).
-    held: Option<Vec<Utf8Bytes>>,
+    held: Option<Vec<(Utf8Bytes, Option<Position>)>>,
     /// The client asked for each event's position (connection recovery): it is sent the
     /// positioned frames of a recoverable channel.
     positions: bool,
 }
 
 impl Subscriber {
-    /// Sends `frame`, or holds it until [`AppHub::activate`]. Holding more than a send queue's
-    /// worth closes the connection like a slow consumer.
-    fn send(&mut self, frame: &Utf8Bytes, stats: &Stats, limit: usize) -> bool {
+    /// Sends `frame` (at `position`, for a subscriber that asked for positions), or holds it
+    /// until [`AppHub::activate`]. Holding more than a send queue's worth closes the connection
+    /// like a slow consumer.
+    fn send(
+        &mut self,
+        frame: &Utf8Bytes,
+        position: Option<Position>,
+        stats: &Stats,
+        limit: usize,
+    ) -> bool {
         match &mut self.held {
             None => self.conn.send(frame.clone(), stats),
             Some(held) if held.len() < limit => {
-                held.push(frame.clone());
+                held.push((frame.clone(), position));
                 true
             }
             Some(_) => {
@@ -256,6 +263,23 @@ pub(crate) struct Subscribed {
     /// subscribed — the position it resumed from, or the channel's current one (it missed
     /// nothing it can be sent, or starts now). Sent in `subscription_succeeded`.
     pub position: Option<Position>,
+    /// A recovery request for the bus to answer, when the bus keeps the history (Redis): it
+    /// fills `replay`, `position` and `skip_through`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub resume: Option<PendingResume>,
+    /// The live events held for the subscriber up to this position were in its replay: they
+    /// are dropped at [`AppHub::activate`].
+    pub skip_through: Option<Position>,
+}
+
+/// A resume for the bus to answer (see [`Subscribed::resume`]).
+#[derive(Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct PendingResume {
+    /// The position of the last event the client had; `None`: positions from now on only.
+    pub from: Option<Position>,
+    /// The client's socket id before it reconnected.
+    pub previous_socket: Option<String>,
 }
 
 /// A subscribe's connection-recovery request (`position` in `pusher:subscribe`).
@@ -507,6 +531,7 @@ impl AppHub {
         };
         // Read under the lock that publishes: every later event is held for the subscriber,
         // every earlier one is in the replay — none twice, none missed.
+        let mut pending = None;
         let (replay, position) = match (resume, &mut state.history) {
             (Some(resume), Some(history)) if recoverable => {
                 let replay = match resume.from {
@@ -521,13 +546,16 @@ impl AppHub {
                 };
                 (replay, Some(position))
             }
+            // The bus keeps the fleet's history: it reads it once the subscription is live.
+            (Some(resume), None) if recoverable => {
+                pending = Some(PendingResume {
+                    from: resume.from.filter(|_| transitions.subscribed),
+                    previous_socket: resume.previous_socket.map(str::to_owned),
+                });
+                (None, None)
+            }
             (Some(Resume { from: Some(_), .. }), _) if transitions.subscribed => {
-                let failure = if recoverable {
-                    ResumeFailure::Unavailable
-                } else {
-                    ResumeFailure::NotRecoverable
-                };
-                (Some(Err(failure)), None)
+                (Some(Err(ResumeFailure::NotRecoverable)), None)
             }
             _ => (None, None),
         };
@@ -537,19 +565,27 @@ impl AppHub {
             transitions,
             replay,
             position,
+            resume: pending,
+            skip_through: None,
         })
     }
 
     /// Lets events reach a new subscriber: called once its `subscription_succeeded` is queued.
-    /// The events held since it subscribed go first, in order.
-    pub(crate) fn activate(&self, socket_id: &str, channel: &str) {
+    /// The events held since it subscribed go first, in order, but those up to `skip_through`
+    /// (its replay had them).
+    pub(crate) fn activate(&self, socket_id: &str, channel: &str, skip_through: Option<Position>) {
         let mut state = self.state();
         if let Some(s) = state
             .channels
             .get_mut(channel)
             .and_then(|entry| entry.subscribers.get_mut(socket_id))
         {
-            for frame in s.held.take().into_iter().flatten() {
+            let replayed = |position: Option<Position>| match (position, skip_through) {
+                (Some(at), Some(skip)) => at.epoch == skip.epoch && at.serial <= skip.serial,
+                _ => false,
+            };
+            let held = s.held.take().into_iter().flatten();
+            for (frame, _) in held.filter(|(_, position)| !replayed(*position)) {
                 if !s.conn.send(frame, &self.stats) {
                     break;
                 }
@@ -620,20 +656,30 @@ impl AppHub {
         cache: bool,
     ) -> usize {
         let mut state = self.state();
+        let recoverable = self.recovery.covers(channel);
         let positioned = match &mut state.history {
-            Some(history) if self.recovery.covers(channel) => {
-                Some(history.append(channel, frame.as_str(), except))
-            }
+            Some(history) if recoverable => Some(history.append(channel, frame.as_str(), except)),
             _ => None,
         };
-        self.fan_out(
-            &mut state,
-            channel,
-            frame,
-            positioned.as_ref(),
-            except,
-            cache,
-        )
+        let sends = match &positioned {
+            Some((framed, position)) => Sends {
+                plain: Some(frame),
+                positioned: Some((framed, Some(*position))),
+            },
+            // The bus gives the position: this server's subscribers that asked for positions
+            // get the event from the bus, with it.
+            None if recoverable => Sends {
+                plain: Some(frame),
+                positioned: None,
+            },
+            None => Sends::all(frame),
+        };
+        self.fan_out(&mut state, channel, sends, except, cache)
+    }
+
+    /// Whether `channel`'s events get positions and are kept.
+    pub(crate) fn recoverable(&self, channel: &str) -> bool {
+        self.recovery.covers(channel)
     }
 
     /// A page of `channel`'s kept events, newest first ([`History::page`]).
@@ -662,12 +708,11 @@ impl AppHub {
         &self,
         state: &mut State,
         channel: &str,
-        frame: &Utf8Bytes,
-        positioned: Option<&Utf8Bytes>,
+        sends: Sends<'_>,
         except: Option<&str>,
         cache: bool,
     ) -> usize {
-        if cache {
+        if let (true, Some(frame)) = (cache, sends.plain) {
             if state.cache.len() >= 1024 {
                 state.cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
             }
@@ -682,9 +727,12 @@ impl AppHub {
             .subscribers
             .iter_mut()
             .filter(|(id, _)| except != Some(&***id))
-            .map(|(_, s)| {
-                let frame = positioned.filter(|_| s.positions).unwrap_or(frame);
-                s.send(frame, &self.stats, self.max_held)
+            .filter_map(|(_, s)| {
+                let (frame, position) = match s.positions {
+                    true => sends.positioned?,
+                    false => (sends.plain?, None),
+                };
+                Some(s.send(frame, position, &self.stats, self.max_held))
             })
             .filter(|sent| *sent)
             .count()
@@ -714,7 +762,29 @@ impl AppHub {
     /// presence announcement, a client event) to this server's subscribers: it is not kept.
     pub(crate) fn deliver(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) -> usize {
         let mut state = self.state();
-        self.fan_out(&mut state, channel, frame, None, except, false)
+        self.fan_out(&mut state, channel, Sends::all(frame), except, false)
+    }
+
+    /// Delivers an app event that the bus gave `position` in the fleet's history: with its
+    /// position to the subscribers that asked for positions, without to the others — unless
+    /// `origin` (this server published it: the others already have it).
+    #[cfg(feature = "redis")]
+    pub(crate) fn deliver_positioned(
+        &self,
+        channel: &str,
+        frame: &str,
+        position: Position,
+        except: Option<&str>,
+        origin: bool,
+    ) -> usize {
+        let framed = Utf8Bytes::from(super::protocol::with_position(frame, position));
+        let plain = (!origin).then(|| Utf8Bytes::from(frame.to_owned()));
+        let mut state = self.state();
+        let sends = Sends {
+            plain: plain.as_ref(),
+            positioned: Some((&framed, Some(position))),
+        };
+        self.fan_out(&mut state, channel, sends, except, false)
     }
 
     /// Marks the connection as signed in as `user_id`.
@@ -844,6 +914,25 @@ impl AppHub {
     }
 }
 
+/// What the subscribers of a channel are sent: `None` for those not to be sent anything.
+#[derive(Clone, Copy)]
+struct Sends<'a> {
+    /// To the subscribers that did not ask for positions.
+    plain: Option<&'a Utf8Bytes>,
+    /// To those that did, with the frame's position when it has one.
+    positioned: Option<(&'a Utf8Bytes, Option<Position>)>,
+}
+
+impl<'a> Sends<'a> {
+    /// The same frame to everyone (not an event of a recoverable channel).
+    fn all(frame: &'a Utf8Bytes) -> Self {
+        Self {
+            plain: Some(frame),
+            positioned: Some((frame, None)),
+        }
+    }
+}
+
 fn presence_of(entry: &ChannelState) -> Presence {
     let mut ids: Vec<String> = entry.members.keys().cloned().collect();
     ids.sort();
@@ -896,7 +985,7 @@ mod tests {
         }
         assert!(rx.try_recv().is_err(), "nothing before activation");
 
-        hub.activate("1.1", "presence-room");
+        hub.activate("1.1", "presence-room", None);
         let c = Utf8Bytes::from("c");
         hub.publish("presence-room", &c, None, false);
         let got: Vec<Utf8Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();

@@ -47,6 +47,8 @@ mod bus;
 mod cluster;
 mod config;
 mod connection;
+#[cfg(feature = "redis")]
+mod fleet_history;
 mod history;
 mod hub;
 #[cfg(feature = "metrics")]

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::cluster::{ClusterStats, RedisBackend};
+use super::fleet_history::FleetHistory;
 use crate::redis::{RedisError, RedisHandle};
 
 /// Frames waiting for the publisher (it takes them at once and holds them itself while Redis is
@@ -37,8 +38,8 @@ const MAX_BATCH: usize = 512;
 /// reconnection is retried within 2 s.
 pub(super) const RECOVERY_WINDOW: Duration = Duration::from_secs(15);
 /// Entries kept per topic in the recovery log, and how long the log lives after its last write.
-const LOG_LEN: i64 = 1000;
-const LOG_TTL_SECS: u64 = 60;
+pub(super) const LOG_LEN: i64 = 1000;
+pub(super) const LOG_TTL_SECS: u64 = 60;
 /// The publisher's wait before trying a failed batch again: doubled per failure up to the max.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_millis(500);
@@ -54,6 +55,9 @@ pub(super) struct Outgoing {
     /// Whether it goes to the recovery log in the window (events, not control messages: a
     /// replayed "terminate" would close a user's new connections).
     pub(super) log: bool,
+    /// An event of a recoverable channel: kept in the fleet's history and published with its
+    /// position ([`FleetHistory`]).
+    pub(super) history: bool,
     pub(super) queued: Instant,
 }
 
@@ -154,6 +158,7 @@ pub(super) async fn publisher(
     // While failing: when to try again, and the next wait.
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut backoff = RETRY_MIN;
+    let mut script_loaded = false;
     loop {
         let open = match retry_at {
             None if held.queue.is_empty() => outgoing.recv_many(&mut incoming, MAX_BATCH).await > 0,
@@ -188,10 +193,23 @@ pub(super) async fn publisher(
         let n = held.queue.len().min(MAX_BATCH);
         let log = backend.recovery.is_open();
         let batch = &held.queue.make_contiguous()[..n];
-        let result = if backend.redis().is_cluster() {
-            publish_sharded(backend.redis(), batch, log).await
-        } else {
-            publish_pipelined(backend.redis(), batch, log).await
+        let history = backend.history();
+        // The history script runs with EVALSHA in the pipelines: it is loaded before its first
+        // use, and again once Redis forgot it (a restart, a failover).
+        let loading = match history.filter(|_| !script_loaded) {
+            Some(history) => history.load(backend.redis()).await,
+            None => Ok(()),
+        };
+        let result = match loading {
+            Err(err) => Err(err),
+            Ok(()) if backend.redis().is_cluster() => {
+                script_loaded = true;
+                publish_sharded(backend.redis(), history, batch, log).await
+            }
+            Ok(()) => {
+                script_loaded = true;
+                publish_pipelined(backend.redis(), history, batch, log).await
+            }
         };
         match result {
             Ok(()) => {
@@ -210,6 +228,7 @@ pub(super) async fn publisher(
             }
             Err(err) => {
                 backend.recovery.open();
+                script_loaded &= !err.is_no_script();
                 if retry_at.is_none() {
                     tracing::warn!(
                         error = %err,
@@ -228,10 +247,15 @@ pub(super) async fn publisher(
 }
 
 /// Appends the batch's events to their topics' recovery logs: each event, then one trim and
-/// expiry per topic.
-fn log_commands<'a>(pipeline: &mut redis::Pipeline, batch: impl Iterator<Item = &'a Outgoing>) {
+/// expiry per topic. (A recoverable channel's event is logged by the history script, with its
+/// position.)
+fn log_commands<'a>(
+    pipeline: &mut redis::Pipeline,
+    history: Option<&FleetHistory>,
+    batch: impl Iterator<Item = &'a Outgoing>,
+) {
     let mut topics: Vec<&str> = Vec::new();
-    for event in batch.filter(|e| e.log) {
+    for event in batch.filter(|e| e.log && !(e.history && history.is_some())) {
         let key = log_key(&event.topic);
         pipeline.cmd("RPUSH").arg(&key).arg(&event.payload).ignore();
         if !topics.contains(&event.topic.as_str()) {
@@ -255,12 +279,13 @@ fn log_commands<'a>(pipeline: &mut redis::Pipeline, batch: impl Iterator<Item = 
 /// cache.
 async fn publish_pipelined(
     redis: &RedisHandle,
+    history: Option<&FleetHistory>,
     batch: &[Outgoing],
     log: bool,
 ) -> Result<(), RedisError> {
     let mut pipeline = redis::pipe();
     if log {
-        log_commands(&mut pipeline, batch.iter());
+        log_commands(&mut pipeline, history, batch.iter());
     }
     for message in batch {
         if let Some((key, text)) = &message.cache {
@@ -272,11 +297,16 @@ async fn publish_pipelined(
                 .arg(CACHE_TTL_SECS)
                 .ignore();
         }
-        pipeline
-            .cmd("PUBLISH")
-            .arg(&message.topic)
-            .arg(&message.payload)
-            .ignore();
+        match history.filter(|_| message.history) {
+            Some(history) => history.publish(&mut pipeline, message, log, false),
+            None => {
+                pipeline
+                    .cmd("PUBLISH")
+                    .arg(&message.topic)
+                    .arg(&message.payload)
+                    .ignore();
+            }
+        }
     }
     redis.query_pipeline::<()>(&pipeline).await
 }
@@ -286,6 +316,7 @@ async fn publish_pipelined(
 /// at once; the cache writes go first, the last one per channel only.
 async fn publish_sharded(
     redis: &RedisHandle,
+    history: Option<&FleetHistory>,
     batch: &[Outgoing],
     log: bool,
 ) -> Result<(), RedisError> {
@@ -300,6 +331,7 @@ async fn publish_sharded(
             if log {
                 log_commands(
                     &mut pipeline,
+                    history,
                     batch.iter().filter(|m| m.topic == message.topic),
                 );
             }
@@ -309,12 +341,17 @@ async fn publish_sharded(
             .iter()
             .position(|(t, _)| *t == message.topic)
             .expect("added above");
-        topics[at]
-            .1
-            .cmd("SPUBLISH")
-            .arg(&message.topic)
-            .arg(&message.payload)
-            .ignore();
+        let pipeline = &mut topics[at].1;
+        match history.filter(|_| message.history) {
+            Some(history) => history.publish(pipeline, message, log, true),
+            None => {
+                pipeline
+                    .cmd("SPUBLISH")
+                    .arg(&message.topic)
+                    .arg(&message.payload)
+                    .ignore();
+            }
+        }
     }
     let sets = caches.into_iter().map(|(key, text)| async move {
         let mut set = redis::cmd("SET");

@@ -645,6 +645,18 @@ pub enum RedisError {
 }
 
 impl RedisError {
+    /// Redis did not know a script run with `EVALSHA` (it restarted or failed over): load it.
+    #[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
+    pub(crate) fn is_no_script(&self) -> bool {
+        use redis::{ErrorKind, ServerErrorKind};
+        match self {
+            Self::Command(cause) => cause
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)),
+            _ => false,
+        }
+    }
+
     fn from_redis(err: redis::RedisError, timeout: Duration) -> Self {
         if err.is_timeout() {
             Self::Timeout(timeout)
@@ -950,6 +962,16 @@ impl RedisHandle {
             invocation.arg(*arg);
         }
         self.invoke(&invocation, self.inner.command_timeout).await
+    }
+
+    /// Loads `script` (on every node of a Cluster), for pipelines that run it with `EVALSHA`.
+    #[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
+    pub(crate) async fn load(&self, script: &Script) -> Result<(), RedisError> {
+        self.bounded(self.inner.command_timeout, |mut conn| async move {
+            let result = script.0.load_async(&mut conn).await.map(drop);
+            (conn, result)
+        })
+        .await
     }
 
     /// Runs a prepared script invocation, answered within `timeout` (capped at the command

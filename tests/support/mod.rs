@@ -47,6 +47,31 @@ pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// [`wait_until`] for a condition that awaits (an API call): polled every 20 ms, for 10 s.
+pub async fn eventually<F, Fut>(what: &str, ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_within(what, std::time::Duration::from_secs(10), ready).await;
+}
+
+/// [`eventually`], failing the test after `limit`.
+pub async fn eventually_within<F, Fut>(what: &str, limit: std::time::Duration, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !ready().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The example binary `cargo test` built next to the test binaries.
 pub fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use rustforge_prod::broadcast::signature::{body_md5, sign};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 pub type Socket =
@@ -259,7 +259,20 @@ pub fn config() -> rustforge_prod::broadcast::BroadcastConfig {
 pub async fn serve(
     config: rustforge_prod::broadcast::BroadcastConfig,
 ) -> (super::http::TestServer, rustforge_prod::ProductionLayer) {
-    serve_with(config, rustforge_prod::ProductionLayer::builder()).await
+    serve_with(
+        config,
+        rustforge_prod::ProductionLayer::builder(),
+        axum::Router::new(),
+    )
+    .await
+}
+
+/// [`serve`] with `routes` of the test's own (a page and its scripts) on the same origin.
+pub async fn serve_with_routes(
+    config: rustforge_prod::broadcast::BroadcastConfig,
+    routes: axum::Router,
+) -> (super::http::TestServer, rustforge_prod::ProductionLayer) {
+    serve_with(config, rustforge_prod::ProductionLayer::builder(), routes).await
 }
 
 /// [`serve`] with Redis at `url` (key prefix `prefix`): servers with the same Redis and prefix
@@ -286,6 +299,7 @@ pub async fn serve_on(
     serve_with(
         config,
         rustforge_prod::ProductionLayer::builder().redis(redis),
+        axum::Router::new(),
     )
     .await
 }
@@ -293,6 +307,7 @@ pub async fn serve_on(
 async fn serve_with(
     config: rustforge_prod::broadcast::BroadcastConfig,
     builder: rustforge_prod::ProductionLayerBuilder,
+    routes: axum::Router,
 ) -> (super::http::TestServer, rustforge_prod::ProductionLayer) {
     use rustforge_prod::broadcast::{Access, User, authorizer_fn};
 
@@ -324,7 +339,62 @@ async fn serve_with(
                 "closed"
             }),
         )
+        .merge(routes)
         .merge(prod.routes())
         .layer(prod.layer());
     (super::http::TestServer::start(app).await, prod)
+}
+
+/// Subscribes with a signature of this socket and the connection-recovery `position` field
+/// (`extra` adds fields: `channel_data`, `previous_socket_id`); returns the reply.
+pub async fn subscribe_recovering(
+    client: &mut Client,
+    channel: &str,
+    position: &str,
+    extra: Value,
+) -> Value {
+    let auth = (channel.starts_with("private-") || channel.starts_with("presence-")).then(|| {
+        rustforge_prod::broadcast::signature::channel_auth(
+            KEY,
+            SECRET,
+            &client.socket_id,
+            channel,
+            extra["channel_data"].as_str(),
+        )
+    });
+    let mut data =
+        json!({ "channel": channel, "auth": auth.unwrap_or_default(), "position": position });
+    if let Value::Object(extra) = extra {
+        data.as_object_mut().unwrap().extend(extra);
+    }
+    client
+        .send(json!({ "event": "pusher:subscribe", "data": data }))
+        .await;
+    client.frame().await
+}
+
+/// Publishes event `n` with data `n` on `channel` through the HTTP API at `base`, not for
+/// `socket_id` when given.
+pub async fn publish_n(base: &str, channel: &str, n: u32, socket_id: Option<&str>) {
+    let mut body = json!({ "name": "n", "channels": [channel], "data": n.to_string() });
+    if let Some(socket_id) = socket_id {
+        body["socket_id"] = json!(socket_id);
+    }
+    let path = format!("/apps/{APP_ID}/events");
+    let (status, _) = api(base, "POST", &path, &body.to_string(), &[]).await;
+    assert_eq!(status, 200);
+}
+
+/// The next frames: (event, data, position).
+pub async fn frames(client: &mut Client, count: usize) -> Vec<(String, String, Option<String>)> {
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let frame = client.frame().await;
+        out.push((
+            frame["event"].as_str().unwrap().to_owned(),
+            frame["data"].as_str().unwrap_or_default().to_owned(),
+            frame["position"].as_str().map(str::to_owned),
+        ));
+    }
+    out
 }
