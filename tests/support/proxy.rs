@@ -92,6 +92,68 @@ async fn forward(
     }
 }
 
+/// A TCP proxy on a free loopback port that can drop its connections and refuse new ones, as a
+/// network that went away does ([`cut`](Self::cut)), then accept again on the same port
+/// ([`restore`](Self::restore)).
+pub struct CuttingProxy {
+    port: u16,
+    target: u16,
+    accept: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl CuttingProxy {
+    /// Forwards connections on a free port to `127.0.0.1:target`.
+    pub async fn start(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accept = tokio::spawn(forward_all(listener, target));
+        Self {
+            port,
+            target,
+            accept: std::sync::Mutex::new(Some(accept)),
+        }
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Closes every connection and stops listening: connects are refused.
+    pub fn cut(&self) {
+        // The accept task owns the listener and the connections' tasks.
+        if let Some(accept) = self.accept.lock().unwrap().take() {
+            accept.abort();
+        }
+    }
+
+    /// Accepts again, on the same port.
+    pub async fn restore(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let accept = tokio::spawn(forward_all(listener, self.target));
+        *self.accept.lock().unwrap() = Some(accept);
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Forwards each connection `listener` accepts to `127.0.0.1:target`; dropping the task drops
+/// them all.
+async fn forward_all(listener: TcpListener, target: u16) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((mut client, _)) = listener.accept().await {
+        if let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await {
+            connections.spawn(async move {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    }
+}
+
 /// A round-robin TCP load balancer on a free loopback port: each connection goes to the next
 /// target that accepts it (a stopped server is skipped), as a balancer in front of a fleet.
 pub struct RoundRobin {
