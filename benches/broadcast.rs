@@ -9,6 +9,7 @@
 //! BENCH_ATTACK=1 cargo bench --bench broadcast --features redis         # publish latency under abuse
 //! BENCH_THROUGHPUT=1 cargo bench --bench broadcast --features redis     # cross-server events/s
 //! BENCH_RECOVERY=1 cargo bench --bench broadcast --features redis       # connection recovery's cost
+//! BENCH_RECOVERY=redis cargo bench --bench broadcast --features redis   # … across two servers on Redis
 //! ```
 //!
 //! `BENCH_RECOVERY=1`: see `broadcast/recovery.rs`.
@@ -387,7 +388,7 @@ fn main() {
     if std::env::var("BENCH_THROUGHPUT").is_ok_and(|v| v == "1") {
         return throughput();
     }
-    if std::env::var("BENCH_RECOVERY").is_ok_and(|v| v == "1") {
+    if std::env::var("BENCH_RECOVERY").is_ok_and(|v| v == "1" || v == "redis") {
         return recovery::run();
     }
     let attacking = std::env::var("BENCH_ATTACK").is_ok_and(|v| v == "1");

@@ -1,4 +1,8 @@
-//! `BENCH_RECOVERY=1`: what connection recovery costs, one server (the memory bus), in one run.
+//! `BENCH_RECOVERY=1`: what connection recovery costs, one server (the memory bus), in one run;
+//! `BENCH_RECOVERY=redis`: the same across two servers sharing a private `redis-server` (events
+//! published on one, the subscribers and the resuming client on the other; recovery on: every
+//! event goes through the history script, kept in Redis and published with its position), plus
+//! the Redis memory a kept event takes.
 //!
 //! 1. The same load on a server with recovery on (clients ask for positions: every event is
 //!    positioned and kept) and on one with it off: `BENCH_CONNS` (100) subscribers of one private
@@ -22,19 +26,27 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{KEY, SECRET, env, now_us, percentile};
+use rustforge_prod::redis::{RedisConfig, RedisHandle};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A broadcaster with recovery `on` or off, served on a free port.
-async fn server(on: bool) -> (Broadcaster, u16) {
+/// A broadcaster with recovery `on` or off, served on a free port; on Redis at `redis` (key
+/// prefix `prefix`) when given.
+async fn server(on: bool, redis: Option<(&str, &str)>) -> (Broadcaster, u16) {
     let mut config = BroadcastConfig::default().app(AppConfig::new("1", KEY, SECRET));
     config.recovery = if on {
         Recoverable::Private
     } else {
         Recoverable::Off
     };
-    let broadcaster = Broadcaster::new(config, None).unwrap();
+    let broadcaster = match redis {
+        Some((url, prefix)) => {
+            let handle = RedisHandle::connect(&RedisConfig::new(url).prefix(prefix)).unwrap();
+            Broadcaster::with_redis(config, None, handle).unwrap()
+        }
+        None => Broadcaster::new(config, None).unwrap(),
+    };
     let app: axum::Router = broadcaster.routes();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -91,8 +103,9 @@ async fn subscribe_at(socket: &mut Socket, data: Value) -> Instant {
     at
 }
 
-/// One round: events/s until the last delivery, and p99 delivery latency in µs. Without a
-/// `rate`, as fast as the slowest subscriber reads; with one, at that many events a second.
+/// One round: events/s until the last delivery, and p99 delivery latency in µs, events published
+/// through `broadcaster` to subscribers on `port`. Without a `rate`, as fast as the slowest
+/// subscriber reads; with one, at that many events a second.
 async fn round(
     broadcaster: &Broadcaster,
     port: u16,
@@ -159,7 +172,8 @@ async fn round(
     )
 }
 
-/// Time from a resuming `pusher:subscribe` to its 100th replayed event, `resumes` times (µs).
+/// Time from a resuming `pusher:subscribe` on `port` to its 100th replayed event, `resumes` times
+/// (µs), the events published through `broadcaster`.
 async fn replays(broadcaster: &Broadcaster, port: u16, resumes: usize) -> Vec<u64> {
     let channel = "private-replay";
     let (_first, succeeded) = subscriber(port, channel, Some("")).await;
@@ -169,6 +183,16 @@ async fn replays(broadcaster: &Broadcaster, port: u16, resumes: usize) -> Vec<u6
             .publish([channel], "kept", &json!({ "n": n }))
             .await
             .unwrap();
+    }
+    // On Redis the last publish lands a moment after it returned.
+    while broadcaster
+        .history(channel, 1, None)
+        .await
+        .map_or(true, |page| {
+            page.events.first().is_none_or(|e| e.data != r#"{"n":99}"#)
+        })
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let mut times = Vec::with_capacity(resumes);
     for _ in 0..resumes {
@@ -203,9 +227,32 @@ pub(crate) fn run() {
         .enable_all()
         .build()
         .unwrap();
+    let redis = std::env::var("BENCH_RECOVERY").is_ok_and(|v| v == "redis");
+    let redis = redis.then(super::Redis::start);
+    let url = redis.as_ref().map(super::Redis::url);
     runtime.block_on(async {
-        let on = server(true).await;
-        let off = server(false).await;
+        // (publisher, subscribers' port): the same server, or two sharing Redis.
+        let pair = |on: bool| {
+            let url = url.clone();
+            async move {
+                let prefix = if on { "on" } else { "off" };
+                let first = server(on, url.as_deref().map(|u| (u, prefix))).await;
+                match &url {
+                    Some(url) => {
+                        let second = server(on, Some((url, prefix))).await;
+                        (first.0, second.1)
+                    }
+                    None => first,
+                }
+            }
+        };
+        let on = pair(true).await;
+        let off = pair(false).await;
+        let where_ = if url.is_some() {
+            "published on one server, delivered by another sharing Redis"
+        } else {
+            "one server"
+        };
         let (mut rate, mut p99) = ([vec![], vec![]], [vec![], vec![]]);
         for _ in 0..rounds {
             for (i, (broadcaster, port)) in [&on, &off].into_iter().enumerate() {
@@ -223,7 +270,7 @@ pub(crate) fn run() {
         let (rate_on, rate_off) = (median(&mut rate[0]), median(&mut rate[1]));
         let (p99_on, p99_off) = (median(&mut p99[0]), median(&mut p99[1]));
         println!(
-            "\n### Connection recovery: {conns} subscribers of one private channel, {rounds} rounds (medians)\n"
+            "\n### Connection recovery ({where_}): {conns} subscribers of one private channel, {rounds} rounds (medians)\n"
         );
         println!(
             "| recovery | events/s, as fast as delivered ({events} events) | p99 delivery µs at {paced_rate} events/s ({paced_events} events) |"
@@ -246,5 +293,42 @@ pub(crate) fn run() {
             percentile(&times, 0.99),
             times.last().copied().unwrap_or_default()
         );
+        if let Some(redis) = &redis {
+            println!("\n### Redis memory per kept event\n");
+            let (kept, bytes) = redis_memory(&on.0, &redis.url()).await;
+            println!("{kept} events of 200 bytes of data kept on 1,000 channels: {bytes} bytes of Redis memory, {} per event", bytes / kept as u64);
+        }
     });
+}
+
+/// Fills 1,000 channels with 100 events of 200 bytes of data each; the growth of Redis's
+/// `used_memory`, and the events kept.
+async fn redis_memory(broadcaster: &Broadcaster, url: &str) -> (usize, u64) {
+    let redis = RedisHandle::connect(&RedisConfig::new(url)).unwrap();
+    let used = || async {
+        let mut info = redis::cmd("INFO");
+        info.arg("memory");
+        let info: String = redis.query(&info).await.unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("INFO memory")
+    };
+    let before = used().await;
+    let data = json!({ "text": "x".repeat(188) });
+    for channel in 0..1_000 {
+        let name = format!("private-memory-{channel}");
+        for _ in 0..100 {
+            broadcaster.publish([&name], "kept", &data).await.unwrap();
+        }
+        // Kept before the next channel: the queue to Redis holds 10,000 events, more are lost.
+        while broadcaster
+            .history(&name, 100, None)
+            .await
+            .map_or(true, |page| page.events.len() < 100)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    (100_000, used().await.saturating_sub(before))
 }
