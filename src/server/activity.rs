@@ -9,8 +9,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use tokio::time::Instant;
 
 /// `head_started` while no byte of the next request has arrived.
 const WAITING: u64 = u64::MAX;
+/// A response's send clock while it is not waiting for the client to take data.
+const NOT_SENDING: u64 = u64::MAX;
 
 /// The shared state of one connection. Times are milliseconds since `start`.
 #[derive(Debug)]
@@ -35,14 +37,18 @@ pub(super) struct Activity {
     http2: AtomicBool,
     /// Whether the first read, which tells the protocol, happened.
     first_read: AtomicBool,
+    /// The send clock of each response in flight (see [`InFlight::sent`]).
+    sending: Mutex<Vec<Arc<AtomicU64>>>,
 }
 
 /// What the watchdog should do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Deadline {
-    /// A request is in flight: no deadline (the request timeout of the middleware applies).
+    /// A request is in flight and its response is not waiting on the client: no deadline (the
+    /// request timeout of the middleware applies).
     None,
-    /// Close at this time: the connection idles, or a head is arriving too slowly.
+    /// Close at this time: the connection idles, a head is arriving too slowly, or a response
+    /// waits for a client that stopped reading.
     At(Instant, Expiry),
 }
 
@@ -53,6 +59,9 @@ pub(super) enum Expiry {
     Idle,
     /// A head started to arrive but was not complete within the header-read timeout.
     HeaderRead,
+    /// A response handed data to the connection and was not asked for more within the send
+    /// timeout: the client stopped reading.
+    Send,
 }
 
 impl Activity {
@@ -64,6 +73,7 @@ impl Activity {
             head_started: AtomicU64::new(WAITING),
             http2: AtomicBool::new(false),
             first_read: AtomicBool::new(false),
+            sending: Mutex::new(Vec::new()),
         })
     }
 
@@ -84,7 +94,16 @@ impl Activity {
     /// A request's head was parsed: the connection is busy until [`InFlight`] drops.
     pub(super) fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
-        InFlight(Arc::clone(self))
+        let sent = Arc::new(AtomicU64::new(NOT_SENDING));
+        self.sending().push(Arc::clone(&sent));
+        InFlight {
+            activity: Arc::clone(self),
+            sent,
+        }
+    }
+
+    fn sending(&self) -> std::sync::MutexGuard<'_, Vec<Arc<AtomicU64>>> {
+        self.sending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Bytes arrived. Only the first read and the first read after a request ended do work.
@@ -110,9 +129,20 @@ impl Activity {
     }
 
     /// The deadline the connection is under now.
-    pub(super) fn deadline(&self, header_read: Duration, idle: Duration) -> Deadline {
+    pub(super) fn deadline(
+        &self,
+        header_read: Duration,
+        idle: Duration,
+        send: Duration,
+    ) -> Deadline {
         if self.in_flight.load(Relaxed) > 0 {
-            return Deadline::None;
+            let waiting = self.sending().iter().map(|s| s.load(Relaxed)).min();
+            return match waiting {
+                Some(since) if since != NOT_SENDING => {
+                    Deadline::At(self.at(since) + send, Expiry::Send)
+                }
+                _ => Deadline::None,
+            };
         }
         let head_started = self.head_started.load(Relaxed);
         if head_started == WAITING || self.is_http2() {
@@ -126,11 +156,30 @@ impl Activity {
 
 /// A request in flight; dropped when its response body is done (or dropped unfinished).
 #[derive(Debug)]
-pub(super) struct InFlight(Arc<Activity>);
+pub(super) struct InFlight {
+    activity: Arc<Activity>,
+    /// When the response last handed data to the connection without being asked for more
+    /// since; [`NOT_SENDING`] while it is asked (or not started).
+    sent: Arc<AtomicU64>,
+}
+
+impl InFlight {
+    /// The connection asks the response for more: whatever it handed before was taken.
+    pub(super) fn polled(&self) {
+        self.sent.store(NOT_SENDING, Relaxed);
+    }
+
+    /// The response handed data to the connection: if it is not asked for more within the send
+    /// timeout, the client stopped reading.
+    pub(super) fn sent(&self) {
+        self.sent.store(self.activity.now(), Relaxed);
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
+        let activity = &self.activity;
+        activity.sending().retain(|s| !Arc::ptr_eq(s, &self.sent));
         activity.idle_since.store(activity.now(), Relaxed);
         activity.head_started.store(WAITING, Relaxed);
         activity.in_flight.fetch_sub(1, Relaxed);
@@ -211,9 +260,10 @@ mod tests {
 
     const HEAD: Duration = Duration::from_secs(10);
     const IDLE: Duration = Duration::from_secs(75);
+    const SEND: Duration = Duration::from_secs(30);
 
     fn expiry(activity: &Activity) -> Option<Expiry> {
-        match activity.deadline(HEAD, IDLE) {
+        match activity.deadline(HEAD, IDLE, SEND) {
             Deadline::None => None,
             Deadline::At(_, expiry) => Some(expiry),
         }
@@ -232,6 +282,21 @@ mod tests {
         drop(request);
         assert_eq!(expiry(&activity), Some(Expiry::Idle));
         assert!(!activity.is_http2());
+    }
+
+    #[tokio::test]
+    async fn a_response_not_asked_for_more_is_under_the_send_deadline() {
+        let activity = Activity::new();
+        let (a, b) = (activity.request(), activity.request());
+        assert_eq!(expiry(&activity), None, "producing: no deadline");
+        a.sent();
+        assert_eq!(expiry(&activity), Some(Expiry::Send));
+        a.polled();
+        b.polled();
+        assert_eq!(expiry(&activity), None, "taken: no deadline");
+        b.sent();
+        drop(b);
+        assert_eq!(expiry(&activity), None, "a finished response has none");
     }
 
     #[tokio::test]

@@ -40,8 +40,19 @@ pub struct ServerConfig {
     /// one within the same time is closed.
     #[serde(with = "humantime_serde")]
     pub http2_keep_alive_interval: Duration,
-    /// Concurrent streams per HTTP/2 connection (default 200).
+    /// Concurrent streams per HTTP/2 connection (default 100).
     pub http2_max_concurrent_streams: u32,
+    /// Time a response may go without the client taking any of it (default 30 s): its body
+    /// handed data to the connection and was not asked for more since — the client stopped
+    /// reading (HTTP/1: the socket's send buffer is full; HTTP/2: the stream's flow-control
+    /// window is closed). Past it the connection is closed. A response waiting for the
+    /// application to produce its next bytes is not affected.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// Bytes of response data buffered per HTTP/2 stream waiting for the client's flow-control
+    /// window (default 64 KiB): with the stream cap, what one connection's stalled responses can
+    /// hold (100 × 64 KiB = 6.4 MiB by default).
+    pub http2_max_send_buffer: ByteSize,
 }
 
 impl Default for ServerConfig {
@@ -54,7 +65,9 @@ impl Default for ServerConfig {
             max_headers: 100,
             shutdown_timeout: Duration::from_secs(20),
             http2_keep_alive_interval: Duration::from_secs(20),
-            http2_max_concurrent_streams: 200,
+            http2_max_concurrent_streams: 100,
+            send_timeout: Duration::from_secs(30),
+            http2_max_send_buffer: ByteSize::kib(64),
         }
     }
 }
@@ -135,10 +148,30 @@ impl ServerConfig {
         Setting::new(
             "RUSTFORGE_HTTP2_MAX_STREAMS",
             "server.http2_max_concurrent_streams",
-            "`200`",
+            "`100`",
             "concurrent streams per HTTP/2 connection",
             |c, var, v| {
                 c.http2_max_concurrent_streams = parse::from_str(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_SEND_TIMEOUT",
+            "server.send_timeout",
+            "`30s`",
+            "time a response may go without the client reading any of it; then the connection is closed",
+            |c, var, v| {
+                c.send_timeout = parse::duration(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_HTTP2_MAX_SEND_BUFFER",
+            "server.http2_max_send_buffer",
+            "`64KiB`",
+            "response bytes buffered per HTTP/2 stream while the client's window is closed",
+            |c, var, v| {
+                c.http2_max_send_buffer = ByteSize(parse::size(var, v)?);
                 Ok(())
             },
         ),
@@ -153,6 +186,7 @@ impl ServerConfig {
                 "server.http2_keep_alive_interval",
                 self.http2_keep_alive_interval,
             ),
+            ("server.send_timeout", self.send_timeout),
         ];
         for (key, value) in durations {
             if value.is_zero() {
@@ -165,6 +199,10 @@ impl ServerConfig {
             (
                 "server.http2_max_concurrent_streams",
                 u64::from(self.http2_max_concurrent_streams),
+            ),
+            (
+                "server.http2_max_send_buffer",
+                self.http2_max_send_buffer.as_u64(),
             ),
         ];
         for (key, value) in counts {

@@ -32,11 +32,12 @@ pub(super) enum Phase {
     Closing,
 }
 
-/// The two timeouts the watchdog enforces.
+/// The timeouts the watchdog enforces.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Timeouts {
     pub(super) header_read: Duration,
     pub(super) idle: Duration,
+    pub(super) send: Duration,
 }
 
 /// Serves one connection until the client closes it, a timeout closes it, or the server's
@@ -89,7 +90,8 @@ pub(super) async fn serve<Io, S, A>(
             }
             expiry = watchdog.as_mut(), if !draining || !activity.is_http2() => {
                 tracing::debug!(?expiry, "closing the connection");
-                if activity.is_http2() {
+                // A client that stopped reading would not read a GOAWAY either: close.
+                if activity.is_http2() && expiry != Expiry::Send {
                     // GOAWAY: the peer learns the connection is done, nothing is in flight.
                     draining = true;
                     conn.as_mut().graceful_shutdown();
@@ -102,7 +104,7 @@ pub(super) async fn serve<Io, S, A>(
 }
 
 pin_project! {
-    /// Resolves when the connection's deadline — idle or header read — has passed.
+    /// Resolves when the connection's deadline — idle, header read or send — has passed.
     struct Watchdog {
         activity: Arc<Activity>,
         timeouts: Timeouts,
@@ -131,24 +133,29 @@ impl Future for Watchdog {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Expiry> {
         let mut this = self.project();
-        let Timeouts { header_read, idle } = *this.timeouts;
+        let Timeouts {
+            header_read,
+            idle,
+            send,
+        } = *this.timeouts;
         loop {
-            match this.activity.deadline(header_read, idle) {
+            match this.activity.deadline(header_read, idle, send) {
                 Deadline::At(at, expiry) => {
                     if this.sleep.deadline() != at {
                         this.sleep.as_mut().reset(at);
                     }
                     ready!(this.sleep.as_mut().poll(cx));
                     // Still the same deadline once the timer fired: it passed.
-                    if this.activity.deadline(header_read, idle) == Deadline::At(at, expiry) {
+                    if this.activity.deadline(header_read, idle, send) == Deadline::At(at, expiry) {
                         return Poll::Ready(expiry);
                     }
                 }
                 Deadline::None => {
-                    // A request is in flight. An HTTP/2 stream ends on another task, which does
-                    // not wake this one: look again after the idle timeout.
+                    // A request is in flight. An HTTP/2 stream ends, and a response stops being
+                    // read, on another task, which does not wake this one: look again after the
+                    // shorter of the idle and send timeouts.
                     ready!(this.sleep.as_mut().poll(cx));
-                    this.sleep.as_mut().reset(Instant::now() + idle);
+                    this.sleep.as_mut().reset(Instant::now() + idle.min(send));
                 }
             }
         }

@@ -39,7 +39,9 @@
 //! | header count (`RUSTFORGE_MAX_HEADERS`) | 100 | hyper's own limit (another value costs a heap allocation per request). More gets `431`. |
 //! | shutdown (`RUSTFORGE_SHUTDOWN_TIMEOUT`) | 20 s | after the drain ([`Config::shutdown_drain`](crate::Config::shutdown_drain)) in-flight requests get this long; then the remaining connections are closed. Keep drain + this under Kubernetes' `terminationGracePeriodSeconds` (30 s). |
 //! | HTTP/2 ping (`RUSTFORGE_HTTP2_KEEPALIVE_INTERVAL`) | 20 s | finds peers that vanished without a FIN (a NAT dropped the flow); one unanswered ping closes the connection. |
-//! | HTTP/2 streams (`RUSTFORGE_HTTP2_MAX_STREAMS`) | 200 | concurrent requests per HTTP/2 connection. |
+//! | HTTP/2 streams (`RUSTFORGE_HTTP2_MAX_STREAMS`) | 100 | concurrent requests per HTTP/2 connection. |
+//! | send (`RUSTFORGE_SEND_TIMEOUT`) | 30 s | a response the client stops reading (the socket's buffer full, or an HTTP/2 window left closed while the client answers pings) holds its buffers and file descriptor; after this long without taking any of it the connection is closed. A response waiting for the application's next bytes (a long poll, server-sent events) is not affected; the closing is noticed within twice the time. |
+//! | HTTP/2 send buffer (`RUSTFORGE_HTTP2_MAX_SEND_BUFFER`) | 64 KiB | response bytes a stream buffers while the client's window is closed (hyper's default is 400 KiB): with the stream cap, 6.4 MiB a connection at most, for at most the send timeout. |
 //!
 //! Time to produce a response is the middleware's request timeout
 //! ([`HttpConfig::timeout`](crate::middleware::HttpConfig::timeout), 30 s), and the body size its
@@ -136,6 +138,7 @@ impl Server {
         let timeouts = Timeouts {
             header_read: self.config.header_read_timeout,
             idle: self.config.idle_timeout,
+            send: self.config.send_timeout,
         };
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
         let mut cap = CapWarning::default();
@@ -212,6 +215,7 @@ impl Server {
             .keep_alive_interval(config.http2_keep_alive_interval)
             .keep_alive_timeout(config.http2_keep_alive_interval)
             .max_concurrent_streams(config.http2_max_concurrent_streams)
+            .max_send_buf_size(config.http2_max_send_buffer.as_u64() as usize)
             .max_header_list_size(head as u32)
             // WebSockets over HTTP/2 (RFC 8441), as axum::serve allows them.
             .enable_connect_protocol();

@@ -93,20 +93,18 @@ where
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let in_flight = this.in_flight.take().expect("polled after completion");
-        Poll::Ready(Ok(response.map(|body| TrackedBody {
-            body,
-            _in_flight: in_flight,
-        })))
+        Poll::Ready(Ok(response.map(|body| TrackedBody { body, in_flight })))
     }
 }
 
 pin_project! {
-    /// A response body that keeps its request counted in flight until hyper drops it.
+    /// A response body that keeps its request counted in flight until hyper drops it, and tells
+    /// the watchdog when it waits for the client to take what it handed over.
     #[derive(Debug)]
     pub(super) struct TrackedBody {
         #[pin]
         body: Body,
-        _in_flight: InFlight,
+        in_flight: InFlight,
     }
 }
 
@@ -118,7 +116,16 @@ impl HttpBody for TrackedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        this.in_flight.polled();
+        let frame = this.body.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(data))) = &frame
+            && data.is_data()
+        {
+            // Until hyper asks again, the client has this to take (see `InFlight::sent`).
+            this.in_flight.sent();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
