@@ -9,8 +9,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,8 +21,6 @@ use tokio::time::Instant;
 
 /// `head_started` while no byte of the next request has arrived.
 const WAITING: u64 = u64::MAX;
-/// A response's send clock while it is not waiting for the client to take data.
-const NOT_SENDING: u64 = u64::MAX;
 
 /// The shared state of one connection. Times are milliseconds since `start`.
 #[derive(Debug)]
@@ -37,8 +35,11 @@ pub(super) struct Activity {
     http2: AtomicBool,
     /// Whether the first read, which tells the protocol, happened.
     first_read: AtomicBool,
-    /// The send clock of each response in flight (see [`InFlight::sent`]).
-    sending: Mutex<Vec<Arc<AtomicU64>>>,
+    /// Responses that handed data to the connection and were not asked for more since: they
+    /// wait for the client to read (see [`InFlight::sent`]).
+    waiting_on_client: AtomicU32,
+    /// When a response last handed data to the connection.
+    last_sent: AtomicU64,
 }
 
 /// What the watchdog should do next.
@@ -73,7 +74,8 @@ impl Activity {
             head_started: AtomicU64::new(WAITING),
             http2: AtomicBool::new(false),
             first_read: AtomicBool::new(false),
-            sending: Mutex::new(Vec::new()),
+            waiting_on_client: AtomicU32::new(0),
+            last_sent: AtomicU64::new(0),
         })
     }
 
@@ -94,16 +96,10 @@ impl Activity {
     /// A request's head was parsed: the connection is busy until [`InFlight`] drops.
     pub(super) fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
-        let sent = Arc::new(AtomicU64::new(NOT_SENDING));
-        self.sending().push(Arc::clone(&sent));
         InFlight {
             activity: Arc::clone(self),
-            sent,
+            waiting: false,
         }
-    }
-
-    fn sending(&self) -> std::sync::MutexGuard<'_, Vec<Arc<AtomicU64>>> {
-        self.sending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Bytes arrived. Only the first read and the first read after a request ended do work.
@@ -136,13 +132,12 @@ impl Activity {
         send: Duration,
     ) -> Deadline {
         if self.in_flight.load(Relaxed) > 0 {
-            let waiting = self.sending().iter().map(|s| s.load(Relaxed)).min();
-            return match waiting {
-                Some(since) if since != NOT_SENDING => {
-                    Deadline::At(self.at(since) + send, Expiry::Send)
-                }
-                _ => Deadline::None,
-            };
+            // Some response waits for the client, and none handed it anything since `send`.
+            if self.waiting_on_client.load(Relaxed) > 0 {
+                let since = self.at(self.last_sent.load(Relaxed));
+                return Deadline::At(since + send, Expiry::Send);
+            }
+            return Deadline::None;
         }
         let head_started = self.head_started.load(Relaxed);
         if head_started == WAITING || self.is_http2() {
@@ -158,28 +153,33 @@ impl Activity {
 #[derive(Debug)]
 pub(super) struct InFlight {
     activity: Arc<Activity>,
-    /// When the response last handed data to the connection without being asked for more
-    /// since; [`NOT_SENDING`] while it is asked (or not started).
-    sent: Arc<AtomicU64>,
+    /// The response handed data to the connection and was not asked for more since.
+    waiting: bool,
 }
 
 impl InFlight {
     /// The connection asks the response for more: whatever it handed before was taken.
-    pub(super) fn polled(&self) {
-        self.sent.store(NOT_SENDING, Relaxed);
+    pub(super) fn polled(&mut self) {
+        if std::mem::take(&mut self.waiting) {
+            self.activity.waiting_on_client.fetch_sub(1, Relaxed);
+        }
     }
 
-    /// The response handed data to the connection: if it is not asked for more within the send
-    /// timeout, the client stopped reading.
-    pub(super) fn sent(&self) {
-        self.sent.store(self.activity.now(), Relaxed);
+    /// The response handed data to the connection: until it is asked for more, it waits for the
+    /// client. When no response of the connection hands anything for the send timeout while one
+    /// waits, the client stopped reading.
+    pub(super) fn sent(&mut self) {
+        self.activity.last_sent.store(self.activity.now(), Relaxed);
+        if !std::mem::replace(&mut self.waiting, true) {
+            self.activity.waiting_on_client.fetch_add(1, Relaxed);
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.polled();
         let activity = &self.activity;
-        activity.sending().retain(|s| !Arc::ptr_eq(s, &self.sent));
         activity.idle_since.store(activity.now(), Relaxed);
         activity.head_started.store(WAITING, Relaxed);
         activity.in_flight.fetch_sub(1, Relaxed);
@@ -287,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn a_response_not_asked_for_more_is_under_the_send_deadline() {
         let activity = Activity::new();
-        let (a, b) = (activity.request(), activity.request());
+        let (mut a, mut b) = (activity.request(), activity.request());
         assert_eq!(expiry(&activity), None, "producing: no deadline");
         a.sent();
         assert_eq!(expiry(&activity), Some(Expiry::Send));
