@@ -126,12 +126,17 @@ impl Running {
         self.wait_for_clean_exit();
     }
 
-    pub fn wait_for_clean_exit(mut self) {
+    /// Waits (10 s at most) for the process to exit with success; returns every line it wrote,
+    /// from the first.
+    pub fn wait_for_clean_exit(mut self) -> Vec<String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "exit status {status}");
-                return;
+                let mut lines = self.lines_read();
+                // The reader ends at the process's end of output.
+                lines.extend(self.lines.iter());
+                return lines;
             }
             assert!(
                 std::time::Instant::now() < deadline,
