@@ -1,8 +1,9 @@
-//! `rustforge_prod::serve` against slow, idle, oversized and numerous clients, and through a
+//! `rustforge_prod::serve` against slow, idle and numerous clients, and through a
 //! graceful shutdown under load — on `examples/full_stack`, a real process configured by the
 //! environment, spoken to with raw sockets over loopback. No timing is asserted beyond the
 //! configured timeouts: a close must not come before its timeout, and each wait has a generous
-//! guard so that a server that never closes fails instead of hanging.
+//! guard so that a server that never closes fails instead of hanging. What heads cost the heap:
+//! `tests/server_memory.rs`.
 
 mod support;
 
@@ -179,95 +180,6 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
         .unwrap();
     let pong = ws.next().await.unwrap().unwrap();
     assert!(pong.to_text().unwrap().contains("pusher:pong"), "{pong:?}");
-}
-
-#[tokio::test]
-async fn oversized_and_unfinished_heads_do_not_hold_memory() {
-    let app = Running::start(
-        "full_stack",
-        &[
-            ("RUSTFORGE_HEADER_READ_TIMEOUT", "3s"),
-            ("RUSTFORGE_IDLE_TIMEOUT", "60s"),
-            // Two workers, whatever the machine: the bound on RSS below counts their arenas.
-            ("TOKIO_WORKER_THREADS", "2"),
-        ],
-    );
-    // Warm up the server's allocator with ordinary requests first.
-    let mut stream = connect(&app).await;
-    for _ in 0..20 {
-        stream.write_all(GET).await.unwrap();
-        read_response(&mut stream).await.unwrap();
-    }
-    drop(stream);
-    let baseline = app.rss_bytes();
-
-    // 300 clients each start a 350 KB head: answered 431 at the 64 KiB limit and closed.
-    let filler = vec![b'a'; 350 * 1024];
-    let clients = (0..300).map(|_| {
-        let filler = filler.clone();
-        let port = app.port;
-        tokio::spawn(async move {
-            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            let _ = stream
-                .write_all(b"GET / HTTP/1.1\r\nhost: serve.test\r\nx-big: ")
-                .await;
-            // The server stops reading at its limit: the rest of the write may fail.
-            let _ = stream.write_all(&filler).await;
-            read_response(&mut stream).await
-        })
-    });
-    for client in futures_util::future::join_all(clients).await {
-        let response = client.unwrap().expect("a response");
-        assert!(response.starts_with("HTTP/1.1 431"), "{response}");
-    }
-
-    // 300 clients each send 60 KB of a head (under the limit) and stop: held until the
-    // header-read timeout, then closed. A server that kept those buffers would grow by a wave's
-    // worth with every wave. One that frees them does not give the memory back to the OS either
-    // (glibc's malloc keeps it for reuse), and each worker thread reuses only what its own arena
-    // holds: a later wave that lands on the two workers in other proportions than the first can
-    // grow RSS once more — by less than one wave in all, however many waves follow (CI saw
-    // +8 MiB after the second). So: four waves, and the last three together grow less than 1.5 waves.
-    let mut peaks = Vec::new();
-    for _ in 0..4 {
-        unfinished_heads(&app, 300, 60 * 1024).await;
-        peaks.push(app.rss_bytes());
-    }
-    let wave = 300 * 64 * 1024;
-    eprintln!(
-        "RSS: baseline {} KiB, after each wave {:?} KiB",
-        baseline / 1024,
-        peaks.iter().map(|p| p / 1024).collect::<Vec<_>>()
-    );
-    assert!(
-        peaks[0].saturating_sub(baseline) < 2 * wave,
-        "300 heads of 60 KB cost more than twice their buffers"
-    );
-    assert!(
-        peaks[3].saturating_sub(peaks[0]) < wave * 3 / 2,
-        "RSS grew with every wave of unfinished heads: {peaks:?}"
-    );
-}
-
-/// Opens `n` connections that each send `bytes` of a head and stop; returns once the server
-/// closed them all (at the header-read timeout), after checking it still serves meanwhile.
-async fn unfinished_heads(app: &Running, n: usize, bytes: usize) {
-    let filler = vec![b'a'; bytes];
-    let mut held = Vec::new();
-    for _ in 0..n {
-        let mut stream = connect(app).await;
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nhost: serve.test\r\nx-big: ")
-            .await
-            .unwrap();
-        stream.write_all(&filler).await.unwrap();
-        held.push(stream);
-    }
-    let mut stream = connect(app).await;
-    assert!(served(&mut stream).await);
-    for stream in &mut held {
-        closed(stream).await;
-    }
 }
 
 #[tokio::test]

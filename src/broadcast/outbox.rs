@@ -196,20 +196,21 @@ pub(super) async fn publisher(
         let history = backend.history();
         // The history script runs with EVALSHA in the pipelines: it is loaded before its first
         // use, and again once Redis forgot it (a restart, a failover).
-        let loading = match history.filter(|_| !script_loaded) {
-            Some(history) => history.load(backend.redis()).await,
+        let needs_script = batch.iter().any(|e| e.history);
+        let loading = match history.filter(|_| needs_script && !script_loaded) {
+            Some(history) => {
+                let loaded = history.load(backend.redis()).await;
+                script_loaded = loaded.is_ok();
+                loaded
+            }
             None => Ok(()),
         };
         let result = match loading {
             Err(err) => Err(err),
             Ok(()) if backend.redis().is_cluster() => {
-                script_loaded = true;
                 publish_sharded(backend.redis(), history, batch, log).await
             }
-            Ok(()) => {
-                script_loaded = true;
-                publish_pipelined(backend.redis(), history, batch, log).await
-            }
+            Ok(()) => publish_pipelined(backend.redis(), history, batch, log).await,
         };
         match result {
             Ok(()) => {

@@ -102,17 +102,6 @@ impl Running {
         (numbers.next().unwrap(), numbers.next().unwrap())
     }
 
-    /// The resident set size of the process, from `/proc/<pid>/status`.
-    pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status");
-        kib * 1024
-    }
-
     /// Sends SIGTERM (through the kill(2) call, not a `kill` binary).
     pub fn sigterm(&self) {
         use rustix::process::{Pid, Signal, kill_process};
