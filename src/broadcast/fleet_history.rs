@@ -90,8 +90,9 @@ impl FleetHistory {
             .ignore();
     }
 
-    /// Loads the publish script (its pipeline runs `EVALSHA` only): after a `NOSCRIPT`, when
-    /// Redis restarted or failed over.
+    /// Loads the publish script (the pipelines run `EVALSHA` only): before the first batch that
+    /// needs it, and before retrying any batch that failed (Redis may have restarted or failed
+    /// over and forgotten it).
     pub(super) async fn load(&self, redis: &RedisHandle) -> Result<(), RedisError> {
         redis.load(&self.publish).await
     }

@@ -195,7 +195,7 @@ pub(super) async fn publisher(
         let batch = &held.queue.make_contiguous()[..n];
         let history = backend.history();
         // The history script runs with EVALSHA in the pipelines: it is loaded before its first
-        // use, and again once Redis forgot it (a restart, a failover).
+        // use, and again after any failure (see below).
         let needs_script = batch.iter().any(|e| e.history);
         let loading = match history.filter(|_| needs_script && !script_loaded) {
             Some(history) => {
@@ -229,7 +229,11 @@ pub(super) async fn publisher(
             }
             Err(err) => {
                 backend.recovery.open();
-                script_loaded &= !err.is_no_script();
+                // Redis may have restarted or failed over and forgotten the script. Loading it
+                // before the retry, not after a NOSCRIPT: in a pipeline that failed on NOSCRIPT,
+                // a later plain publish of the same channel would have gone through, and the
+                // receivers would take the retried, older events for duplicates.
+                script_loaded = false;
                 if retry_at.is_none() {
                     tracing::warn!(
                         error = %err,

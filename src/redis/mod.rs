@@ -645,18 +645,6 @@ pub enum RedisError {
 }
 
 impl RedisError {
-    /// Redis did not know a script run with `EVALSHA` (it restarted or failed over): load it.
-    #[cfg_attr(not(feature = "broadcast"), allow(dead_code))]
-    pub(crate) fn is_no_script(&self) -> bool {
-        use redis::{ErrorKind, ServerErrorKind};
-        match self {
-            Self::Command(cause) => cause
-                .downcast_ref::<redis::RedisError>()
-                .is_some_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)),
-            _ => false,
-        }
-    }
-
     fn from_redis(err: redis::RedisError, timeout: Duration) -> Self {
         if err.is_timeout() {
             Self::Timeout(timeout)
