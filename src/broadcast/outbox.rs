@@ -251,23 +251,48 @@ pub(super) async fn publisher(
     }
 }
 
-/// Appends the batch's events to their topics' recovery logs: each event, then one trim and
-/// expiry per topic. (A recoverable channel's event is logged by the history script, with its
-/// position.)
-fn log_commands<'a>(
+/// Adds `events` to `pipeline` in order: on a single node a cache channel's event stored first
+/// (whoever has received it and subscribes again finds it; a Cluster's are written apart), then,
+/// when `log`, the event appended to its topic's recovery log, then published (`SPUBLISH` when
+/// `sharded`); a recoverable channel's event through the history script, which does both. Each event is logged
+/// right before it is published, so every log is in the order its receivers' sequence numbers
+/// expect; one trim and expiry per topic logged ends the pipeline.
+fn publish_commands<'a>(
     pipeline: &mut redis::Pipeline,
     history: Option<&FleetHistory>,
-    batch: impl Iterator<Item = &'a Outgoing>,
+    events: impl Iterator<Item = &'a Outgoing>,
+    log: bool,
+    sharded: bool,
 ) {
-    let mut topics: Vec<&str> = Vec::new();
-    for event in batch.filter(|e| e.log && !(e.history && history.is_some())) {
-        let key = log_key(&event.topic);
-        pipeline.cmd("RPUSH").arg(&key).arg(&event.payload).ignore();
-        if !topics.contains(&event.topic.as_str()) {
-            topics.push(&event.topic);
+    let mut logged: Vec<&str> = Vec::new();
+    for event in events {
+        if let (false, Some((key, text))) = (sharded, &event.cache) {
+            pipeline
+                .cmd("SET")
+                .arg(key)
+                .arg(text)
+                .arg("EX")
+                .arg(CACHE_TTL_SECS)
+                .ignore();
         }
+        if let Some(history) = history.filter(|_| event.history) {
+            history.publish(pipeline, event, log, sharded);
+            continue;
+        }
+        if log && event.log {
+            let key = log_key(&event.topic);
+            pipeline.cmd("RPUSH").arg(&key).arg(&event.payload).ignore();
+            if !logged.contains(&event.topic.as_str()) {
+                logged.push(&event.topic);
+            }
+        }
+        pipeline
+            .cmd(if sharded { "SPUBLISH" } else { "PUBLISH" })
+            .arg(&event.topic)
+            .arg(&event.payload)
+            .ignore();
     }
-    for topic in topics {
+    for topic in logged {
         let key = log_key(topic);
         pipeline
             .cmd("LTRIM")
@@ -279,9 +304,7 @@ fn log_commands<'a>(
     }
 }
 
-/// A single node: the whole batch as one pipeline, in queue order. A cache channel's event is
-/// stored before it is published: whoever has received it and subscribes again finds it in the
-/// cache.
+/// A single node: the whole batch as one pipeline, in queue order.
 async fn publish_pipelined(
     redis: &RedisHandle,
     history: Option<&FleetHistory>,
@@ -289,30 +312,7 @@ async fn publish_pipelined(
     log: bool,
 ) -> Result<(), RedisError> {
     let mut pipeline = redis::pipe();
-    if log {
-        log_commands(&mut pipeline, history, batch.iter());
-    }
-    for message in batch {
-        if let Some((key, text)) = &message.cache {
-            pipeline
-                .cmd("SET")
-                .arg(key)
-                .arg(text)
-                .arg("EX")
-                .arg(CACHE_TTL_SECS)
-                .ignore();
-        }
-        match history.filter(|_| message.history) {
-            Some(history) => history.publish(&mut pipeline, message, log, false),
-            None => {
-                pipeline
-                    .cmd("PUBLISH")
-                    .arg(&message.topic)
-                    .arg(&message.payload)
-                    .ignore();
-            }
-        }
-    }
+    publish_commands(&mut pipeline, history, batch.iter(), log, false);
     redis.query_pipeline::<()>(&pipeline).await
 }
 
@@ -326,38 +326,24 @@ async fn publish_sharded(
     log: bool,
 ) -> Result<(), RedisError> {
     let mut caches: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-    let mut topics: Vec<(&str, redis::Pipeline)> = Vec::new();
+    let mut topics: Vec<&str> = Vec::new();
     for message in batch {
         if let Some((key, text)) = &message.cache {
             caches.insert(key, text);
         }
-        if !topics.iter().any(|(t, _)| *t == message.topic) {
-            let mut pipeline = redis::pipe();
-            if log {
-                log_commands(
-                    &mut pipeline,
-                    history,
-                    batch.iter().filter(|m| m.topic == message.topic),
-                );
-            }
-            topics.push((&message.topic, pipeline));
-        }
-        let at = topics
-            .iter()
-            .position(|(t, _)| *t == message.topic)
-            .expect("added above");
-        let pipeline = &mut topics[at].1;
-        match history.filter(|_| message.history) {
-            Some(history) => history.publish(pipeline, message, log, true),
-            None => {
-                pipeline
-                    .cmd("SPUBLISH")
-                    .arg(&message.topic)
-                    .arg(&message.payload)
-                    .ignore();
-            }
+        if !topics.contains(&message.topic.as_str()) {
+            topics.push(&message.topic);
         }
     }
+    let pipelines: Vec<redis::Pipeline> = topics
+        .iter()
+        .map(|topic| {
+            let mut pipeline = redis::pipe();
+            let events = batch.iter().filter(|m| m.topic == *topic);
+            publish_commands(&mut pipeline, history, events, log, true);
+            pipeline
+        })
+        .collect();
     let sets = caches.into_iter().map(|(key, text)| async move {
         let mut set = redis::cmd("SET");
         set.arg(key).arg(text).arg("EX").arg(CACHE_TTL_SECS);
@@ -366,9 +352,9 @@ async fn publish_sharded(
     for result in futures_util::future::join_all(sets).await {
         result?;
     }
-    let publishes = topics
+    let publishes = pipelines
         .iter()
-        .map(|(_, pipeline)| redis.query_pipeline::<()>(pipeline));
+        .map(|pipeline| redis.query_pipeline::<()>(pipeline));
     for result in futures_util::future::join_all(publishes).await {
         result?;
     }
