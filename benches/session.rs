@@ -166,6 +166,15 @@ fn main() {
             }
         }
 
+        // BENCH_SESSION_ROUTE=/read (or /raw, /ecosystem): load only that route, for a profiler.
+        if let Ok(route) = std::env::var("BENCH_SESSION_ROUTE") {
+            let addr = read_server(&url).await;
+            let path: &'static str = route.leak();
+            load_with(addr, path, None, true, conns, 1).await;
+            let sample = load_with(addr, path, None, true, conns, secs).await;
+            println!("{path}: {:.0} req/s", sample.rps());
+            return;
+        }
         println!("\n### An unchanged session read, Redis ({conns} connections, {rounds} rounds × {secs} s)\n");
         println!("| route | req/s (median) | p99 µs | ratio to raw GET | ratio to the ecosystem's store |");
         println!("|---|---:|---:|---:|---:|");

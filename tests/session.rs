@@ -408,7 +408,11 @@ async fn an_unchanged_session_is_extended_not_rewritten_and_untouched_routes_cos
     let mut jar = Jar::default();
     jar.send(http.post(app.url("/login"))).await;
     let logged_in = Instant::now();
-    let (sets, pexpires) = (calls(redis.port(), "set"), calls(redis.port(), "pexpire"));
+    let (sets, pexpires, setranges) = (
+        calls(redis.port(), "set"),
+        calls(redis.port(), "pexpire"),
+        calls(redis.port(), "setrange"),
+    );
     jar.set_cookie = None;
     assert_eq!(jar.send(http.get(app.url("/whoami"))).await.1, "\"ada\"");
     assert_eq!(jar.set_cookie, None, "just saved: nothing to extend");
@@ -445,6 +449,11 @@ async fn an_unchanged_session_is_extended_not_rewritten_and_untouched_routes_cos
         sets,
         "an unchanged session is never rewritten"
     );
+    assert_eq!(
+        calls(redis.port(), "setrange") - setranges,
+        extensions,
+        "each extension writes the value's expiry (8 bytes) and nothing else"
+    );
     let metrics = support::http::get_text(app.url("/metrics")).await;
     assert_eq!(
         session_metric(
@@ -461,7 +470,9 @@ async fn an_unchanged_session_is_extended_not_rewritten_and_untouched_routes_cos
     );
 
     // Requests that never touch the session make no store call, with the layer or without.
-    let commands = ["evalsha", "eval", "get", "set", "pexpire", "pttl", "del"];
+    let commands = [
+        "evalsha", "eval", "get", "set", "setrange", "pexpire", "del",
+    ];
     let before: Vec<u64> = commands.iter().map(|c| calls(redis.port(), c)).collect();
     for _ in 0..20 {
         assert_eq!(jar.send(http.get(app.url("/untouched"))).await.0, 200);

@@ -1,10 +1,19 @@
-//! How a session is stored: its record as JSON, bounded in size, with the absolute deadline,
-//! and when a read extends its inactivity expiry.
+//! How a session is stored: its expiry and its data, bounded in size, with the absolute
+//! deadline, and when a read extends its inactivity expiry.
+//!
+//! The stored bytes are the expiry (unix milliseconds, 8 bytes big-endian) followed by the
+//! session's data as a JSON object. The id is the store's key, so it is not stored again; the
+//! expiry up front lets a read tell whether the session is due for an extension from the value
+//! alone (no `PTTL` beside the `GET`), and lets the Redis store's extension rewrite it in place
+//! (`SETRANGE`) without touching the data.
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use serde_json::Value;
 use tower_sessions::cookie::time::OffsetDateTime;
-use tower_sessions::session::Record;
+use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::Error;
 
 /// The data key holding when the session must end whatever its activity (unix seconds, with
@@ -35,19 +44,20 @@ impl From<&super::SessionConfig> for Limits {
 }
 
 impl Limits {
-    /// The record as stored: JSON, with the absolute deadline set when it has none; an error
-    /// when it is larger than the bound (the request then answers 500 and nothing is written).
+    /// The record as stored ([module docs](self)), with the absolute deadline set when it has
+    /// none; an error when it is larger than the bound (the request then answers 500 and
+    /// nothing is written).
     pub(crate) fn encode(&self, record: &Record) -> Result<Vec<u8>, Error> {
-        let bytes = match self.absolute {
+        let mut bytes = Vec::with_capacity(128);
+        bytes.extend_from_slice(&unix_ms(record.expiry_date).to_be_bytes());
+        match self.absolute {
             Some(lifetime) if !record.data.contains_key(DEADLINE_KEY) => {
-                let mut record = record.clone();
+                let mut data = record.data.clone();
                 let deadline = unix_seconds(OffsetDateTime::now_utc()) + lifetime.as_secs_f64();
-                record
-                    .data
-                    .insert(DEADLINE_KEY.to_owned(), rounded_to_ms(deadline).into());
-                serde_json::to_vec(&record)
+                data.insert(DEADLINE_KEY.to_owned(), rounded_to_ms(deadline).into());
+                serde_json::to_writer(&mut bytes, &data)
             }
-            _ => serde_json::to_vec(record),
+            _ => serde_json::to_writer(&mut bytes, &record.data),
         }
         .map_err(|e| Error::Encode(e.to_string()))?;
         if bytes.len() > self.max_size {
@@ -60,17 +70,25 @@ impl Limits {
         Ok(bytes)
     }
 
-    /// The stored record, `None` when its absolute deadline has passed or it does not decode
-    /// (another format: the user starts a new session). Inactivity is the store's own clock
-    /// (the Redis key's TTL, the moka entry's expiry): the record's `expiry_date` is the one of
-    /// its last save, older than the store's when a read extended it since.
-    pub(crate) fn decode(&self, bytes: &[u8]) -> Option<Record> {
-        let record: Record = serde_json::from_slice(bytes).ok()?;
-        let deadline = record.data.get(DEADLINE_KEY).and_then(|v| v.as_f64());
-        if deadline.is_some_and(|deadline| deadline <= unix_seconds(OffsetDateTime::now_utc())) {
+    /// The record stored under `id`, `None` when its absolute deadline has passed or it does
+    /// not decode (another format: the user starts a new session). Its `expiry_date` is the
+    /// expiry the bytes carry: the last save's or, on Redis, the last extension's.
+    pub(crate) fn decode(&self, id: Id, bytes: &[u8]) -> Option<Record> {
+        let (expiry, data) = bytes.split_first_chunk::<8>()?;
+        let expiry_ms = i64::from_be_bytes(*expiry);
+        let data: HashMap<String, Value> = serde_json::from_slice(data).ok()?;
+        let now = OffsetDateTime::now_utc();
+        let deadline = data.get(DEADLINE_KEY).and_then(|v| v.as_f64());
+        if deadline.is_some_and(|deadline| deadline <= unix_seconds(now)) {
             return None;
         }
-        Some(record)
+        let expiry_date =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(expiry_ms) * 1_000_000).ok()?;
+        Some(Record {
+            id,
+            data,
+            expiry_date,
+        })
     }
 
     /// How much longer than the inactivity timeout a save or an extension keeps a session:
@@ -99,6 +117,17 @@ impl Limits {
 pub(crate) fn time_left(record: &Record) -> Duration {
     let left = record.expiry_date - OffsetDateTime::now_utc();
     Duration::from_millis(left.whole_milliseconds().clamp(1, u64::MAX.into()) as u64)
+}
+
+/// The stored form of an expiry that is `ttl` from now: what an extension writes over the first
+/// eight bytes.
+pub(crate) fn expiry_in(ttl: Duration) -> [u8; 8] {
+    let at = OffsetDateTime::now_utc() + ttl;
+    unix_ms(at).to_be_bytes()
+}
+
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn unix_seconds(at: OffsetDateTime) -> f64 {
@@ -135,6 +164,34 @@ mod tests {
     }
 
     #[test]
+    fn the_stored_form_is_the_expiry_then_the_data() {
+        let limits = limits(Duration::from_secs(60));
+        let expiry_date =
+            OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_123_000_000).unwrap();
+        let mut record = Record {
+            id: Id(7),
+            data: Default::default(),
+            expiry_date,
+        };
+        record.data.insert("user".into(), "ada".into());
+        record.data.insert(DEADLINE_KEY.into(), 4e9.into());
+        let bytes = limits.encode(&record).unwrap();
+        assert_eq!(bytes[..8], 1_800_000_000_123i64.to_be_bytes());
+        assert_eq!(limits.decode(Id(7), &bytes), Some(record.clone()));
+        // An extension rewrites the first eight bytes only.
+        let mut extended = bytes.clone();
+        extended[..8].copy_from_slice(&expiry_in(Duration::from_secs(60)));
+        let left = time_left(&limits.decode(Id(7), &extended).unwrap());
+        assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
+        // Another format (a bare JSON record, a truncated value) starts a new session.
+        assert_eq!(
+            limits.decode(Id(7), &serde_json::to_vec(&record).unwrap()),
+            None
+        );
+        assert_eq!(limits.decode(Id(7), &bytes[..5]), None);
+    }
+
+    #[test]
     fn the_absolute_deadline_keeps_its_milliseconds() {
         let record = Record {
             id: Default::default(),
@@ -143,8 +200,9 @@ mod tests {
                 + tower_sessions::cookie::time::Duration::hours(1),
         };
         let before = unix_seconds(OffsetDateTime::now_utc());
-        let bytes = limits(Duration::from_secs(60)).encode(&record).unwrap();
-        let stored: Record = serde_json::from_slice(&bytes).unwrap();
+        let limits = limits(Duration::from_secs(60));
+        let bytes = limits.encode(&record).unwrap();
+        let stored = limits.decode(record.id, &bytes).unwrap();
         let deadline = stored.data[DEADLINE_KEY].as_f64().unwrap();
         assert!(
             (deadline - before - 2.5).abs() < 0.1,

@@ -6,7 +6,7 @@ use tower_sessions::session_store::{Error, Result, SessionStore};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::record::{Limits, time_left};
+use super::record::{Limits, expiry_in, time_left};
 use super::store::note_extended;
 use super::users::{UserIndex, user_of};
 use crate::redis::{RedisHandle, Script};
@@ -14,16 +14,18 @@ use crate::redis::{RedisHandle, Script};
 /// Sessions in Redis, so that any server can serve any user. Keys are
 /// `<redis prefix>:session:<id>` with the session's own expiry (`PX`), so Redis removes
 /// expired sessions itself. `create` is `SET NX` (a colliding id gets a new one), `save` is
-/// `SET XX` (a session deleted or expired meanwhile is not brought back). `load` reads the
-/// session and its TTL in one round trip (`GET` + `PTTL`) and, when less than the inactivity
-/// timeout is left, extends its expiry with `PEXPIRE` — never rewriting it, so a read cannot
-/// undo another request's save. Every command is bounded by the handle's command timeout: while Redis is
-/// down a request that uses its session fails in that time, never hangs.
+/// `SET XX` (a session deleted or expired meanwhile is not brought back). `load` is one `GET`:
+/// the value carries its expiry ([`record`](super::record)), and when less than the inactivity
+/// timeout is left a script extends the key's expiry and the one in the value together —
+/// never rewriting the data, so a read cannot undo another request's save. Every command is
+/// bounded by the handle's command timeout: while Redis is down a request that uses its
+/// session fails in that time, never hangs.
 #[derive(Clone, Debug)]
 pub struct RedisStore {
     redis: RedisHandle,
     limits: Limits,
     index: Script,
+    extend: Script,
 }
 
 impl RedisStore {
@@ -45,6 +47,7 @@ impl RedisStore {
             redis,
             limits,
             index: Script::new(include_str!("index.lua")),
+            extend: Script::new(include_str!("extend.lua")),
         }
     }
 
@@ -52,15 +55,18 @@ impl RedisStore {
         format!("{}:session:{id}", self.redis.prefix())
     }
 
-    /// Extends the session under `key`: `PEXPIRE` to the TTL plus the slack, and its user's
-    /// index with it. A session deleted meanwhile is not brought back (`PEXPIRE` on a missing
-    /// key does nothing).
+    /// Extends the session under `key` to the TTL plus the slack (`extend.lua`), and its
+    /// user's index with it.
     async fn extend(&self, key: &str, record: &Record) -> Result<()> {
         let extended = self.limits.extended();
-        let ms = extended.as_millis() as u64;
+        let mut invocation = self.extend.invocation();
+        invocation
+            .key(key)
+            .arg(extended.as_millis() as u64)
+            .arg(&expiry_in(extended)[..]);
         let _: i64 = self
             .redis
-            .query(redis::cmd("PEXPIRE").arg(key).arg(ms))
+            .invoke(&invocation, Duration::MAX)
             .await
             .map_err(backend)?;
         note_extended();
@@ -130,21 +136,18 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
-        // GET and PTTL in one round trip (one node: the same key); the extension, at most once
-        // per slack, is a second one.
         let key = self.key(id);
-        let mut pipeline = redis::pipe();
-        pipeline.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
-        let (bytes, left): (Option<Vec<u8>>, i64) = self
+        let bytes: Option<Vec<u8>> = self
             .redis
-            .query_pipeline(&pipeline)
+            .query(redis::cmd("GET").arg(&key))
             .await
             .map_err(backend)?;
-        let Some(record) = bytes.and_then(|bytes| self.limits.decode(&bytes)) else {
+        let Some(record) = bytes.and_then(|bytes| self.limits.decode(*id, &bytes)) else {
             return Ok(None);
         };
-        let left = Duration::from_millis(left.max(0) as u64);
-        if left > Duration::ZERO && self.limits.extend_when(left) {
+        // The expiry the value carries is the key's (both are written together); a server whose
+        // clock runs ahead extends a little early, never too late.
+        if self.limits.extend_when(time_left(&record)) {
             self.extend(&key, &record).await?;
         }
         Ok(Some(record))
