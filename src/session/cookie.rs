@@ -1,5 +1,5 @@
-//! The cookies the session module sets itself, beside tower-sessions' own: the session cookie
-//! renewed when a read extended the session, and the CSRF layer's `XSRF-TOKEN`.
+//! The cookies the session module sets: the session cookie (set, renewed when a read extended
+//! the session, removed) and the CSRF layer's `XSRF-TOKEN`.
 
 use std::time::Duration;
 
@@ -47,17 +47,19 @@ impl CookieAttributes {
             .build();
         HeaderValue::try_from(cookie.to_string()).expect("cookie names and values are checked")
     }
-}
 
-/// The value of cookie `name` in a request's `Cookie` headers.
-pub(crate) fn sent(cookies: &[HeaderValue], name: &str) -> Option<String> {
-    cookies
-        .iter()
-        .filter_map(|header| header.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|cookie| cookie.name() == name)
-        .map(|cookie| cookie.value().to_owned())
+    /// `Set-Cookie` that makes the client forget cookie `name` (`Max-Age=0`, an expiry in the
+    /// past), with the attributes it was set with.
+    pub(crate) fn remove_cookie(&self, name: &str) -> HeaderValue {
+        let mut cookie = Cookie::build((name, ""))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(self.same_site)
+            .path("/")
+            .build();
+        cookie.make_removal();
+        HeaderValue::try_from(cookie.to_string()).expect("cookie names are checked")
+    }
 }
 
 /// Whether the response already sets (or removes) cookie `name`.

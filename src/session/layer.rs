@@ -1,44 +1,52 @@
-//! [`SessionLayer`]: tower-sessions' layer with the crate's cookie and expiry settings.
+//! [`SessionLayer`]: gives handlers their tower-sessions [`Session`], with the crate's cookie,
+//! expiry, flash and store-failure rules.
+//!
+//! The service does what tower-sessions' `SessionManagerLayer` does (find the cookie, hand the
+//! handler a lazily loaded `Session`, save a changed one and set its cookie) in one step, on
+//! the request's `Cookie` header itself: no cookie jar per request, no wrapper per rule. An
+//! unchanged session read is the common request, and its cost is the layer's work plus one
+//! store read (figures in docs/performance.md).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use http::{Request, Response, StatusCode};
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderValue, Request, Response, StatusCode};
 use sha2::{Digest, Sha512};
-use tower::util::Either;
 use tower::{Layer, Service};
-use tower_sessions::cookie::Key;
-use tower_sessions::service::PrivateCookie;
-use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions::cookie::{Cookie, CookieJar, Key};
+use tower_sessions::session::Id;
+use tower_sessions::{Expiry, Session};
 
 use super::config::SessionConfig;
-use super::cookie::{self, CookieAttributes};
+use super::cookie::CookieAttributes;
 use super::flash;
 use super::record::Limits;
 use super::store::{AnyStore, OUTCOME, Outcome};
 use super::users::Sessions;
 
-type Plain = SessionManagerLayer<AnyStore>;
-type Private = SessionManagerLayer<AnyStore, PrivateCookie>;
-
-/// The layer that gives handlers their [`Session`](super::Session): tower-sessions'
-/// `SessionManagerLayer` on the configured store, its cookie private (encrypted and
-/// authenticated) when a secret is set and the bare random id otherwise. Cheap to clone.
+/// The layer that gives handlers their [`Session`](super::Session): loaded from the configured
+/// store when the handler first reads it, saved when it changed. The cookie is private
+/// (encrypted and authenticated) when a secret is set and the bare random id otherwise.
+/// Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SessionLayer {
-    inner: Either<Plain, Private>,
-    private: bool,
-    renewal: Arc<Renewal>,
+    shared: Arc<Shared>,
     sessions: Sessions,
 }
 
-/// How the session cookie is renewed when a read extended the session: tower-sessions sets the
-/// cookie only when it saves, and an unchanged session is extended, not saved.
+/// What every request of a [`SessionLayer`] reads.
 #[derive(Debug)]
-pub(super) struct Renewal {
+struct Shared {
+    store: Arc<AnyStore>,
+    /// The cookie's name and attributes.
     name: String,
     attributes: CookieAttributes,
+    /// The cookie key, when the cookie is private.
+    key: Option<Key>,
+    /// A save (and an extension) keeps the session for the timeout plus the slack.
+    expiry: Expiry,
 }
 
 impl SessionLayer {
@@ -47,39 +55,28 @@ impl SessionLayer {
     /// a store of your own).
     pub fn new(store: AnyStore, config: &SessionConfig) -> Self {
         let extended = Limits::from(config).extended();
-        let attributes = CookieAttributes::new(config, extended);
         // A save gives the session (and its cookie) the timeout plus the slack, as an
         // extension does: a read soon after a save is not due for an extension.
         let ttl = tower_sessions::cookie::time::Duration::milliseconds(
             extended.as_millis().min(i64::MAX as u128) as i64,
         );
-        let index = store.index.clone();
-        let layer = SessionManagerLayer::new(store)
-            .with_name(config.cookie_name().to_owned())
-            .with_http_only(true)
-            .with_secure(attributes.secure)
-            .with_same_site(attributes.same_site)
-            .with_path("/")
-            .with_expiry(Expiry::OnInactivity(ttl));
-        let renewal = Arc::new(Renewal {
+        let sessions = Sessions::new(store.index.clone());
+        let shared = Shared {
+            store: Arc::new(store),
             name: config.cookie_name().to_owned(),
-            attributes,
-        });
-        let (inner, private) = match &config.secret {
-            Some(secret) => (Either::Right(layer.with_private(key(secret))), true),
-            None => (Either::Left(layer), false),
+            attributes: CookieAttributes::new(config, extended),
+            key: config.secret.as_deref().map(key),
+            expiry: Expiry::OnInactivity(ttl),
         };
         Self {
-            inner,
-            private,
-            renewal,
-            sessions: Sessions::new(index),
+            shared: Arc::new(shared),
+            sessions,
         }
     }
 
     /// Whether the cookie is encrypted (a secret is set).
     pub fn is_private(&self) -> bool {
-        self.private
+        self.shared.key.is_some()
     }
 
     /// Ends users' sessions in this layer's store ([`Sessions`]).
@@ -90,7 +87,7 @@ impl SessionLayer {
     /// The [`CsrfLayer`](super::CsrfLayer) for these sessions (its cookie's attributes follow
     /// the session cookie's).
     pub fn csrf_layer(&self) -> super::CsrfLayer {
-        super::CsrfLayer::with_attributes(self.renewal.attributes.clone())
+        super::CsrfLayer::with_attributes(self.shared.attributes.clone())
     }
 }
 
@@ -104,74 +101,26 @@ fn key(secret: &str) -> Key {
 }
 
 impl<S> Layer<S> for SessionLayer {
-    type Service = SessionService<
-        Either<<Plain as Layer<Marked<S>>>::Service, <Private as Layer<Marked<S>>>::Service>,
-    >;
+    type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let inner = Marked(inner);
         SessionService {
-            inner: match &self.inner {
-                Either::Left(plain) => Either::Left(plain.layer(inner)),
-                Either::Right(private) => Either::Right(private.layer(inner)),
-            },
-            renewal: self.renewal.clone(),
+            inner,
+            shared: self.shared.clone(),
         }
     }
 }
 
-/// Marks the response the handler produced: a 500 without the mark is tower-sessions' own,
-/// for a changed session it could not save after the handler answered.
-#[derive(Clone, Copy)]
-struct FromHandler;
-
-/// The service inside [`SessionService`]'s tower-sessions layer: the handler, its responses
-/// marked so that a 500 tower-sessions makes itself can be told from the handler's own, and
-/// the session's flash data aged after a request that used it.
-#[derive(Clone, Debug)]
-pub struct Marked<S>(S);
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Marked<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
-    ResBody: Send + 'static,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let session = req.extensions().get::<Session>().cloned();
-        let response = self.0.call(req);
-        Box::pin(async move {
-            let mut res = response.await?;
-            res.extensions_mut().insert(FromHandler);
-            // Only a session the request loaded or changed: an untouched one costs nothing.
-            let loaded = OUTCOME.try_with(|o| o.loaded.get()).unwrap_or(false);
-            if let Some(session) = session.filter(|s| loaded || s.is_modified())
-                && let Err(error) = flash::age(&session).await
-            {
-                tracing::warn!(%error, "the session's flash data could not be aged");
-            }
-            Ok(res)
-        })
-    }
-}
-
-/// tower-sessions' service, with a changed session it could not save because the store is
-/// unavailable answered like one it could not load: 503 with `Retry-After`
-/// ([`unavailable`](super::unavailable)), not a bare 500. The handler's own answers, and the
-/// 500 for a session too large to save, pass unchanged. When a read extended the session's
-/// expiry, the cookie the request carried is sent back with a renewed `Max-Age`.
+/// The service of a [`SessionLayer`]. After the handler answered: a session the request used
+/// has its flash data aged; a changed one is saved and its cookie set, and one that could not
+/// be saved because the store is unavailable is answered like one that could not be loaded —
+/// 503 with `Retry-After` ([`unavailable`](super::unavailable)), not the handler's answer; an
+/// emptied one has its cookie removed; an unchanged one that a read extended has its cookie
+/// sent back with a renewed `Max-Age`.
 #[derive(Clone, Debug)]
 pub struct SessionService<S> {
     inner: S,
-    renewal: Arc<Renewal>,
+    shared: Arc<Shared>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
@@ -189,37 +138,133 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // Parsed only if a read extended the session: most requests never need it.
-        let cookies: Vec<http::HeaderValue> = req
-            .headers()
-            .get_all(http::header::COOKIE)
-            .iter()
-            .cloned()
-            .collect();
-        let renewal = self.renewal.clone();
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = self.shared.clone();
+        let sent = sent_cookie(req.headers(), &shared.name);
+        let id = sent.as_deref().and_then(|value| shared.id(value));
+        let session = Session::new(id, shared.store.clone(), Some(shared.expiry));
+        req.extensions_mut().insert(session.clone());
         let response = self.inner.call(req);
         Box::pin(OUTCOME.scope(Outcome::default(), async move {
-            let mut res = response.await?;
-            let (unavailable, extended) =
-                OUTCOME.with(|outcome| (outcome.unavailable.get(), outcome.extended.get()));
-            if unavailable
-                && res.status() == StatusCode::INTERNAL_SERVER_ERROR
-                && res.extensions().get::<FromHandler>().is_none()
-            {
-                return Ok(super::unavailable_response(
-                    "the changed session could not be saved",
-                ));
-            }
-            // tower-sessions set no cookie (it saved nothing): renew the one the client sent.
-            if extended
-                && !cookie::sets(res.headers(), &renewal.name)
-                && let Some(value) = cookie::sent(&cookies, &renewal.name)
-            {
-                let set = renewal.attributes.set_cookie(&renewal.name, &value, true);
-                res.headers_mut().append(http::header::SET_COOKIE, set);
-            }
-            Ok(res.map(axum::body::Body::new))
+            let res = response.await?.map(axum::body::Body::new);
+            Ok(shared.finish(session, sent, res).await)
         }))
+    }
+}
+
+impl Shared {
+    /// The session id a cookie value names: the value itself, or what it decrypts to.
+    fn id(&self, value: &str) -> Option<Id> {
+        let id = match &self.key {
+            // A value that does not decrypt (tampered, or another secret) names no session.
+            Some(key) => {
+                let cookie = Cookie::new(self.name.clone(), value.to_owned());
+                CookieJar::new()
+                    .private(key)
+                    .decrypt(cookie)?
+                    .value()
+                    .parse()
+            }
+            None => value.parse(),
+        };
+        id.map_err(|error| {
+            tracing::warn!(%error, "possibly suspicious activity: malformed session id");
+        })
+        .ok()
+    }
+
+    /// The cookie value for session `id`: the id, encrypted when the cookie is private.
+    fn value(&self, id: Id) -> String {
+        match &self.key {
+            Some(key) => {
+                let mut jar = CookieJar::new();
+                jar.private_mut(key)
+                    .add(Cookie::new(self.name.clone(), id.to_string()));
+                jar.get(&self.name)
+                    .map(|cookie| cookie.value().to_owned())
+                    .unwrap_or_default()
+            }
+            None => id.to_string(),
+        }
+    }
+
+    /// What the session rules make of the handler's answer `res` (see [`SessionService`]).
+    async fn finish(
+        &self,
+        session: Session,
+        sent: Option<String>,
+        mut res: axum::response::Response,
+    ) -> axum::response::Response {
+        let (loaded, extended) = OUTCOME.with(|o| (o.loaded.get(), o.extended.get()));
+        // Only a session the request loaded or changed: an untouched one costs nothing.
+        if (loaded || session.is_modified())
+            && let Err(error) = flash::age(&session).await
+        {
+            tracing::warn!(%error, "the session's flash data could not be aged");
+        }
+        let set = if session.is_empty().await {
+            // Emptied (`flush`, or never written): the client forgets the cookie it sent.
+            sent.map(|_| self.attributes.remove_cookie(&self.name))
+        } else if session.is_modified() && !res.status().is_server_error() {
+            if let Err(error) = session.save().await {
+                if OUTCOME.with(|o| o.unavailable.get()) {
+                    return super::unavailable_response("the changed session could not be saved");
+                }
+                // Too large to save (the store refused to encode it): the handler's answer
+                // would claim a change that was not kept.
+                tracing::error!(%error, "failed to save session");
+                return crate::problem::response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    Some("the session could not be saved"),
+                    serde_json::Value::Null,
+                );
+            }
+            session.id().map(|id| self.set_cookie(&self.value(id)))
+        } else if extended {
+            // Not saved, but a read extended it: the cookie lives as long as the session.
+            sent.map(|value| self.set_cookie(&value))
+        } else {
+            None
+        };
+        if let Some(set) = set {
+            res.headers_mut().append(SET_COOKIE, set);
+        }
+        res
+    }
+
+    fn set_cookie(&self, value: &str) -> HeaderValue {
+        self.attributes.set_cookie(&self.name, value, true)
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers (the first one sent).
+fn sent_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|header| header.to_str().ok())
+        .flat_map(|header| header.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            (key.trim() == name).then(|| value.trim().trim_matches('"').to_owned())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("a=1; session=x"));
+        headers.append(COOKIE, HeaderValue::from_static("session=y;b=2"));
+        assert_eq!(sent_cookie(&headers, "session").as_deref(), Some("x"));
+        assert_eq!(sent_cookie(&headers, "b").as_deref(), Some("2"));
+        assert_eq!(sent_cookie(&headers, "sess"), None);
+        headers.clear();
+        headers.append(COOKIE, HeaderValue::from_static(" session = \"q\" "));
+        assert_eq!(sent_cookie(&headers, "session").as_deref(), Some("q"));
     }
 }

@@ -66,7 +66,7 @@ mod users;
 
 pub use config::{SameSite, SessionConfig, StoreKind};
 pub use csrf::CsrfLayer;
-pub use layer::{Marked, SessionLayer, SessionService};
+pub use layer::{SessionLayer, SessionService};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
