@@ -70,6 +70,9 @@ async fn read_014(session: tower_sessions_014::Session) -> String {
     }
 }
 
+/// A cookie of the session cookie's length (`__Host-session=` and a 22-character id).
+const RAW_COOKIE: &str = "__Host-rawcook=AAAAAAAAAAAAAAAAAAAAAA; Path=/";
+
 /// `/raw` (a `GET` of a 100-byte key on the shared pool), `/read` (an unchanged session read
 /// through the crate's layer), `/ecosystem` (the same through tower-sessions 0.14 and
 /// tower-sessions-redis-store on fred); all on one Redis, the cookies plain on both layers.
@@ -91,11 +94,16 @@ async fn read_server(url: &str) -> std::net::SocketAddr {
         .query(redis::cmd("SET").arg(&key).arg("x".repeat(100)))
         .await
         .unwrap();
-    let raw = move || {
+    // The client gets a cookie as long as the session's, so that both routes serve the same
+    // requests: what differs is the layer's work, not the header's bytes.
+    let raw = move |headers: http::HeaderMap| {
         let (redis, key) = (redis.clone(), key.clone());
         async move {
             let value: Option<String> = redis.query(redis::cmd("GET").arg(&key)).await.unwrap();
-            value.map_or(0, |v| v.len()).to_string()
+            let body = value.map_or(0, |v| v.len()).to_string();
+            let cookie = (!headers.contains_key(http::header::COOKIE))
+                .then_some([(http::header::SET_COOKIE, RAW_COOKIE)]);
+            (cookie, body)
         }
     };
     let pool = Pool::new(FredConfig::from_url(url).unwrap(), None, None, None, 8).unwrap();

@@ -33,7 +33,7 @@ use tower_sessions::Session;
 use super::SessionError;
 
 /// Where the flash data lives in the session.
-const FLASH_KEY: &str = "_rustforge.flash";
+pub(super) const FLASH_KEY: &str = "_rustforge.flash";
 
 /// `new`: put in this request; `old`: put in the previous one, readable now, gone after it.
 #[derive(Default, serde::Deserialize, Serialize)]

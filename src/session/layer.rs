@@ -195,14 +195,23 @@ impl Shared {
         sent: Option<String>,
         mut res: axum::response::Response,
     ) -> axum::response::Response {
-        let (loaded, extended) = OUTCOME.with(|o| (o.loaded.get(), o.extended.get()));
-        // Only a session the request loaded or changed: an untouched one costs nothing.
-        if (loaded || session.is_modified())
+        let (loaded, flashed, extended) =
+            OUTCOME.with(|o| (o.loaded.get(), o.flashed.get(), o.extended.get()));
+        // Only a session that was read with flash data or changed (it may have flashed some):
+        // any other costs nothing.
+        if (flashed || session.is_modified())
             && let Err(error) = flash::age(&session).await
         {
             tracing::warn!(%error, "the session's flash data could not be aged");
         }
-        let set = if session.is_empty().await {
+        // Neither loaded nor changed, the session is empty exactly when it has no id (no
+        // lock to take).
+        let empty = if loaded || session.is_modified() {
+            session.is_empty().await
+        } else {
+            session.id().is_none()
+        };
+        let set = if empty {
             // Emptied (`flush`, or never written): the client forgets the cookie it sent.
             sent.map(|_| self.attributes.remove_cookie(&self.name))
         } else if session.is_modified() && !res.status().is_server_error() {
@@ -247,7 +256,12 @@ fn sent_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
         .flat_map(|header| header.split(';'))
         .find_map(|pair| {
             let (key, value) = pair.split_once('=')?;
-            (key.trim() == name).then(|| value.trim().trim_matches('"').to_owned())
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            (key.trim() == name).then(|| value.to_owned())
         })
 }
 

@@ -77,9 +77,8 @@ impl Limits {
         let (expiry, data) = bytes.split_first_chunk::<8>()?;
         let expiry_ms = i64::from_be_bytes(*expiry);
         let data: HashMap<String, Value> = serde_json::from_slice(data).ok()?;
-        let now = OffsetDateTime::now_utc();
         let deadline = data.get(DEADLINE_KEY).and_then(|v| v.as_f64());
-        if deadline.is_some_and(|deadline| deadline <= unix_seconds(now)) {
+        if deadline.is_some_and(|deadline| deadline <= unix_seconds(OffsetDateTime::now_utc())) {
             return None;
         }
         let expiry_date =

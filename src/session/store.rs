@@ -21,8 +21,10 @@ pub(super) struct Outcome {
     pub(super) unavailable: Cell<bool>,
     /// A read extended the session's expiry: the cookie's `Max-Age` is renewed with it.
     pub(super) extended: Cell<bool>,
-    /// The session was read from the store: the request used it (its flash data ages).
+    /// The session was read from the store.
     pub(super) loaded: Cell<bool>,
+    /// What was read holds flash data: the request used it, so the data ages.
+    pub(super) flashed: Cell<bool>,
 }
 
 tokio::task_local! {
@@ -115,11 +117,12 @@ impl AnyStore {
         operation: &'static str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        let Some(observer) = &self.observer else {
+            return call.await;
+        };
         let started = Instant::now();
         let result = call.await;
-        if let Some(observer) = &self.observer {
-            observer.operation(self.name, operation, started.elapsed(), result.is_ok());
-        }
+        observer.operation(self.name, operation, started.elapsed(), result.is_ok());
         result
     }
 }
@@ -143,6 +146,11 @@ impl SessionStore for AnyStore {
         let before = extended();
         let _ = OUTCOME.try_with(|outcome| outcome.loaded.set(true));
         let loaded = self.observed("load", self.store.load(id)).await;
+        if let Ok(Some(record)) = &loaded
+            && record.data.contains_key(super::flash::FLASH_KEY)
+        {
+            let _ = OUTCOME.try_with(|outcome| outcome.flashed.set(true));
+        }
         if let Some(observer) = &self.observer
             && !before
             && extended()
