@@ -179,7 +179,7 @@ where
             let mut res = inner.call(req).await?;
             // The token the session has after the handler: a new one when it flushed the
             // session (a logout) or rotated the token. Nothing when the store is unavailable
-            // or the handler failed (tower-sessions saves nothing then).
+            // or the handler failed (the session layer saves nothing then).
             if !res.status().is_server_error()
                 && !cookie::sets(res.headers(), XSRF_COOKIE)
                 && let Ok(token) = token(&session).await

@@ -1,6 +1,7 @@
-//! Sessions (feature `session`): [tower-sessions](https://docs.rs/tower-sessions) with a
-//! bounded in-process store ([`MemoryStore`]) and a Redis store on the shared handle
-//! ([`RedisStore`], feature `redis`), so that any server can serve any user.
+//! Sessions (feature `session`): [tower-sessions](https://docs.rs/tower-sessions)' `Session`
+//! behind the crate's [`SessionLayer`], with a bounded in-process store ([`MemoryStore`]) and a
+//! Redis store on the shared handle ([`RedisStore`], feature `redis`), so that any server can
+//! serve any user.
 //!
 //! ```
 //! use axum::response::Response;

@@ -17,7 +17,7 @@ use super::users::UserIndex;
 #[derive(Default)]
 pub(super) struct Outcome {
     /// A save failed because the store is unavailable (not because the session is too large
-    /// to encode): the answer is a 503, not tower-sessions' 500.
+    /// to encode): the answer is a 503, not a 500.
     pub(super) unavailable: Cell<bool>,
     /// A read extended the session's expiry: the cookie's `Max-Age` is renewed with it.
     pub(super) extended: Cell<bool>,
@@ -33,7 +33,8 @@ tokio::task_local! {
 }
 
 /// Notes that a read extended the session (outside a [`SessionService`](super::SessionService),
-/// as with tower-sessions' own layer, there is nothing to note it in).
+/// as with tower-sessions' own layer on one of the crate's stores, there is nothing to note it
+/// in).
 pub(super) fn note_extended() {
     let _ = OUTCOME.try_with(|outcome| outcome.extended.set(true));
 }
