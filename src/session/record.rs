@@ -120,6 +120,7 @@ pub(crate) fn time_left(record: &Record) -> Duration {
 
 /// The stored form of an expiry that is `ttl` from now: what an extension writes over the first
 /// eight bytes.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn expiry_in(ttl: Duration) -> [u8; 8] {
     let at = OffsetDateTime::now_utc() + ttl;
     unix_ms(at).to_be_bytes()

@@ -15,9 +15,10 @@ use crate::redis::{RedisHandle, Script};
 /// `<redis prefix>:session:<id>` with the session's own expiry (`PX`), so Redis removes
 /// expired sessions itself. `create` is `SET NX` (a colliding id gets a new one), `save` is
 /// `SET XX` (a session deleted or expired meanwhile is not brought back). `load` is one `GET`:
-/// the value carries its expiry ([`record`](super::record)), and when less than the inactivity
-/// timeout is left a script extends the key's expiry and the one in the value together —
-/// never rewriting the data, so a read cannot undo another request's save. Every command is
+/// the value is the session's expiry (unix ms, 8 bytes) followed by its data as JSON, and when
+/// less than the inactivity timeout is left a script extends the key's expiry and the one in
+/// the value together — never rewriting the data, so a read cannot undo another request's
+/// save. Every command is
 /// bounded by the handle's command timeout: while Redis is down a request that uses its
 /// session fails in that time, never hangs.
 #[derive(Clone, Debug)]
