@@ -36,29 +36,28 @@ impl CookieAttributes {
     /// `Set-Cookie` for `name=value` with these attributes, for the whole site (`Path=/`).
     pub(crate) fn set_cookie(&self, name: &str, value: &str, http_only: bool) -> HeaderValue {
         let seconds = self.max_age.as_secs() + u64::from(self.max_age.subsec_nanos() > 0);
-        let cookie = Cookie::build((name, value))
+        let mut cookie = self.cookie(name, value, http_only);
+        cookie.set_max_age(tower_sessions::cookie::time::Duration::seconds(
+            seconds.min(i64::MAX as u64) as i64,
+        ));
+        HeaderValue::try_from(cookie.to_string()).expect("cookie names and values are checked")
+    }
+
+    /// `Set-Cookie` that makes the client forget the session cookie `name` (`Max-Age=0`, an
+    /// expiry in the past), with the attributes it was set with.
+    pub(crate) fn remove_cookie(&self, name: &str) -> HeaderValue {
+        let mut cookie = self.cookie(name, "", true);
+        cookie.make_removal();
+        HeaderValue::try_from(cookie.to_string()).expect("cookie names are checked")
+    }
+
+    fn cookie<'c>(&self, name: &'c str, value: &'c str, http_only: bool) -> Cookie<'c> {
+        Cookie::build((name, value))
             .http_only(http_only)
             .secure(self.secure)
             .same_site(self.same_site)
             .path("/")
-            .max_age(tower_sessions::cookie::time::Duration::seconds(
-                seconds.min(i64::MAX as u64) as i64,
-            ))
-            .build();
-        HeaderValue::try_from(cookie.to_string()).expect("cookie names and values are checked")
-    }
-
-    /// `Set-Cookie` that makes the client forget cookie `name` (`Max-Age=0`, an expiry in the
-    /// past), with the attributes it was set with.
-    pub(crate) fn remove_cookie(&self, name: &str) -> HeaderValue {
-        let mut cookie = Cookie::build((name, ""))
-            .http_only(true)
-            .secure(self.secure)
-            .same_site(self.same_site)
-            .path("/")
-            .build();
-        cookie.make_removal();
-        HeaderValue::try_from(cookie.to_string()).expect("cookie names are checked")
+            .build()
     }
 }
 
