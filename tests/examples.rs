@@ -38,7 +38,7 @@ async fn quickstart_serves_the_default_stack_and_stops_on_sigterm() {
 fn quickstart_reads_the_environment() {
     let mut child = Command::new(example("quickstart"))
         .env_clear()
-        .env("PORT", support::free_port().to_string())
+        .env("PORT", "0")
         .env("RUSTFORGE_RATE_LIMIT", "often")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -64,11 +64,8 @@ impl Fleet {
             env.retain(|(k, _)| k != name);
             env.push((name.to_string(), value.to_string()));
         }
-        let ports: Vec<u16> = (0..2).map(|_| super::free_port()).collect();
-        let servers = ports
-            .iter()
-            .map(|&port| Some(start_server(port, &env)))
-            .collect();
+        let servers: Vec<Option<Running>> = (0..2).map(|_| Some(start_server(&env))).collect();
+        let ports: Vec<u16> = servers.iter().flatten().map(|s| s.port).collect();
         assert_eq!(super::nginx::test_config(&ports), Ok(()), "nginx -t");
         let nginx = Nginx::start(&ports);
         Self {
@@ -106,7 +103,7 @@ impl Fleet {
     /// Starts server `i` (stopped) again on its port.
     pub fn start_again(&mut self, i: usize) {
         assert!(self.servers[i].is_none(), "server {i} is running");
-        self.servers[i] = Some(start_server(self.ports[i], &self.env));
+        self.servers[i] = Some(restart_server(self.ports[i], &self.env));
     }
 
     /// pusher-js clients through nginx: `script` in tests/js, which prints `READY` once every
@@ -254,9 +251,17 @@ fn kit_env(redis_url: &str) -> Vec<(String, String)> {
     env
 }
 
-fn start_server(port: u16, env: &[(String, String)]) -> Running {
-    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Running::start_on("full_stack", port, &vars)
+fn vars(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn start_server(env: &[(String, String)]) -> Running {
+    Running::start("full_stack", &vars(env))
+}
+
+/// A server started again on the port nginx knows it by.
+fn restart_server(port: u16, env: &[(String, String)]) -> Running {
+    Running::start_on("full_stack", port, &vars(env))
 }
 
 /// A tests/js script's clients: one JSON line per command.

@@ -114,24 +114,32 @@ fn write_config(dir: &Path, upstreams: &[u16], port: u16) -> PathBuf {
 
 impl Nginx {
     /// Starts nginx on a free loopback port in front of `upstreams` (ports on 127.0.0.1).
+    /// Retries on another port when nginx exits at start (its port taken meanwhile).
     pub fn start(upstreams: &[u16]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
-        let conf = write_config(dir.path(), upstreams, port);
-        let child = command(dir.path(), &conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run nginx ({e}): {HINT}"));
-        super::wait_until(&format!("nginx to listen on {port}"), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Self {
-            child,
-            port,
-            _dir: dir,
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = super::free_port();
+            let conf = write_config(dir.path(), upstreams, port);
+            let mut child = command(dir.path(), &conf)
+                .args(["-g", "daemon off;"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run nginx ({e}): {HINT}"));
+            let mut exited = false;
+            super::wait_until(&format!("nginx to listen on {port}"), || {
+                exited = child.try_wait().unwrap().is_some();
+                exited || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            if !exited {
+                return Self {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
         }
+        panic!("nginx did not start on any of 5 free ports");
     }
 
     pub fn port(&self) -> u16 {

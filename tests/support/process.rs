@@ -18,8 +18,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts `name` on a port the kernel picks (`PORT=0`), read back from its "listening on"
+    /// line: a port chosen beforehand can be taken by another test's connection before the
+    /// server binds it.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_on(name, super::free_port(), env)
+        Self::spawn(Command::new(example(name)), 0, env)
     }
 
     /// Like [`start`](Self::start) on a given port (a server restarted where it was).
@@ -35,7 +38,7 @@ impl Running {
             .arg(format!("--nofile={soft}:{hard}"))
             .arg("--")
             .arg(example(name));
-        Self::spawn(command, super::free_port(), env)
+        Self::spawn(command, 0, env)
     }
 
     fn spawn(mut command: Command, port: u16, env: &[(&str, &str)]) -> Self {
@@ -54,22 +57,29 @@ impl Running {
         let stderr = child.stderr.take().unwrap();
         forward(stdout, tx.clone());
         forward(stderr, tx);
-        let running = Self {
+        let mut running = Self {
             child,
             lines,
             read: Default::default(),
             port,
         };
-        running.wait_for_line(|l| l.contains("listening on http://"));
+        let line = running.wait_for_line(|l| l.contains("listening on http://"));
+        running.port = listening_port(&line);
+        assert!(port == 0 || running.port == port, "{line}");
         running
     }
 
+    /// Reads output lines until one matches `pred`; fails showing every line read (a closed
+    /// channel means the process ended: its last lines say why).
     pub fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> String {
         loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .expect("expected output line");
+            let line = match self.lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => line,
+                Err(e) => panic!(
+                    "no expected output line ({e}); lines read: {:#?}",
+                    self.lines_read()
+                ),
+            };
             self.read.lock().unwrap().push(line.clone());
             if pred(&line) {
                 return line;
@@ -141,6 +151,18 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The port in a "listening on http://ADDR:PORT" line (plain text or a JSON log line).
+fn listening_port(line: &str) -> u16 {
+    let (_, rest) = line.split_once("listening on http://").unwrap();
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    let port = addr.rsplit(':').next().unwrap();
+    port.parse()
+        .unwrap_or_else(|e| panic!("no port in {line:?}: {e}"))
 }
 
 /// Sends each line `stream` yields to `tx`; after the receiver is gone, reads on and drops them.
