@@ -140,8 +140,9 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = self.shared.clone();
-        let sent = sent_cookie(req.headers(), &shared.name);
-        let id = sent.as_deref().and_then(|value| shared.id(value));
+        let value = sent_cookie(req.headers(), &shared.name);
+        let sent = value.is_some();
+        let id = value.and_then(|value| shared.id(value));
         let session = Session::new(id, shared.store.clone(), Some(shared.expiry));
         req.extensions_mut().insert(session.clone());
         let response = self.inner.call(req);
@@ -192,15 +193,16 @@ impl Shared {
     async fn finish(
         &self,
         session: Session,
-        sent: Option<String>,
+        sent: bool,
         mut res: axum::response::Response,
     ) -> axum::response::Response {
         let (loaded, flashed, extended) =
             OUTCOME.with(|o| (o.loaded.get(), o.flashed.get(), o.extended.get()));
         // Only a session that was read with flash data or changed (it may have flashed some):
-        // any other costs nothing.
+        // any other costs nothing. The rarer steps' futures (aging, saving) are boxed: inline,
+        // they would add ~500 bytes to every request's future, which is boxed and moved whole.
         if (flashed || session.is_modified())
-            && let Err(error) = flash::age(&session).await
+            && let Err(error) = Box::pin(flash::age(&session)).await
         {
             tracing::warn!(%error, "the session's flash data could not be aged");
         }
@@ -213,28 +215,33 @@ impl Shared {
         };
         let set = if empty {
             // Emptied (`flush`, or never written): the client forgets the cookie it sent.
-            sent.map(|_| self.attributes.remove_cookie(&self.name))
-        } else if session.is_modified() && !res.status().is_server_error() {
-            if let Err(error) = session.save().await {
-                if OUTCOME.with(|o| o.unavailable.get()) {
-                    return super::unavailable_response("the changed session could not be saved");
-                }
-                // Too large to save (the store refused to encode it): the handler's answer
-                // would claim a change that was not kept.
-                tracing::error!(%error, "failed to save session");
-                return crate::problem::response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    None,
-                    Some("the session could not be saved"),
-                    serde_json::Value::Null,
-                );
-            }
-            session.id().map(|id| self.set_cookie(&self.value(id)))
-        } else if extended {
-            // Not saved, but a read extended it: the cookie lives as long as the session.
-            sent.map(|value| self.set_cookie(&value))
+            sent.then(|| self.attributes.remove_cookie(&self.name))
         } else {
-            None
+            let renewed = if session.is_modified() && !res.status().is_server_error() {
+                if let Err(error) = Box::pin(session.save()).await {
+                    if OUTCOME.with(|o| o.unavailable.get()) {
+                        return super::unavailable_response(
+                            "the changed session could not be saved",
+                        );
+                    }
+                    // Too large to save (the store refused to encode it): the handler's
+                    // answer would claim a change that was not kept.
+                    tracing::error!(%error, "failed to save session");
+                    return crate::problem::response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        None,
+                        Some("the session could not be saved"),
+                        serde_json::Value::Null,
+                    );
+                }
+                true
+            } else {
+                // Not saved, but a read extended it: the cookie lives as long as the session
+                // (its value made again from the id, as after a save).
+                extended && sent
+            };
+            let id = session.id().filter(|_| renewed);
+            id.map(|id| self.set_cookie(&self.value(id)))
         };
         if let Some(set) = set {
             res.headers_mut().append(SET_COOKIE, set);
@@ -248,7 +255,7 @@ impl Shared {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers (the first one sent).
-fn sent_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+fn sent_cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -261,7 +268,7 @@ fn sent_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(value);
-            (key.trim() == name).then(|| value.to_owned())
+            (key.trim() == name).then_some(value)
         })
 }
 
@@ -274,11 +281,11 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.append(COOKIE, HeaderValue::from_static("a=1; session=x"));
         headers.append(COOKIE, HeaderValue::from_static("session=y;b=2"));
-        assert_eq!(sent_cookie(&headers, "session").as_deref(), Some("x"));
-        assert_eq!(sent_cookie(&headers, "b").as_deref(), Some("2"));
+        assert_eq!(sent_cookie(&headers, "session"), Some("x"));
+        assert_eq!(sent_cookie(&headers, "b"), Some("2"));
         assert_eq!(sent_cookie(&headers, "sess"), None);
         headers.clear();
         headers.append(COOKIE, HeaderValue::from_static(" session = \"q\" "));
-        assert_eq!(sent_cookie(&headers, "session").as_deref(), Some("q"));
+        assert_eq!(sent_cookie(&headers, "session"), Some("q"));
     }
 }

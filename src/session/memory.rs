@@ -179,7 +179,10 @@ impl SessionStore for MemoryStore {
         let Some(stored) = self.sessions.get(id).await else {
             return Ok(None);
         };
-        let record = self.limits.decode(*id, &stored.bytes);
+        let record = self
+            .limits
+            .decode(*id, &stored.bytes)
+            .map(|(record, _)| record);
         let left = stored.expires.saturating_duration_since(Instant::now());
         if record.is_some() && self.limits.extend_when(left) {
             self.extend(*id, stored).await;

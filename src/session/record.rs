@@ -70,24 +70,27 @@ impl Limits {
         Ok(bytes)
     }
 
-    /// The record stored under `id`, `None` when its absolute deadline has passed or it does
-    /// not decode (another format: the user starts a new session). Its `expiry_date` is the
-    /// expiry the bytes carry: the last save's or, on Redis, the last extension's.
-    pub(crate) fn decode(&self, id: Id, bytes: &[u8]) -> Option<Record> {
+    /// The record stored under `id` and the time left until the expiry its bytes carry (the
+    /// last save's or, on Redis, the last extension's); `None` when its absolute deadline has
+    /// passed or it does not decode (another format: the user starts a new session). One
+    /// clock read, in integer milliseconds: this runs on every request that reads a session.
+    pub(crate) fn decode(&self, id: Id, bytes: &[u8]) -> Option<(Record, Duration)> {
         let (expiry, data) = bytes.split_first_chunk::<8>()?;
         let expiry_ms = i64::from_be_bytes(*expiry);
         let data: HashMap<String, Value> = serde_json::from_slice(data).ok()?;
+        let now_ms = unix_now_ms();
         let deadline = data.get(DEADLINE_KEY).and_then(|v| v.as_f64());
-        if deadline.is_some_and(|deadline| deadline <= unix_seconds(OffsetDateTime::now_utc())) {
+        if deadline.is_some_and(|deadline| deadline * 1000.0 <= now_ms as f64) {
             return None;
         }
         let expiry_date =
             OffsetDateTime::from_unix_timestamp_nanos(i128::from(expiry_ms) * 1_000_000).ok()?;
-        Some(Record {
+        let record = Record {
             id,
             data,
             expiry_date,
-        })
+        };
+        Some((record, left_ms(expiry_ms - now_ms)))
     }
 
     /// How much longer than the inactivity timeout a save or an extension keeps a session:
@@ -114,8 +117,19 @@ impl Limits {
 /// Time left until `record` expires, in whole milliseconds, at least one (Redis `PX` takes no
 /// zero).
 pub(crate) fn time_left(record: &Record) -> Duration {
-    let left = record.expiry_date - OffsetDateTime::now_utc();
-    Duration::from_millis(left.whole_milliseconds().clamp(1, u64::MAX.into()) as u64)
+    left_ms(unix_ms(record.expiry_date) - unix_now_ms())
+}
+
+/// `ms` milliseconds as a time left: at least one.
+fn left_ms(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(1) as u64)
+}
+
+/// Milliseconds since the Unix epoch (the system clock without `OffsetDateTime`'s calendar
+/// arithmetic).
+fn unix_now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The stored form of an expiry that is `ttl` from now: what an extension writes over the first
@@ -177,18 +191,23 @@ mod tests {
         record.data.insert(DEADLINE_KEY.into(), 4e9.into());
         let bytes = limits.encode(&record).unwrap();
         assert_eq!(bytes[..8], 1_800_000_000_123i64.to_be_bytes());
-        assert_eq!(limits.decode(Id(7), &bytes), Some(record.clone()));
+        let (decoded, _) = limits.decode(Id(7), &bytes).unwrap();
+        assert_eq!(decoded, record);
         // An extension rewrites the first eight bytes only.
         let mut extended = bytes.clone();
         extended[..8].copy_from_slice(&expiry_in(Duration::from_secs(60)));
-        let left = time_left(&limits.decode(Id(7), &extended).unwrap());
+        let (decoded, left) = limits.decode(Id(7), &extended).unwrap();
         assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
+        assert_eq!(time_left(&decoded), left);
         // Another format (a bare JSON record, a truncated value) starts a new session.
         assert_eq!(
             limits.decode(Id(7), &serde_json::to_vec(&record).unwrap()),
             None
         );
         assert_eq!(limits.decode(Id(7), &bytes[..5]), None);
+        // Past its absolute deadline, a session is not read.
+        record.data.insert(DEADLINE_KEY.into(), 1e9.into());
+        assert_eq!(limits.decode(Id(7), &limits.encode(&record).unwrap()), None);
     }
 
     #[test]
@@ -202,7 +221,7 @@ mod tests {
         let before = unix_seconds(OffsetDateTime::now_utc());
         let limits = limits(Duration::from_secs(60));
         let bytes = limits.encode(&record).unwrap();
-        let stored = limits.decode(record.id, &bytes).unwrap();
+        let (stored, _) = limits.decode(record.id, &bytes).unwrap();
         let deadline = stored.data[DEADLINE_KEY].as_f64().unwrap();
         assert!(
             (deadline - before - 2.5).abs() < 0.1,

@@ -143,13 +143,14 @@ impl SessionStore for RedisStore {
             .query(redis::cmd("GET").arg(&key))
             .await
             .map_err(backend)?;
-        let Some(record) = bytes.and_then(|bytes| self.limits.decode(*id, &bytes)) else {
+        let Some((record, left)) = bytes.and_then(|bytes| self.limits.decode(*id, &bytes)) else {
             return Ok(None);
         };
         // The expiry the value carries is the key's (both are written together); a server whose
-        // clock runs ahead extends a little early, never too late.
-        if self.limits.extend_when(time_left(&record)) {
-            self.extend(&key, &record).await?;
+        // clock runs ahead extends a little early, never too late. The extension's future is
+        // boxed: inline, it would make every read's future (boxed and moved whole) larger.
+        if self.limits.extend_when(left) {
+            Box::pin(self.extend(&key, &record)).await?;
         }
         Ok(Some(record))
     }
