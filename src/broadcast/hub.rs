@@ -165,9 +165,22 @@ struct Subscriber {
     /// The client asked for each event's position (connection recovery): it is sent the
     /// positioned frames of a recoverable channel.
     positions: bool,
+    /// The last position its resume replayed, set at [`AppHub::activate`]: a live copy of an
+    /// event up to it is not sent again. On the Redis bus the live copies come in on the
+    /// subscriber connection, the history read's reply on another: a copy Redis published before
+    /// that reply can be handled after the activation, not only while held.
+    replayed_through: Option<Position>,
 }
 
 impl Subscriber {
+    /// Whether the event at `position` was in this subscriber's replay.
+    fn replayed(&self, position: Option<Position>) -> bool {
+        match (position, self.replayed_through) {
+            (Some(at), Some(through)) => at.epoch == through.epoch && at.serial <= through.serial,
+            _ => false,
+        }
+    }
+
     /// Sends `frame` (at `position`, for a subscriber that asked for positions), or holds it
     /// until [`AppHub::activate`]. Holding more than a send queue's worth closes the connection
     /// like a slow consumer.
@@ -178,6 +191,9 @@ impl Subscriber {
         stats: &Stats,
         limit: usize,
     ) -> bool {
+        if self.held.is_none() && self.replayed(position) {
+            return false;
+        }
         match &mut self.held {
             None => self.conn.send(frame.clone(), stats),
             Some(held) if held.len() < limit => {
@@ -501,9 +517,9 @@ impl AppHub {
             }
         }
         let recoverable = self.recovery.covers(channel);
-        let (held, positions) = match entry.subscribers.remove(socket_id) {
-            Some(repeated) => (repeated.held, repeated.positions),
-            None => (Some(Vec::new()), false),
+        let (held, positions, replayed_through) = match entry.subscribers.remove(socket_id) {
+            Some(repeated) => (repeated.held, repeated.positions, repeated.replayed_through),
+            None => (Some(Vec::new()), false, None),
         };
         entry.subscribers.insert(
             conn.socket_id.clone(),
@@ -516,6 +532,7 @@ impl AppHub {
                     .or_else(|| member.as_ref().map(|(id, _)| id.clone())),
                 held,
                 positions: positions || (resume.is_some() && recoverable),
+                replayed_through,
             },
         );
         let presence = member.is_some().then(|| presence_of(entry));
@@ -572,7 +589,7 @@ impl AppHub {
 
     /// Lets events reach a new subscriber: called once its `subscription_succeeded` is queued.
     /// The events held since it subscribed go first, in order, but those up to `skip_through`
-    /// (its replay had them).
+    /// (its replay had them): neither now nor when their live copy comes in later.
     pub(crate) fn activate(&self, socket_id: &str, channel: &str, skip_through: Option<Position>) {
         let mut state = self.state();
         if let Some(s) = state
@@ -580,13 +597,10 @@ impl AppHub {
             .get_mut(channel)
             .and_then(|entry| entry.subscribers.get_mut(socket_id))
         {
-            let replayed = |position: Option<Position>| match (position, skip_through) {
-                (Some(at), Some(skip)) => at.epoch == skip.epoch && at.serial <= skip.serial,
-                _ => false,
-            };
+            s.replayed_through = skip_through.or(s.replayed_through);
             let held = s.held.take().into_iter().flatten();
-            for (frame, _) in held.filter(|(_, position)| !replayed(*position)) {
-                if !s.conn.send(frame, &self.stats) {
+            for (frame, position) in held {
+                if !s.replayed(position) && !s.conn.send(frame, &self.stats) {
                     break;
                 }
             }
@@ -990,6 +1004,36 @@ mod tests {
         hub.publish("presence-room", &c, None, false);
         let got: Vec<Utf8Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert_eq!(got, ["a", "b", "c"].map(Utf8Bytes::from));
+    }
+
+    /// A live copy of a replayed event that comes in after the activation (on the Redis bus it
+    /// travels on another connection than the history read) is not sent again; later events
+    /// are (found by tests/broadcast_recovery_redis.rs on a Cluster: one event twice).
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_replayed_event_arriving_after_activation_is_not_sent_twice() {
+        let config = BroadcastConfig::default();
+        let hub = AppHub::new(
+            AppConfig::new("1", "key", "secret"),
+            &config,
+            Arc::new(LocalBus),
+        );
+        let (conn, mut rx) = Conn::new(Arc::from("1.1"), 8);
+        assert!(hub.connect(conn, IpAddr::from([127, 0, 0, 1])));
+        let resume = Resume {
+            from: None,
+            previous_socket: None,
+        };
+        hub.subscribe("1.1", "private-feed", None, false, Some(resume))
+            .unwrap();
+        let at = |serial| Position { epoch: 7, serial };
+        hub.activate("1.1", "private-feed", Some(at(5)));
+        for serial in [4, 5, 6] {
+            hub.deliver_positioned("private-feed", &serial.to_string(), at(serial), None, false);
+        }
+        let got: Vec<Utf8Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let six = crate::broadcast::protocol::with_position("6", at(6));
+        assert_eq!(got, [Utf8Bytes::from(six)]);
     }
 
     /// A subscriber that would be held more than a send queue's worth is closed as a slow
