@@ -365,8 +365,8 @@ impl RedisBackend {
     }
 
     /// Answers a subscriber's recovery request from the fleet's history, read now that its
-    /// subscription is live: the events it missed (those also held for it live are dropped at
-    /// its activation), or why they cannot be told; and its position.
+    /// subscription is live: the events it missed (their live copies are dropped, see
+    /// `AppHub::activate`), or why they cannot be told; and its position.
     async fn resume(
         &self,
         app: &str,

@@ -10,8 +10,9 @@
 //! - **Cluster-safe.** The stream's keys take the topic as their hash tag: the script, the
 //!   sharded publish and the recovery log share one slot.
 //! - **Read after subscribing.** A resuming subscriber is subscribed to the topic first, then
-//!   reads the stream; the live events that arrived meanwhile and are also in what it read are
-//!   dropped when it is activated (by serial), so none is missed and none sent twice.
+//!   reads the stream; the live copies of events that are also in what it read are dropped (by
+//!   serial), whether they arrived before its activation or after (they come in on another
+//!   connection than the read's reply), so none is missed and none sent twice.
 //! - **Epochs.** A stream's epoch is written with its first event (or first read) and expires
 //!   an hour after its last: a Redis that restarted empty, or lost the keys, starts another
 //!   stream, and a client resuming from before gets `reset`.
