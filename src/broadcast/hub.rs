@@ -977,18 +977,23 @@ mod tests {
     use super::*;
     use crate::broadcast::bus::LocalBus;
 
+    /// A hub on the local bus with the defaults, and one connection (`1.1`) with its queue.
+    fn hub_with_client() -> (AppHub, mpsc::Receiver<Utf8Bytes>) {
+        let hub = AppHub::new(
+            AppConfig::new("1", "key", "secret"),
+            &BroadcastConfig::default(),
+            Arc::new(LocalBus),
+        );
+        let (conn, rx) = Conn::new(Arc::from("1.1"), 8);
+        assert!(hub.connect(conn, IpAddr::from([127, 0, 0, 1])));
+        (hub, rx)
+    }
+
     /// An event published between a subscribe and its `subscription_succeeded` (while a
     /// distributed bus reads the presence snapshot) reaches the client after it, not never.
     #[test]
     fn events_published_before_activation_are_held_then_sent_in_order() {
-        let config = BroadcastConfig::default();
-        let hub = AppHub::new(
-            AppConfig::new("1", "key", "secret"),
-            &config,
-            Arc::new(LocalBus),
-        );
-        let (conn, mut rx) = Conn::new(Arc::from("1.1"), 8);
-        assert!(hub.connect(conn, IpAddr::from([127, 0, 0, 1])));
+        let (hub, mut rx) = hub_with_client();
         let member = Some(("u1".to_owned(), Value::Null));
         hub.subscribe("1.1", "presence-room", member, false, None)
             .unwrap();
@@ -1012,14 +1017,7 @@ mod tests {
     #[cfg(feature = "redis")]
     #[test]
     fn a_replayed_event_arriving_after_activation_is_not_sent_twice() {
-        let config = BroadcastConfig::default();
-        let hub = AppHub::new(
-            AppConfig::new("1", "key", "secret"),
-            &config,
-            Arc::new(LocalBus),
-        );
-        let (conn, mut rx) = Conn::new(Arc::from("1.1"), 8);
-        assert!(hub.connect(conn, IpAddr::from([127, 0, 0, 1])));
+        let (hub, mut rx) = hub_with_client();
         let resume = Resume {
             from: None,
             previous_socket: None,
