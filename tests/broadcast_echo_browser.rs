@@ -25,8 +25,9 @@ fn script(path: &str) -> axum::routing::MethodRouter {
     get(move || async move { ([("content-type", "text/javascript")], text) })
 }
 
-/// The page: Echo on the proxy's port, the plugin on Echo's pusher-js; on the `done` event it
-/// writes what its listeners heard and reports it.
+/// The page: Echo on the proxy's port, the plugin on Echo's pusher-js; it tells `/__seen` when
+/// event 10 reached its listener, and on the `done` event it writes what its listeners heard and
+/// reports it.
 fn page(ws_port: u16) -> String {
     format!(
         r#"<!doctype html><meta charset="utf-8"><pre id="out"></pre>
@@ -51,7 +52,10 @@ enableRecovery(echo.connector.pusher);
 const got = [], failures = [], states = [];
 echo.connector.pusher.connection.bind("state_change", (s) => states.push(s.current));
 echo.private("recovery")
-  .listen(".n", (e) => got.push(e.n))
+  .listen(".n", (e) => {{
+    got.push(e.n);
+    if (e.n === 10) fetch("/__seen", {{ method: "POST" }});
+  }})
   .listen(".pusher:resume_failed", (e) => failures.push(e.reason))
   .listen(".done", () => {{
     out.textContent = `got=${{got.join(",")}}\nfailures=${{failures.join(",")}}\nstates=${{states.join(",")}}\n`;
@@ -68,6 +72,7 @@ async fn echo_with_the_plugin_handles_every_missed_event_once() {
     // cell filled once both are known.
     let page_html = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
     let html = page_html.clone();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<()>();
     let routes = Router::new()
         .route(
             "/",
@@ -82,6 +87,12 @@ async fn echo_with_the_plugin_handles_every_missed_event_once() {
             script("tests/js/node_modules/laravel-echo/dist/echo.iife.js"),
         )
         .route("/pusher-recovery.js", script("js/pusher-recovery/index.js"))
+        .route(
+            "/__seen",
+            axum::routing::post(move || async move {
+                let _ = seen_tx.send(());
+            }),
+        )
         .merge(report_route);
     let (server, prod) = serve_with_routes(config(), routes).await;
     let proxy = CuttingProxy::start(server.addr.port()).await;
@@ -112,6 +123,13 @@ async fn echo_with_the_plugin_handles_every_missed_event_once() {
     for n in 1..=10 {
         publish(n).await;
     }
+    // The server counting the subscription does not mean the page has its
+    // `subscription_succeeded` and events yet: cut only once event 10 reached the listener (a
+    // page cut before that never subscribed, and rightly resumes from nothing; seen in CI).
+    tokio::time::timeout(std::time::Duration::from_secs(30), seen.recv())
+        .await
+        .expect("the page heard event 10 within 30 s")
+        .expect("the /__seen route is alive");
     // Offline: the connection dropped, new ones refused, while 30 events are published.
     proxy.cut();
     support::eventually("the server to see the drop", subscribed(0)).await;
