@@ -6,6 +6,7 @@
 
 mod support;
 
+use rustforge_prod::redis::{RedisConfig, RedisHandle};
 use serde_json::{Value, json};
 use support::pusher::{
     APP_ID, Client, api, config, data, frames, publish_n as publish, serve_on_redis,
@@ -160,6 +161,83 @@ async fn events_older_than_the_age_bound_are_expired() {
     subscribe_recovering(&mut client, "private-feed", &start, json!({})).await;
     let reply = client.frame().await;
     assert_eq!(data(&reply), json!({ "reason": "expired" }), "{reply}");
+}
+
+/// The origins (server processes) recorded in the stream of `channel` (prefix `origins`), each
+/// with its value: "<last sequence kept> <ms>".
+async fn origins(redis: &RedisHandle, channel: &str) -> std::collections::BTreeMap<String, String> {
+    let key = format!("{{origins:bc:{APP_ID}:c:{channel}}}:stream");
+    let flat: Vec<String> = redis.query(redis::cmd("HGETALL").arg(key)).await.unwrap();
+    flat.chunks(2)
+        .filter(|pair| pair[0].starts_with("o:"))
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect()
+}
+
+/// Each server process that publishes on a recoverable channel leaves its last sequence number
+/// in the channel's stream (so a batch it sends again is dropped); a process that starts
+/// publishing forgets those that wrote nothing for a stream's idle time (an hour), so a busy
+/// channel's stream does not grow with every deploy. An older version's entry (no time) is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_server_forgets_the_origins_of_servers_long_gone() {
+    let redis = RedisServer::start();
+    let handle = RedisHandle::connect(&RedisConfig::new(redis.url())).unwrap();
+    let (a, prod_a) = serve_on_redis(config(), &redis.url(), "origins").await;
+    let (b, prod_b) = serve_on_redis(config(), &redis.url(), "origins").await;
+    let kept = |prod: &rustforge_prod::ProductionLayer, n: &'static str| {
+        let broadcaster = prod.broadcaster().unwrap().clone();
+        move || {
+            let broadcaster = broadcaster.clone();
+            async move {
+                let page = broadcaster.history("private-feed", 1, None).await.unwrap();
+                page.events.first().is_some_and(|e| e.data == n)
+            }
+        }
+    };
+    publish(&a.url(""), "private-feed", 1, None).await;
+    support::eventually("event 1 to be kept", kept(&prod_a, "1")).await;
+    let first = origins(&handle, "private-feed").await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (origin_a, value) = first.iter().next().unwrap();
+    let (seq, at) = value.split_once(' ').expect("sequence and time");
+    let at: u64 = at.parse().unwrap();
+    assert!(seq.parse::<u64>().is_ok(), "{value}");
+
+    // Servers gone: one two hours before A's write, one a minute before; one of an older
+    // version (no time).
+    let key = format!("{{origins:bc:{APP_ID}:c:private-feed}}:stream");
+    let hour = 3_600_000;
+    let seeded: [(&str, String); 3] = [
+        ("o:gone.1", format!("5 {}", at - 2 * hour)),
+        ("o:recent.1", format!("5 {}", at - 60_000)),
+        ("o:legacy.1", "5".to_owned()),
+    ];
+    for (field, value) in &seeded {
+        let _: i64 = handle
+            .query(redis::cmd("HSET").arg(&key).arg(*field).arg(value))
+            .await
+            .unwrap();
+    }
+    // B's first publish on the channel.
+    publish(&b.url(""), "private-feed", 2, None).await;
+    support::eventually("event 2 to be kept", kept(&prod_b, "2")).await;
+    let after = origins(&handle, "private-feed").await;
+    let names: Vec<&str> = after.keys().map(String::as_str).collect();
+    assert_eq!(after.len(), 4, "A, B, recent and legacy: {after:?}");
+    assert!(!after.contains_key("o:gone.1"), "{names:?}");
+    for kept_origin in [origin_a.as_str(), "o:recent.1", "o:legacy.1"] {
+        assert!(
+            after.contains_key(kept_origin),
+            "{kept_origin} in {names:?}"
+        );
+    }
+    assert_eq!(
+        after["o:legacy.1"], "5",
+        "left as an older version wrote it"
+    );
+    // A still publishes (its entry was kept, its sequence goes on).
+    publish(&a.url(""), "private-feed", 3, None).await;
+    support::eventually("event 3 to be kept", kept(&prod_a, "3")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,10 @@
 //!   (a list per channel, trimmed to the events bound, expiring with the age bound), and
 //!   publishes it with its position — in the publisher's pipeline, where a plain `PUBLISH` goes
 //!   for other events. Every server's subscribers and every later resume see the same position.
-//!   The script remembers each origin's last sequence number, so a batch sent again after a
-//!   timeout is neither kept nor published twice.
+//!   The script remembers each origin's (server process's) last sequence number, so a batch
+//!   sent again after a timeout is neither kept nor published twice; an origin's first event on
+//!   a channel forgets the origins idle there for [`STREAM_IDLE`], so a busy channel's stream
+//!   does not grow with every deploy.
 //! - **Cluster-safe.** The stream's keys take the topic as their hash tag: the script, the
 //!   sharded publish and the recovery log share one slot.
 //! - **Read after subscribing.** A resuming subscriber is subscribed to the topic first, then
