@@ -13,9 +13,13 @@
 //!    Redis, each with its own pool): loader runs per server, with and without the remember lock.
 //! 4. Redis: `flexible` in its stale window (a refresh in progress, as while a slow loader runs)
 //!    against a plain `Cache::get` hit of the same value; 64 concurrent readers.
+//! 5. Redis: `Cache::flush` of a cache of `BENCH_FLUSH_KEYS` entries — until they are out of
+//!    reach — against removing them key by key (the store's `SCAN` + `UNLINK` walk, which is
+//!    what `flush` did before generations, and what its background task still does after).
 //!
 //! Settings: `BENCH_ROUNDS` (default 5), `BENCH_SECS` per Redis run (default 2),
-//! `BENCH_CONCURRENCY` (default 64), `BENCH_OPS` per memory run (default 1,000,000).
+//! `BENCH_CONCURRENCY` (default 64), `BENCH_OPS` per memory run (default 1,000,000),
+//! `BENCH_FLUSH_KEYS` (default 100,000).
 
 mod common;
 
@@ -347,6 +351,62 @@ async fn flexible_stale(redis: &Redis) {
     );
 }
 
+/// Stores `count` small entries in `cache`, 1,000 to a round trip.
+async fn fill(cache: &Cache, count: u64) {
+    let keys: Vec<String> = (0..count).map(|n| format!("entry:{n}")).collect();
+    for chunk in keys.chunks(1_000) {
+        let entries: Vec<(&str, u64)> = chunk.iter().map(|key| (key.as_str(), 7)).collect();
+        cache
+            .put_many(&entries, Some(Duration::from_secs(600)))
+            .await
+            .unwrap();
+    }
+}
+
+async fn flush_cost(redis: &Redis) {
+    let (rounds, count) = (env("BENCH_ROUNDS", 5), env("BENCH_FLUSH_KEYS", 100_000));
+    let handle = RedisHandle::connect(&RedisConfig::new(redis.url()).prefix("bench")).unwrap();
+    let (mut walks, mut flushes) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let walked =
+            Cache::new(RedisStore::new(handle.clone())).with_prefix(format!("walk{round}"));
+        fill(&walked, count).await;
+        let started = Instant::now();
+        let removed = walked
+            .store()
+            .flush(&format!("bench:walk{round}:"), &|_| false)
+            .await
+            .unwrap();
+        walks.push(started.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(removed, count, "the walk removed every entry");
+
+        let flushed =
+            Cache::new(RedisStore::new(handle.clone())).with_prefix(format!("gen{round}"));
+        fill(&flushed, count).await;
+        let started = Instant::now();
+        flushed.flush().await.unwrap();
+        flushes.push(started.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(flushed.get::<u64>("entry:0").await, None, "out of reach");
+        // Let its background removal finish before the next round's walk.
+        loop {
+            let keys: u64 = handle.query(&redis::cmd("DBSIZE")).await.unwrap();
+            if keys < 1_000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let (walk, flush) = (median(&mut walks), median(&mut flushes));
+    println!("\n### `flush` of {count} entries on Redis ({rounds} rounds)\n");
+    println!("| way | ms (median) | ratio |");
+    println!("|---|---:|---:|");
+    println!("| `SCAN` + `UNLINK` walk (the store's `flush`) | {walk:.2} | 1.00 |");
+    println!(
+        "| `Cache::flush` (a new generation; the walk follows in the background) | {flush:.3} | {:.4} |",
+        flush / walk
+    );
+}
+
 fn main() {
     let redis = Redis::start();
     memory_get();
@@ -354,5 +414,6 @@ fn main() {
         redis_get(&redis).await;
         stampede(&redis).await;
         flexible_stale(&redis).await;
+        flush_cost(&redis).await;
     });
 }

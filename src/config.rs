@@ -467,6 +467,7 @@ pub const FEATURE_VARS: &[(&str, &[&str])] = &[
             "RUSTFORGE_CACHE_MAX_ENTRIES",
             "RUSTFORGE_CACHE_MAX_BYTES",
             "RUSTFORGE_CACHE_REMEMBER_LOCK",
+            "RUSTFORGE_CACHE_FLUSH_CHECK",
             "RUSTFORGE_CACHE_HEALTH_CHECK",
         ],
     ),

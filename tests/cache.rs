@@ -366,13 +366,16 @@ async fn the_cache_comes_from_the_environment() {
             ("RUSTFORGE_CACHE_PREFIX", "app1"),
             ("RUSTFORGE_CACHE_DEFAULT_TTL", "off"),
             ("RUSTFORGE_CACHE_MAX_ENTRIES", "10"),
+            ("RUSTFORGE_CACHE_FLUSH_CHECK", "250ms"),
         ])
         .unwrap()
         .build()
         .await
         .unwrap();
     assert_eq!(prod.cache().store_name(), "memory", "no Redis: in process");
-    assert!(format!("{:?}", prod.cache()).contains("prefix: \"app1\""));
+    let debug = format!("{:?}", prod.cache());
+    assert!(debug.contains("prefix: \"app1\""), "{debug}");
+    assert!(debug.contains("flush_check: 250ms"), "{debug}");
 
     for (var, value) in [
         ("RUSTFORGE_CACHE_STORE", "redis"),
@@ -380,6 +383,8 @@ async fn the_cache_comes_from_the_environment() {
         ("RUSTFORGE_CACHE_DEFAULT_TTL", "soon"),
         ("RUSTFORGE_CACHE_MAX_ENTRIES", "0"),
         ("RUSTFORGE_CACHE_PREFIX", "a b"),
+        ("RUSTFORGE_CACHE_FLUSH_CHECK", "0s"),
+        ("RUSTFORGE_CACHE_FLUSH_CHECK", "often"),
     ] {
         let err = config_error(&[(var, value)]).await;
         assert!(err.contains(var), "{var}={value}: {err}");

@@ -189,6 +189,10 @@ const NOT_LIMITS: &[(&str, &str)] = &[
     ("RUSTFORGE_CACHE_STORE", "backend choice"),
     ("RUSTFORGE_CACHE_PREFIX", "key naming"),
     ("RUSTFORGE_CACHE_HEALTH_CHECK", "whether a check exists"),
+    (
+        "RUSTFORGE_CACHE_FLUSH_CHECK",
+        "how soon another server sees a flush, not a bound on clients",
+    ),
     ("RUSTFORGE_SESSION_STORE", "backend choice"),
     ("RUSTFORGE_SESSION_COOKIE", "cookie name"),
     ("DATABASE_URL", "an address"),

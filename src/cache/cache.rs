@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::codec;
 use super::flight::{Flights, Landing, Role, follow};
+use super::generation::Generation;
 use super::lock::{Lock, REMEMBER_LOCK};
 use super::store::{CacheError, CacheStore};
 use super::tags::TaggedCache;
@@ -66,6 +67,10 @@ struct Inner {
     prefix: String,
     default_ttl: Option<Duration>,
     remember_lock: Option<Duration>,
+    /// The namespace of the cache's flush generation, shared by clones with this prefix.
+    generation: Arc<Generation>,
+    /// How often the flush generation is read again (another server's flush is seen within it).
+    flush_check: Duration,
     flights: Flights,
     /// `flexible`'s background refreshes in progress, by key.
     refreshes: Flights,
@@ -82,12 +87,15 @@ impl fmt::Debug for Cache {
             .field("prefix", &self.inner.prefix)
             .field("default_ttl", &self.inner.default_ttl)
             .field("remember_lock", &self.inner.remember_lock)
+            .field("flush_check", &self.inner.flush_check)
             .finish()
     }
 }
 
 /// How long a store failure silences the next warning about one.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// The default of [`Cache::with_flush_check`].
+pub(crate) const FLUSH_CHECK: Duration = Duration::from_secs(1);
 
 impl Cache {
     /// A cache on `store` with the prefix `cache` and entries kept until removed or evicted
@@ -105,6 +113,8 @@ impl Cache {
                 prefix: "cache".to_owned(),
                 default_ttl: None,
                 remember_lock: None,
+                generation: Arc::new(Generation::new("cache")),
+                flush_check: FLUSH_CHECK,
                 flights: Flights::default(),
                 refreshes: Flights::default(),
                 observer: None,
@@ -124,6 +134,8 @@ impl Cache {
                 prefix: shared.prefix.clone(),
                 default_ttl: shared.default_ttl,
                 remember_lock: shared.remember_lock,
+                generation: shared.generation.clone(),
+                flush_check: shared.flush_check,
                 flights: Flights::default(),
                 refreshes: Flights::default(),
                 observer: shared.observer.clone(),
@@ -135,10 +147,15 @@ impl Cache {
         self
     }
 
-    /// Puts `prefix:` before every key (two apps, or a cache and sessions, sharing one Redis).
+    /// Puts `prefix:` before every key (two apps, or a cache and sessions, sharing one Redis;
+    /// after a [flush](Self::flush), `prefix#<generation>:`). Prefixes that extend one another
+    /// by `:` or `#` (`cache` and `cache:v2`) share keys: give each cache its own.
     pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
-        self.edit(|inner| inner.prefix = prefix)
+        self.edit(|inner| {
+            inner.generation = Arc::new(Generation::new(&prefix));
+            inner.prefix = prefix;
+        })
     }
 
     /// The TTL of writes that pass `None`; `None` here keeps them until removed or evicted.
@@ -152,6 +169,15 @@ impl Cache {
     /// loader once.
     pub fn with_remember_lock(self, wait: Duration) -> Self {
         self.edit(|inner| inner.remember_lock = Some(wait))
+    }
+
+    /// How often the cache reads its flush generation again (default 1 s): a
+    /// [`flush`](Self::flush) made by another server (or another `Cache` on the same store) is
+    /// seen within this long; one made through this cache or its clones, at once. Each read is
+    /// one `GET`, made by the first operation that finds it due; a shorter interval costs more
+    /// of them.
+    pub fn with_flush_check(self, every: Duration) -> Self {
+        self.edit(|inner| inner.flush_check = every)
     }
 
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -169,30 +195,47 @@ impl Cache {
         &self.inner.store
     }
 
-    /// The key as stored: `<prefix>:<key>`.
+    /// The key as stored, in the namespace last read: `<prefix>:<key>`, or
+    /// `<prefix>#<generation>:<key>` after a flush. [`key`](Self::key) reads the namespace
+    /// again when it is due.
     pub(crate) fn full_key(&self, key: &str) -> String {
-        let prefix = &self.inner.prefix;
-        let mut full = String::with_capacity(prefix.len() + 1 + key.len());
-        full.push_str(prefix);
-        full.push(':');
-        full.push_str(key);
-        full
+        self.inner.generation.full_key(key)
+    }
+
+    /// The key as stored, after reading the flush generation again when it is due.
+    pub(crate) async fn key(&self, key: &str) -> String {
+        self.sync().await;
+        self.full_key(key)
+    }
+
+    /// Reads the flush generation again when it is due (see [`with_flush_check`](Self::with_flush_check)).
+    pub(crate) async fn sync(&self) {
+        let inner = &self.inner;
+        inner
+            .generation
+            .refresh(inner.store.as_ref(), &inner.prefix, inner.flush_check)
+            .await;
+    }
+
+    /// A key outside the flush generations (locks, which a flush keeps): `<prefix>:<key>`.
+    pub(crate) fn lasting_key(&self, key: &str) -> String {
+        format!("{}:{key}", self.inner.prefix)
     }
 
     /// The value under `key`; `None` when it is absent, expired, of another type, or the store
     /// failed (counted as an error and logged).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        self.read(&self.full_key(key)).await
+        self.read(&self.key(key).await).await
     }
 
     /// Whether `key` holds a value (of any type).
     pub async fn has(&self, key: &str) -> bool {
-        self.read_bytes(&self.full_key(key)).await.is_some()
+        self.read_bytes(&self.key(key).await).await.is_some()
     }
 
     /// The value under `key`, removed (Laravel's `pull`).
     pub async fn pull<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CacheError> {
-        let full = self.full_key(key);
+        let full = self.key(key).await;
         let value = self.read(&full).await;
         self.write("forget", self.inner.store.forget(&full)).await?;
         Ok(value)
@@ -200,6 +243,7 @@ impl Cache {
 
     /// The values under `keys`, in their order, in one round trip on a single Redis.
     pub async fn many<T: DeserializeOwned>(&self, keys: &[&str]) -> Vec<Option<T>> {
+        self.sync().await;
         let full: Vec<String> = keys.iter().map(|key| self.full_key(key)).collect();
         self.read_many(&full).await
     }
@@ -211,7 +255,7 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
-        self.put_full(self.full_key(key), value, self.ttl(ttl))
+        self.put_full(self.key(key).await, value, self.ttl(ttl))
             .await
     }
 
@@ -221,7 +265,8 @@ impl Cache {
         key: &str,
         value: &T,
     ) -> Result<(), CacheError> {
-        self.put_full(self.full_key(key), value, Ttl::Forever).await
+        self.put_full(self.key(key).await, value, Ttl::Forever)
+            .await
     }
 
     /// Stores several entries with one TTL, in one round trip on a single Redis.
@@ -230,6 +275,7 @@ impl Cache {
         entries: &[(&str, T)],
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
+        self.sync().await;
         let mut encoded = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             let full = self.full_key(key);
@@ -259,7 +305,7 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<bool, CacheError> {
-        let full = self.full_key(key);
+        let full = self.key(key).await;
         let bytes = encode(&full, value)?;
         match self.ttl(ttl) {
             Ttl::Remove => Ok(false),
@@ -274,7 +320,7 @@ impl Cache {
     /// Gives the entry under `key` a new `ttl`, keeping its value (`None`: the default TTL;
     /// zero: removes it); whether it was there. Laravel's `touch`.
     pub async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool, CacheError> {
-        let full = self.full_key(key);
+        let full = self.key(key).await;
         let store = &self.inner.store;
         match self.ttl(ttl) {
             Ttl::Remove => self.write("forget", store.forget(&full)).await,
@@ -287,31 +333,64 @@ impl Cache {
 
     /// Removes `key`; whether it was there.
     pub async fn forget(&self, key: &str) -> Result<bool, CacheError> {
-        let full = self.full_key(key);
+        let full = self.key(key).await;
         self.write("forget", self.inner.store.forget(&full)).await
     }
 
-    /// Removes every entry of this cache — each key under its prefix, tagged entries and tag
-    /// versions included — and returns how many (Laravel's `Cache::flush`, which on Redis
-    /// empties the whole database; this one keeps other prefixes, sessions and rate limits).
+    /// Empties this cache, in one write whatever its size (Laravel's `Cache::flush`, which on
+    /// Redis empties the whole database; this one keeps other prefixes, sessions and rate
+    /// limits): every entry — plain, counters, tagged, tag versions — is unreachable at once.
     /// Locks are kept: their holders still own them.
     ///
-    /// The cost grows with the number of keys: Redis is walked with `SCAN` in batches and each
-    /// batch removed with `UNLINK` (on every primary of a Cluster), so the server is never
-    /// blocked, and a write made while it runs may stay. To invalidate a group of entries at
-    /// once, in one write, give them a [tag](Self::tags).
-    pub async fn flush(&self) -> Result<u64, CacheError> {
-        let prefix = self.full_key("");
-        let lock = self.full_key("lock:");
-        let is_lock = |key: &str| key.starts_with(&lock) || key.ends_with(REMEMBER_LOCK);
-        self.write("flush", self.inner.store.flush(&prefix, &is_lock))
-            .await
+    /// The cache moves to a new generation (a random token under `<prefix>#generation`,
+    /// named in every key); this cache and its clones use it at once, other servers within
+    /// their [flush check](Self::with_flush_check) (1 s by default), without an extra round
+    /// trip per read. The old keys are then removed in a background task (`SCAN` in batches
+    /// and `UNLINK` on Redis, on every primary of a Cluster), which logs a failure; until then
+    /// they use memory, and the TTL removes what it misses (a write another server made before
+    /// it saw the flush).
+    pub async fn flush(&self) -> Result<(), CacheError> {
+        let inner = &self.inner;
+        let replace = inner
+            .generation
+            .replace(inner.store.as_ref(), &inner.prefix);
+        self.write("flush", replace).await?;
+        let cache = self.clone();
+        tokio::spawn(async move {
+            match cache.reclaim().await {
+                Ok(removed) => tracing::debug!(removed, "cache flush: the old entries removed"),
+                Err(err) => cache.warn(&err, "cache flush: the old entries could not be removed"),
+            }
+        });
+        Ok(())
+    }
+
+    /// Removes the keys of this cache's older generations (keeping locks), how many.
+    pub(crate) async fn reclaim(&self) -> Result<u64, CacheError> {
+        let inner = &self.inner;
+        let current = inner.generation.namespace();
+        let generation = Generation::key(&inner.prefix);
+        let locks = self.lasting_key("lock:");
+        let keep = |key: &str| {
+            key.starts_with(&*current)
+                || key == generation
+                || key.starts_with(&locks)
+                || key.ends_with(REMEMBER_LOCK)
+        };
+        let mut removed = 0;
+        for space in [":", "#"] {
+            let prefix = format!("{}{space}", inner.prefix);
+            removed += self
+                .write("flush", inner.store.flush(&prefix, &keep))
+                .await?;
+        }
+        Ok(removed)
     }
 
     /// Adds `by` to the integer under `key` (0 when absent) atomically and returns the result;
     /// an existing entry keeps its TTL, a new one has none.
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64, CacheError> {
-        let full = self.full_key(key);
+        let full = self.key(key).await;
         self.write("increment", self.inner.store.increment(&full, by))
             .await
     }
@@ -344,7 +423,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.remember_full(self.full_key(key), self.ttl(ttl), load)
+        self.remember_full(self.key(key).await, self.ttl(ttl), load)
             .await
     }
 

@@ -47,6 +47,10 @@ pub struct CacheConfig {
     /// long for its value (default off: each server loads once).
     #[serde(with = "humantime_serde")]
     pub remember_lock: Option<Duration>,
+    /// How often a cache reads its flush generation again: a `flush` on another server is
+    /// seen within this long (default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub flush_check: Duration,
     /// Register a `cache` health check (a round trip to the store, reported but never failing
     /// readiness; default off).
     pub health_check: bool,
@@ -61,6 +65,7 @@ impl Default for CacheConfig {
             max_entries: 100_000,
             max_bytes: 256 * 1024 * 1024,
             remember_lock: None,
+            flush_check: super::cache::FLUSH_CHECK,
             health_check: false,
         }
     }
@@ -83,6 +88,13 @@ impl CacheConfig {
             if value == 0 {
                 return Err(ConfigError::new(setting, "0", "must be at least 1"));
             }
+        }
+        if self.flush_check.is_zero() {
+            return Err(ConfigError::new(
+                "cache.flush_check",
+                "0s",
+                "must be greater than zero",
+            ));
         }
         for (setting, value) in [
             ("cache.default_ttl", self.default_ttl),
@@ -158,6 +170,16 @@ impl CacheConfig {
             "`remember` loads a missing key on one server at a time; others wait up to this long",
             |c, var, v| {
                 c.remember_lock = parse::optional_duration(var, v)?;
+                Ok(())
+            },
+        ),
+        Setting::new(
+            "RUSTFORGE_CACHE_FLUSH_CHECK",
+            "cache.flush_check",
+            "`1s`",
+            "how often a cache reads its flush generation again: another server's `flush` is seen within it",
+            |c, var, v| {
+                c.flush_check = parse::duration(var, v)?;
                 Ok(())
             },
         ),

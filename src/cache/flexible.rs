@@ -71,7 +71,7 @@ impl Cache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let full = self.full_key(key);
+        let full = self.key(key).await;
         let stale = stale.max(fresh);
         if let Some(entry) = self.read::<Flexible<T>>(&full).await {
             if unix_ms() >= entry.fresh_until {

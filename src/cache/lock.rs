@@ -57,7 +57,7 @@ const RETRY_MAX: Duration = Duration::from_millis(100);
 
 impl Lock {
     pub(super) fn new(cache: Cache, name: &str, ttl: Duration, owner: Option<String>) -> Self {
-        let key = cache.full_key(&format!("lock:{name}"));
+        let key = cache.lasting_key(&format!("lock:{name}"));
         Self {
             cache,
             name: name.to_owned(),

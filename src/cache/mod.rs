@@ -48,6 +48,7 @@ mod codec;
 mod config;
 mod flexible;
 mod flight;
+mod generation;
 #[cfg(feature = "metrics")]
 mod instruments;
 mod lock;
@@ -71,8 +72,8 @@ pub use tags::TaggedCache;
 use crate::backend::RedisRef;
 use crate::error::ConfigError;
 
-/// The cache of `ProductionLayer`: on the configured store, with the configured prefix, TTL
-/// and remember lock.
+/// The cache of `ProductionLayer`: on the configured store, with the configured prefix, TTL,
+/// flush check and remember lock.
 pub(crate) fn build(config: &CacheConfig, redis: RedisRef<'_>) -> Result<Cache, ConfigError> {
     let kind = config.store.unwrap_or(match redis {
         Some(_) => StoreKind::Redis,
@@ -90,7 +91,8 @@ pub(crate) fn build(config: &CacheConfig, redis: RedisRef<'_>) -> Result<Cache, 
     };
     let cache = Cache::from_store(store)
         .with_prefix(config.prefix.clone())
-        .with_default_ttl(config.default_ttl);
+        .with_default_ttl(config.default_ttl)
+        .with_flush_check(config.flush_check);
     Ok(match config.remember_lock {
         Some(wait) => cache.with_remember_lock(wait),
         None => cache,

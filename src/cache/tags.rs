@@ -41,19 +41,26 @@ use super::store::CacheError;
 #[derive(Clone, Debug)]
 pub struct TaggedCache {
     cache: Cache,
-    /// The tags' version keys, sorted and without repeats.
-    tag_keys: Vec<String>,
+    /// The tags, sorted and without repeats.
+    tags: Vec<String>,
 }
 
 impl TaggedCache {
     pub(super) fn new<S: AsRef<str>>(cache: Cache, tags: &[S]) -> Self {
-        let mut tag_keys: Vec<String> = tags
+        let mut tags: Vec<String> = tags.iter().map(|tag| tag.as_ref().to_owned()).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        Self { cache, tags }
+    }
+
+    /// The tags' version keys, in the cache's current flush generation (a flush of the whole
+    /// cache drops the versions too).
+    async fn tag_keys(&self) -> Vec<String> {
+        self.cache.sync().await;
+        self.tags
             .iter()
-            .map(|tag| cache.full_key(&format!("tag:{}", tag.as_ref())))
-            .collect();
-        tag_keys.sort_unstable();
-        tag_keys.dedup();
-        Self { cache, tag_keys }
+            .map(|tag| self.cache.full_key(&format!("tag:{tag}")))
+            .collect()
     }
 
     /// The value under `key` in this tag set; `None` also when a tag was flushed since it was
@@ -117,7 +124,8 @@ impl TaggedCache {
     /// Invalidates every entry stored under any of these tags, in one write.
     pub async fn flush(&self) -> Result<(), CacheError> {
         let encoded: Vec<(String, bytes::Bytes)> = self
-            .tag_keys
+            .tag_keys()
+            .await
             .iter()
             .map(|key| (key.clone(), bytes::Bytes::from(new_version())))
             .collect();
@@ -131,9 +139,10 @@ impl TaggedCache {
     /// `create` is false (nothing can be stored under it: a miss without a write).
     async fn key(&self, key: &str, create: bool) -> Result<Option<String>, CacheError> {
         let store = self.cache.store();
-        let mut versions = store.get_many(&self.tag_keys).await?;
+        let tag_keys = self.tag_keys().await;
+        let mut versions = store.get_many(&tag_keys).await?;
         let mut hasher = Sha256::new();
-        for (tag_key, version) in self.tag_keys.iter().zip(versions.iter_mut()) {
+        for (tag_key, version) in tag_keys.iter().zip(versions.iter_mut()) {
             if version.is_none() {
                 if !create {
                     return Ok(None);

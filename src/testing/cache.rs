@@ -32,6 +32,10 @@ pub async fn cache_conformance(cache: &Cache, prefix: &str) {
     Box::pin(another_type_is_a_miss(cache, prefix)).await;
     Box::pin(flushing_a_tag_leaves_the_others(cache, prefix)).await;
     Box::pin(flush_empties_this_prefix_only(cache, prefix)).await;
+    Box::pin(a_flush_reaches_the_other_caches_within_their_check(
+        cache, prefix,
+    ))
+    .await;
     Box::pin(remember_loads_once(cache, prefix, 100)).await;
     Box::pin(remember_does_not_cache_errors(cache, prefix)).await;
     Box::pin(locks_are_exclusive_and_released_by_their_owner(
@@ -297,9 +301,10 @@ pub async fn flushing_a_tag_leaves_the_others(cache: &Cache, prefix: &str) {
     assert_eq!(remembered, 4, "remember in a tag set reads it");
 }
 
-/// `flush` removes every entry under the cache's prefix — plain, counters, tagged, tag
-/// versions — keeps its locks, and leaves the entries of another prefix alone, even one that
-/// the flushed prefix would match as a glob.
+/// `flush` empties the cache at once — plain, counters, tagged, tag versions — keeps its
+/// locks, and leaves another prefix alone, even one that the flushed prefix would match as a
+/// glob; the old keys are then removed from the store in the background, and what was written
+/// after the flush stays.
 pub async fn flush_empties_this_prefix_only(cache: &Cache, prefix: &str) {
     let flushed = cache.clone().with_prefix(format!("{prefix}-fl?sh*"));
     let neighbour = cache.clone().with_prefix(format!("{prefix}-flash"));
@@ -312,8 +317,7 @@ pub async fn flush_empties_this_prefix_only(cache: &Cache, prefix: &str) {
     let guard = lock.try_acquire().await.unwrap().expect("a free lock");
     neighbour.put("plain", &5, ttl).await.unwrap();
 
-    let removed = flushed.flush().await.unwrap();
-    assert_eq!(removed, 5, "four entries and one tag version");
+    flushed.flush().await.unwrap();
     assert_eq!(flushed.get::<i32>("plain").await, None, "plain");
     assert_eq!(flushed.get::<i32>("forever").await, None, "forever");
     assert_eq!(flushed.increment("counter", 1).await.unwrap(), 1, "counter");
@@ -327,9 +331,96 @@ pub async fn flush_empties_this_prefix_only(cache: &Cache, prefix: &str) {
         Some(5),
         "another prefix"
     );
+    flushed.put("after", &6, ttl).await.unwrap();
+
+    // The old keys leave the store; the lock, the neighbour and the new entries stay.
+    let old = ["plain", "forever", "counter"].map(|key| format!("{prefix}-fl?sh*:{key}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = cache.store().get_many(&old).await.unwrap();
+        if left.iter().all(Option::is_none) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old entries were not removed within 10 s: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(flushed.get::<i32>("after").await, Some(6), "written after");
+    assert_eq!(
+        flushed.get::<i32>("counter").await,
+        Some(1),
+        "counted after"
+    );
+    assert_eq!(
+        neighbour.get::<i32>("plain").await,
+        Some(5),
+        "the neighbour"
+    );
     assert!(guard.release().await.unwrap(), "its owner still holds it");
-    assert_eq!(flushed.flush().await.unwrap(), 1, "the counter");
+    flushed.flush().await.unwrap();
     neighbour.forget("plain").await.unwrap();
+}
+
+/// Another cache on the same store and prefix (another server) sees a flush when it reads the
+/// flush generation again: not before its flush check (it does not read it with every
+/// operation), and within it after.
+pub async fn a_flush_reaches_the_other_caches_within_their_check(cache: &Cache, prefix: &str) {
+    let name = format!("{prefix}-generations");
+    let here = Cache::from_store(cache.store().clone()).with_prefix(&name);
+    let seldom = Cache::from_store(cache.store().clone())
+        .with_prefix(&name)
+        .with_flush_check(Duration::from_secs(3600));
+    let often = Cache::from_store(cache.store().clone())
+        .with_prefix(&name)
+        .with_flush_check(Duration::from_millis(50));
+    here.put("k", &1, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(
+        seldom.get::<i32>("k").await,
+        Some(1),
+        "seen before the flush"
+    );
+    assert_eq!(
+        often.get::<i32>("k").await,
+        Some(1),
+        "seen before the flush"
+    );
+
+    here.flush().await.unwrap();
+    assert_eq!(
+        here.get::<i32>("k").await,
+        None,
+        "at once where it was made"
+    );
+    // A value of the new generation: seen by the other cache once it reads the generation (the
+    // old entry's removal alone would only make it miss).
+    here.put("k", &2, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while often.get::<i32>("k").await != Some(2) {
+        assert!(
+            Instant::now() < deadline,
+            "a flush was not seen within 10 s by a cache checking every 50 ms"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    often
+        .put("k", &3, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(here.get::<i32>("k").await, Some(3), "the same generation");
+    // The hour-long check has not read the generation again: its reads cost no extra key.
+    // (The entry it reads may already be removed by the flush's background task: a miss.)
+    assert_eq!(
+        seldom.get::<i32>("k").await.filter(|k| *k != 1),
+        None,
+        "not read again yet"
+    );
+    here.flush().await.unwrap();
 }
 
 /// `concurrency` tasks missing one key at once run the loader once and all get its value.
