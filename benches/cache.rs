@@ -374,7 +374,7 @@ async fn flush_cost(redis: &Redis) {
         let started = Instant::now();
         let removed = walked
             .store()
-            .flush(&format!("bench:walk{round}:"), &|_| false)
+            .flush(&format!("walk{round}:"), &|_| false)
             .await
             .unwrap();
         walks.push(started.elapsed().as_secs_f64() * 1e3);

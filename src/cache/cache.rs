@@ -213,7 +213,7 @@ impl Cache {
         let inner = &self.inner;
         inner
             .generation
-            .refresh(inner.store.as_ref(), &inner.prefix, inner.flush_check)
+            .refresh(inner.store.as_ref(), inner.flush_check)
             .await;
     }
 
@@ -351,9 +351,7 @@ impl Cache {
     /// it saw the flush).
     pub async fn flush(&self) -> Result<(), CacheError> {
         let inner = &self.inner;
-        let replace = inner
-            .generation
-            .replace(inner.store.as_ref(), &inner.prefix);
+        let replace = inner.generation.replace(inner.store.as_ref());
         self.write("flush", replace).await?;
         let cache = self.clone();
         tokio::spawn(async move {
@@ -369,10 +367,10 @@ impl Cache {
     pub(crate) async fn reclaim(&self) -> Result<u64, CacheError> {
         let inner = &self.inner;
         let current = inner.generation.namespace();
-        let generation = Generation::key(&inner.prefix);
+        let generation = inner.generation.key();
         let locks = self.lasting_key("lock:");
         let keep = |key: &str| {
-            key.starts_with(&*current)
+            key.starts_with(&current)
                 || key == generation
                 || key.starts_with(&locks)
                 || key.ends_with(REMEMBER_LOCK)

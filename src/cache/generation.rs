@@ -1,7 +1,7 @@
 //! The flush generation: what makes [`Cache::flush`](super::Cache::flush) one write.
 //!
 //! A cache's keys live in the namespace of its generation: `<prefix>:<key>` before its first
-//! flush, `<prefix>#<token>:<key>` after one, where the token is a random string stored under
+//! flush, `<prefix>#<token>:<key>` after one, where the token is 16 random hex digits stored under
 //! `<prefix>#generation`. A flush stores a new token: every entry of the old namespace is
 //! unreachable at once, however many there are, on every store and on a Redis Cluster (the
 //! entries need not share a node), and the old keys are removed afterwards, in the background.
@@ -13,8 +13,8 @@
 //! the operation that finds it due: a flush is seen at once where it was made, and within the
 //! interval on the other servers.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,60 +24,67 @@ use super::store::{CacheError, CacheStore};
 /// `checked` before the token was first read.
 const NEVER: u64 = u64::MAX;
 
-/// The namespace a cache writes and reads in, and when it was last read from the store; shared
-/// by the clones of a cache that keep its prefix.
+/// The generation a cache writes and reads in, and when it was last read from the store;
+/// shared by the clones of a cache that keep its prefix.
 #[derive(Debug)]
 pub(super) struct Generation {
-    /// `<prefix>:` or `<prefix>#<token>:`.
-    namespace: RwLock<Arc<str>>,
+    prefix: String,
+    /// The token of the last flush, 0 before the first (an atomic, not a lock: every operation
+    /// reads it).
+    token: AtomicU64,
     /// When the token was last read (ms since `started`), [`NEVER`] before the first read.
     checked: AtomicU64,
     started: Instant,
     /// One read of the token at a time; the operations that find a read under way go on with
-    /// the namespace they know (those before the first read wait for it).
+    /// the generation they know (those before the first read wait for it).
     reading: tokio::sync::Mutex<()>,
 }
 
 impl Generation {
     pub(super) fn new(prefix: &str) -> Self {
         Self {
-            namespace: RwLock::new(Arc::from(format!("{prefix}:"))),
+            prefix: prefix.to_owned(),
+            token: AtomicU64::new(0),
             checked: AtomicU64::new(NEVER),
             started: Instant::now(),
             reading: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The key under which `prefix`'s token is stored.
-    pub(super) fn key(prefix: &str) -> String {
-        format!("{prefix}#generation")
+    /// The key under which the token is stored: `<prefix>#generation`.
+    pub(super) fn key(&self) -> String {
+        format!("{}#generation", self.prefix)
     }
 
-    /// `key` in the namespace of the token last read (or set).
+    /// `key` in the namespace of the token last read (or set), in one allocation.
     pub(super) fn full_key(&self, key: &str) -> String {
-        let namespace = self
-            .namespace
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut full = String::with_capacity(namespace.len() + key.len());
-        full.push_str(&namespace);
+        let mut full = String::with_capacity(self.prefix.len() + 18 + key.len());
+        self.push_namespace(&mut full);
         full.push_str(key);
         full
     }
 
-    /// The namespace of the token last read (or set).
-    pub(super) fn namespace(&self) -> Arc<str> {
-        self.namespace
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    /// `<prefix>:` before the first flush, `<prefix>#<token>:` after.
+    pub(super) fn namespace(&self) -> String {
+        let mut namespace = String::with_capacity(self.prefix.len() + 18);
+        self.push_namespace(&mut namespace);
+        namespace
+    }
+
+    fn push_namespace(&self, to: &mut String) {
+        let token = self.token.load(Ordering::Acquire);
+        to.push_str(&self.prefix);
+        if token != 0 {
+            let _ = write!(to, "#{token:016x}");
+        }
+        to.push(':');
     }
 
     /// Reads the token again when the last read is older than `every` (or there was none).
-    /// A failed read leaves the namespace as it was and counts as a read: the operation that
+    /// A failed read leaves the generation as it was and counts as a read: the operation that
     /// follows fails or misses on its own, and during an outage the operations do not each
     /// wait for a second failure.
-    pub(super) async fn refresh(&self, store: &dyn CacheStore, prefix: &str, every: Duration) {
+    pub(super) async fn refresh(&self, store: &dyn CacheStore, every: Duration) {
         if self.is_fresh(every) {
             return;
         }
@@ -93,38 +100,27 @@ impl Generation {
         if self.is_fresh(every) {
             return;
         }
-        match store.get(&Self::key(prefix)).await {
-            Ok(token) => self.set(prefix, token.as_deref()),
-            Err(_) => self.checked.store(self.now_ms(), Ordering::Release),
+        if let Ok(token) = store.get(&self.key()).await {
+            // A value that is not a token (written by hand) is taken as no flush yet.
+            let token = token
+                .and_then(|t| std::str::from_utf8(&t).ok().map(str::to_owned))
+                .and_then(|t| u64::from_str_radix(&t, 16).ok())
+                .unwrap_or(0);
+            self.token.store(token, Ordering::Release);
         }
+        self.checked.store(self.now_ms(), Ordering::Release);
     }
 
     /// Stores a new token (a flush) and takes it at once; no read of the old one can land
     /// after it.
-    pub(super) async fn replace(
-        &self,
-        store: &dyn CacheStore,
-        prefix: &str,
-    ) -> Result<(), CacheError> {
+    pub(super) async fn replace(&self, store: &dyn CacheStore) -> Result<(), CacheError> {
         let _reading = self.reading.lock().await;
         let token = new_token();
-        let entry = [(Self::key(prefix), Bytes::from(token.clone()))];
+        let entry = [(self.key(), Bytes::from(format!("{token:016x}")))];
         store.put_many(&entry, None).await?;
-        self.set(prefix, Some(token.as_bytes()));
-        Ok(())
-    }
-
-    /// Takes `token` (`None`: never flushed) as the current one, read now.
-    fn set(&self, prefix: &str, token: Option<&[u8]>) {
-        let namespace: Arc<str> = match token {
-            Some(token) => Arc::from(format!("{prefix}#{}:", String::from_utf8_lossy(token))),
-            None => Arc::from(format!("{prefix}:")),
-        };
-        *self
-            .namespace
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = namespace;
+        self.token.store(token, Ordering::Release);
         self.checked.store(self.now_ms(), Ordering::Release);
+        Ok(())
     }
 
     fn is_fresh(&self, every: Duration) -> bool {
@@ -137,9 +133,7 @@ impl Generation {
     }
 }
 
-/// A new token: 16 random hex digits.
-fn new_token() -> String {
-    let mut token = uuid::Uuid::new_v4().simple().to_string();
-    token.truncate(16);
-    token
+/// A new token: 64 random bits, never 0 (which means "not flushed yet").
+fn new_token() -> u64 {
+    (uuid::Uuid::new_v4().as_u128() as u64).max(1)
 }
