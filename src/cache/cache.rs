@@ -64,10 +64,9 @@ pub struct Cache {
 
 struct Inner {
     store: Arc<dyn CacheStore>,
-    prefix: String,
     default_ttl: Option<Duration>,
     remember_lock: Option<Duration>,
-    /// The namespace of the cache's flush generation, shared by clones with this prefix.
+    /// The prefix and the namespace of its flush generation, shared by clones with this prefix.
     generation: Arc<Generation>,
     /// How often the flush generation is read again (another server's flush is seen within it).
     flush_check: Duration,
@@ -84,7 +83,7 @@ impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
             .field("store", &self.inner.store)
-            .field("prefix", &self.inner.prefix)
+            .field("prefix", &self.inner.generation.prefix())
             .field("default_ttl", &self.inner.default_ttl)
             .field("remember_lock", &self.inner.remember_lock)
             .field("flush_check", &self.inner.flush_check)
@@ -110,7 +109,6 @@ impl Cache {
         Self {
             inner: Arc::new(Inner {
                 store,
-                prefix: "cache".to_owned(),
                 default_ttl: None,
                 remember_lock: None,
                 generation: Arc::new(Generation::new("cache")),
@@ -131,7 +129,6 @@ impl Cache {
             let shared = &self.inner;
             self.inner = Arc::new(Inner {
                 store: shared.store.clone(),
-                prefix: shared.prefix.clone(),
                 default_ttl: shared.default_ttl,
                 remember_lock: shared.remember_lock,
                 generation: shared.generation.clone(),
@@ -151,11 +148,7 @@ impl Cache {
     /// after a [flush](Self::flush), `prefix#<generation>:`). Prefixes that extend one another
     /// by `:` or `#` (`cache` and `cache:v2`) share keys: give each cache its own.
     pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
-        let prefix = prefix.into();
-        self.edit(|inner| {
-            inner.generation = Arc::new(Generation::new(&prefix));
-            inner.prefix = prefix;
-        })
+        self.edit(|inner| inner.generation = Arc::new(Generation::new(prefix)))
     }
 
     /// The TTL of writes that pass `None`; `None` here keeps them until removed or evicted.
@@ -219,7 +212,7 @@ impl Cache {
 
     /// A key outside the flush generations (locks, which a flush keeps): `<prefix>:<key>`.
     pub(crate) fn lasting_key(&self, key: &str) -> String {
-        format!("{}:{key}", self.inner.prefix)
+        format!("{}:{key}", self.inner.generation.prefix())
     }
 
     /// The value under `key`; `None` when it is absent, expired, of another type, or the store
@@ -377,7 +370,7 @@ impl Cache {
         };
         let mut removed = 0;
         for space in [":", "#"] {
-            let prefix = format!("{}{space}", inner.prefix);
+            let prefix = format!("{}{space}", inner.generation.prefix());
             removed += self
                 .write("flush", inner.store.flush(&prefix, &keep))
                 .await?;

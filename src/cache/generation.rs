@@ -41,14 +41,19 @@ pub(super) struct Generation {
 }
 
 impl Generation {
-    pub(super) fn new(prefix: &str) -> Self {
+    pub(super) fn new(prefix: impl Into<String>) -> Self {
         Self {
-            prefix: prefix.to_owned(),
+            prefix: prefix.into(),
             token: AtomicU64::new(0),
             checked: AtomicU64::new(NEVER),
             started: Instant::now(),
             reading: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The cache's prefix.
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The key under which the token is stored: `<prefix>#generation`.
@@ -103,8 +108,7 @@ impl Generation {
         if let Ok(token) = store.get(&self.key()).await {
             // A value that is not a token (written by hand) is taken as no flush yet.
             let token = token
-                .and_then(|t| std::str::from_utf8(&t).ok().map(str::to_owned))
-                .and_then(|t| u64::from_str_radix(&t, 16).ok())
+                .and_then(|t| u64::from_str_radix(std::str::from_utf8(&t).ok()?, 16).ok())
                 .unwrap_or(0);
             self.token.store(token, Ordering::Release);
         }
